@@ -1,0 +1,313 @@
+"""StateStore on SQLite: watermark, seen events, findings and their Slack messages, the outbox.
+
+Every statement is a local file operation of well under a millisecond in WAL mode, so it runs
+on the event loop's thread; that also keeps writes serial without a lock. Each public method
+is one transaction: a sync's events, findings, outbox items and watermark land together or not
+at all, which is what makes a restart safe.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from bot.core.codec import (
+    context_from_json,
+    context_to_json,
+    detection_from_json,
+    detection_to_json,
+    row_from_json,
+)
+from bot.core.events import parse_time
+from bot.core.findings import Finding, FindingStatus
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        event_time TEXT NOT NULL,
+        detection TEXT NOT NULL,
+        disposition TEXT NOT NULL,
+        finding_key TEXT,
+        workspace_id TEXT,
+        instance_id TEXT,
+        cluster_id TEXT,
+        stored_at TEXT NOT NULL
+    );
+    CREATE INDEX events_time ON events (event_time);
+    CREATE TABLE findings (
+        key TEXT PRIMARY KEY,
+        grp TEXT NOT NULL,
+        detection TEXT NOT NULL,
+        first_event TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        hosts TEXT NOT NULL,
+        context TEXT NOT NULL,
+        cluster_id TEXT,
+        status TEXT NOT NULL,
+        status_by TEXT,
+        status_note TEXT,
+        suppressed_count INTEGER NOT NULL DEFAULT 0,
+        channel TEXT,
+        ts TEXT
+    );
+    CREATE INDEX findings_group ON findings (grp, first_seen);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        finding_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (state, id);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    finding_key: str
+    kind: str  # "post", "reply", "digest" or "update"
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    event_id: str
+    event_time: datetime
+    detection: str
+    disposition: str
+    finding_key: str | None
+    workspace_id: str
+    instance_id: str | None
+    cluster_id: str | None
+
+
+def _now_text() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class SQLiteStore:
+    def __init__(self, path: str):
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._transaction():
+                for statement in filter(str.strip, script.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {int(number)}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    async def close(self) -> None:
+        self._db.close()
+
+    # -- sync state --------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row["value"]
+
+    async def watermark(self) -> datetime | None:
+        text = await self.get_meta("watermark")
+        return None if text is None else parse_time(text)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    async def seen(self, event_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(event_ids), 500):
+            marks = ",".join("?" for _ in chunk)
+            rows = self._db.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+            found.update(r["event_id"] for r in rows)
+        return found
+
+    async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]:
+        """The newest finding of each group key, the one a new event may join."""
+        latest: dict[str, Finding] = {}
+        for group in set(groups):
+            row = self._db.execute(
+                "SELECT * FROM findings WHERE grp = ? ORDER BY first_seen DESC LIMIT 1", (group,)
+            ).fetchone()
+            if row is not None:
+                latest[group] = _finding_from_row(row)
+        return latest
+
+    async def record_sync(
+        self,
+        events: Sequence[EventRecord],
+        findings: Sequence[Finding],
+        outbox: Sequence[tuple[str, str, dict[str, Any]]],
+        watermark: datetime | None,
+    ) -> None:
+        """Store one sync's results atomically: events, findings, outbox items, watermark."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_event_values(e) for e in events],
+            )
+            for finding in findings:
+                _upsert_finding(db, finding)
+            db.executemany(
+                "INSERT INTO outbox (finding_key, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+                [(key, kind, json.dumps(payload), _now_text()) for key, kind, payload in outbox],
+            )
+            if watermark is not None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('watermark', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                    (watermark.astimezone(timezone.utc).isoformat(),),
+                )
+
+    # -- findings ----------------------------------------------------------------------
+
+    async def finding(self, key: str) -> Finding | None:
+        row = self._db.execute("SELECT * FROM findings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _finding_from_row(row)
+
+    async def message_of(self, key: str) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT channel, ts FROM findings WHERE key = ?", (key,)).fetchone()
+        return None if row is None or row["ts"] is None else (row["channel"], row["ts"])
+
+    async def set_message(self, key: str, channel: str, ts: str) -> None:
+        self._db.execute("UPDATE findings SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
+
+    async def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT disposition, count(*) AS n FROM events GROUP BY disposition")
+        counts = {r["disposition"]: r["n"] for r in rows}
+        counts["findings"] = self._db.execute("SELECT count(*) FROM findings").fetchone()[0]
+        counts["posted"] = self._db.execute("SELECT count(*) FROM findings WHERE ts IS NOT NULL").fetchone()[0]
+        return counts
+
+    # -- outbox ------------------------------------------------------------------------
+
+    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE state = 'pending' AND not_before <= ? ORDER BY id LIMIT ?",
+            (time.time(), limit),
+        )
+        return [OutboxItem(r["id"], r["finding_key"], r["kind"], json.loads(r["payload"]), r["attempts"]) for r in rows]
+
+    async def outbox_depth(self) -> int:
+        return self._db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+
+    async def outbox_sent(self, item_id: int) -> None:
+        self._db.execute("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?", (_now_text(), item_id))
+
+    async def outbox_retry(self, item_id: int, error: str, not_before: float) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, not_before = ? WHERE id = ?",
+            (error[:500], not_before, item_id),
+        )
+
+    async def outbox_dead(self, item_id: int, error: str) -> None:
+        """Slack refused for good (bad channel, bad auth): kept, visible, not retried."""
+        self._db.execute(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error[:500], item_id),
+        )
+
+    async def outbox_attempt(self, item_id: int) -> None:
+        self._db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+
+    async def outbox_dead_for_finding(self, key: str, error: str) -> None:
+        self._db.execute(
+            "UPDATE outbox SET state = 'dead', last_error = ? WHERE finding_key = ? AND state = 'pending'",
+            (error[:500], key),
+        )
+
+    async def posted_with_message(self, item_id: int, key: str, channel: str, ts: str) -> None:
+        """Record Slack's ts and the sent item together, so a restart never posts it again."""
+        with self._transaction() as db:
+            db.execute("UPDATE findings SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
+            db.execute("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?", (_now_text(), item_id))
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _event_values(e: EventRecord) -> tuple[Any, ...]:
+    return (
+        e.event_id, e.event_time.isoformat(), e.detection, e.disposition, e.finding_key,
+        e.workspace_id, e.instance_id, e.cluster_id, _now_text(),
+    )
+
+
+def _upsert_finding(db: sqlite3.Connection, f: Finding) -> None:
+    db.execute(
+        """
+        INSERT INTO findings (key, grp, detection, first_event, first_seen, last_seen, count, hosts,
+                              context, cluster_id, status, status_by, status_note, suppressed_count)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(key) DO UPDATE SET
+            first_seen = excluded.first_seen, last_seen = excluded.last_seen,
+            count = excluded.count, hosts = excluded.hosts, context = excluded.context,
+            status = excluded.status, status_by = excluded.status_by,
+            status_note = excluded.status_note, suppressed_count = excluded.suppressed_count
+        """,
+        (
+            f.key, f.group, json.dumps(detection_to_json(f.detection)),
+            json.dumps(f.first_event.to_json()), f.first_seen.isoformat(), f.last_seen.isoformat(),
+            f.count, json.dumps(sorted(f.hosts)), json.dumps(context_to_json(f.context)),
+            f.cluster_id, f.status.value, f.status_by, f.status_note, f.suppressed_count,
+        ),
+    )
+
+
+def _finding_from_row(row: sqlite3.Row) -> Finding:
+    return Finding(
+        key=row["key"],
+        group=row["grp"],
+        detection=detection_from_json(json.loads(row["detection"])),
+        first_event=row_from_json(json.loads(row["first_event"])),
+        first_seen=parse_time(row["first_seen"]),
+        last_seen=parse_time(row["last_seen"]),
+        count=row["count"],
+        hosts=frozenset(json.loads(row["hosts"])),
+        context=context_from_json(json.loads(row["context"])),
+        cluster_id=row["cluster_id"],
+        status=FindingStatus(row["status"]),
+        status_by=row["status_by"],
+        status_note=row["status_note"],
+        suppressed_count=row["suppressed_count"],
+    )

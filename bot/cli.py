@@ -1,0 +1,141 @@
+"""esm-bot command line: serve, sync, load-events, sample-events, demo, rules check."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bot import logs
+from bot.config import ConfigError, Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esm-bot", description="Databricks ESM findings in Slack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP server (webhooks, Slack events, health)")
+    serve.add_argument("--host", help="bind address (ESM_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (ESM_PORT, default 8080)")
+    sub.add_parser("sync", help="run one sync now, deliver what it finds, and exit")
+    load = sub.add_parser("load-events", help="load JSON-lines audit rows into the embedded DuckDB store")
+    load.add_argument("file", help="a .jsonl file, or - for standard input")
+    sub.add_parser("sample-events", help="print sample audit rows (JSON lines) timed relative to now")
+    demo = sub.add_parser("demo", help="run the bot on embedded defaults against local Slack and Databricks emulators")
+    demo.add_argument("--once", action="store_true", help="exit after the sample findings are posted")
+    demo.add_argument("--port", type=int, default=8080, help="bot port (the Slack viewer uses port+1)")
+    demo.add_argument("--dir", default=".esm-demo", help="where the demo keeps its files (recreated)")
+    rules = sub.add_parser("rules", help="detection catalogue tools")
+    rules.add_argument("action", choices=["check"], help="validate rules/ and run every entry's examples")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
+    try:
+        settings = load_settings(environ)
+        logs.configure(settings.log_level, _secret_values(settings))
+        return COMMANDS[args.command](args, settings)
+    except ConfigError as exc:
+        print(f"esm-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    secrets = (
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.webhook_password,
+        settings.databricks_token,
+    )
+    return [s.reveal() for s in secrets if s is not None]
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from bot.app import build_app
+    from bot.runtime import build_runtime
+
+    async def make_app() -> web.Application:
+        runtime = await build_runtime(settings)
+        return build_app(runtime)
+
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    web.run_app(make_app(), host=host, port=port, print=lambda text: print(text, file=sys.stderr))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.runtime import build_runtime
+
+    async def once() -> int:
+        runtime = await build_runtime(settings)
+        try:
+            report = await runtime.pipeline.sync()
+            await runtime.outbox.drain()
+            pending = await runtime.store.outbox_depth()
+        finally:
+            await runtime.close()
+        print(json.dumps({**vars(report), "outbox_pending": pending}))
+        return 1 if report.error else 0
+
+    return asyncio.run(once())
+
+
+def cmd_load_events(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.loader import load_jsonl
+
+    if settings.duckdb_path is None:
+        raise ConfigError("ESM_AUDIT_SOURCE must be duckdb:<path> for load-events")
+    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    with stream:
+        result = load_jsonl(stream, settings.duckdb_path)
+    for line_number, problem in result.bad_lines:
+        print(f"{args.file}:{line_number}: skipped: {problem}", file=sys.stderr)
+    print(f"loaded {result.inserted} rows, {result.duplicates} duplicate event ids skipped, {len(result.bad_lines)} bad lines")
+    return 1 if result.bad_lines else 0
+
+
+def cmd_sample_events(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.samples import sample_rows
+
+    for row in sample_rows():
+        print(json.dumps(row))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import run_demo
+
+    return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
+
+
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.rules_check import check_rules
+
+    problems = check_rules(settings.rules_dir)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    print("rules check: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "sync": cmd_sync,
+    "load-events": cmd_load_events,
+    "sample-events": cmd_sample_events,
+    "demo": cmd_demo,
+    "rules": cmd_rules,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""Settings: one frozen value built from an injected environment mapping.
+
+This is the only module that reads the environment (the CLI passes `os.environ` in). A missing
+or malformed setting raises ConfigError with one line naming the variable; secrets are wrapped
+in `Secret`, whose repr and str never show the value.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A value that must never reach a log, an error or a repr."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """`30s`, `10m`, `24h`, `7d`."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ConfigError(f"{name}: {text!r} is not a duration like 30s, 10m, 24h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: Secret | None = None
+    slack_signing_secret: Secret | None = None
+    slack_app_token: Secret | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    databricks_host: str | None = None
+    databricks_token: Secret | None = None
+    workspace_url: str | None = None
+    audit_source: str = "duckdb:esm-audit.duckdb"
+    state_path: str = "esm-state.sqlite3"
+    webhook_user: str | None = None
+    webhook_password: Secret | None = None
+    responders: tuple[str, ...] = ()
+    initial_lookback: timedelta = timedelta(hours=24)
+    sync_overlap: timedelta = timedelta(minutes=10)
+    group_window: timedelta = timedelta(minutes=60)
+    context_ttl: timedelta = timedelta(minutes=10)
+    commands_window: timedelta = timedelta(minutes=30)
+    thread_replies: int = 3
+    databricks_timeout: float = 10.0
+    rules_dir: Path = RULES_DIR
+    dry_run: bool = False
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @property
+    def duckdb_path(self) -> str | None:
+        return self.audit_source.split(":", 1)[1] if self.audit_source.startswith("duckdb:") else None
+
+    def require(self, *names: str) -> "Settings":
+        """Fail with the environment variable's name when a setting a command needs is unset."""
+        for name in names:
+            if getattr(self, name) in (None, "", ()):
+                raise ConfigError(f"{ENV_NAMES[name]} is required for this command but is not set")
+        return self
+
+
+ENV_NAMES = {
+    "slack_bot_token": "SLACK_BOT_TOKEN",
+    "slack_signing_secret": "SLACK_SIGNING_SECRET",
+    "slack_app_token": "SLACK_APP_TOKEN",
+    "slack_channel": "ESM_SLACK_CHANNEL",
+    "slack_api_url": "SLACK_API_URL",
+    "databricks_host": "DATABRICKS_HOST",
+    "databricks_token": "DATABRICKS_TOKEN",
+    "workspace_url": "ESM_WORKSPACE_URL",
+    "audit_source": "ESM_AUDIT_SOURCE",
+    "state_path": "ESM_STATE_PATH",
+    "webhook_user": "ESM_WEBHOOK_USER",
+    "webhook_password": "ESM_WEBHOOK_PASSWORD",
+    "responders": "ESM_RESPONDERS",
+    "initial_lookback": "ESM_INITIAL_LOOKBACK",
+    "sync_overlap": "ESM_SYNC_OVERLAP",
+    "group_window": "ESM_GROUP_WINDOW",
+    "context_ttl": "ESM_CONTEXT_TTL",
+    "commands_window": "ESM_COMMANDS_WINDOW",
+    "thread_replies": "ESM_THREAD_REPLIES",
+    "databricks_timeout": "ESM_DATABRICKS_TIMEOUT",
+    "rules_dir": "ESM_RULES_DIR",
+    "dry_run": "ESM_DRY_RUN",
+    "log_level": "ESM_LOG_LEVEL",
+    "host": "ESM_HOST",
+    "port": "ESM_PORT",
+}
+
+_SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
+_DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window"}
+_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+def _parse_bool(text: str, name: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: {text!r} is not a boolean (true/false)")
+
+
+def _parse_int(text: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: {value} is outside {low}..{high}")
+    return value
+
+
+def _parse_float(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: must be greater than 0")
+    return value
+
+
+def _parse_responders(text: str, name: str) -> tuple[str, ...]:
+    ids = tuple(part.strip() for part in re.split(r"[,\s]+", text) if part.strip())
+    for slack_id in ids:
+        if not _SLACK_ID.match(slack_id):
+            raise ConfigError(f"{name}: {slack_id!r} is not a Slack user id (U…/W…) or user-group id (S…)")
+    return ids
+
+
+def _parse_url(text: str, name: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", text):
+        raise ConfigError(f"{name}: {text!r} is not an http(s) URL")
+    return text
+
+
+def _parse_source(text: str, name: str) -> str:
+    if text == "databricks" or (text.startswith("duckdb:") and len(text) > len("duckdb:")):
+        return text
+    raise ConfigError(f"{name}: {text!r} must be 'duckdb:<path>' or 'databricks'")
+
+
+def _parse_channel(text: str, name: str) -> str:
+    if not _CHANNEL_ID.match(text):
+        raise ConfigError(f"{name}: {text!r} is not a Slack channel id (C…/G…)")
+    return text
+
+
+def _convert(attr: str, text: str) -> object:
+    name = ENV_NAMES[attr]
+    if attr in _SECRETS:
+        return Secret(text)
+    if attr in _DURATIONS:
+        return parse_duration(text, name)
+    converters = {
+        "responders": _parse_responders,
+        "slack_api_url": lambda t, n: _parse_url(t, n).rstrip("/") + "/",
+        "databricks_host": lambda t, n: _parse_url(t, n).rstrip("/"),
+        "workspace_url": lambda t, n: _parse_url(t, n).rstrip("/"),
+        "audit_source": _parse_source,
+        "slack_channel": _parse_channel,
+        "dry_run": _parse_bool,
+        "thread_replies": lambda t, n: _parse_int(t, n, 0, 20),
+        "port": lambda t, n: _parse_int(t, n, 0, 65535),
+        "databricks_timeout": _parse_float,
+        "rules_dir": lambda t, n: Path(t),
+        "log_level": lambda t, n: _parse_log_level(t, n),
+    }
+    convert = converters.get(attr, lambda t, n: t)
+    return convert(text, name)
+
+
+def _parse_log_level(text: str, name: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{name}: {text!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
+    """Build Settings from environment variables; blank values count as unset."""
+    values: dict[str, object] = {}
+    for attr, env_name in ENV_NAMES.items():
+        raw = environ.get(env_name)
+        if raw is not None and raw.strip() != "":
+            values[attr] = _convert(attr, raw.strip())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "workspace_url" not in values and "databricks_host" in values:
+        values["workspace_url"] = values["databricks_host"]
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "ENV_NAMES"]

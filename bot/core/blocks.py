@@ -1,0 +1,723 @@
+"""Block Kit rendering of findings: pure functions from domain values to Slack dicts.
+
+Two rules hold everywhere below:
+- Every value that comes from an event, a cluster or a notebook is escaped (`&`, `<`, `>`) and,
+  inside mrkdwn, shown in a code span or block. Slack mrkdwn has no escape for `*`, `_`, `~`, so a
+  code span is the only way to show `*bold*` as typed; escaping stops mentions and links. Every
+  mrkdwn object is `verbatim` so Slack does not auto-link bare `@channel` or URLs either.
+  Free sentences (problems, notes) go into plain_text objects instead.
+- Every text is clipped to its Slack limit (DESIGN.md §5), measured in UTF-16 code units, the
+  stricter of the ways Slack might count, so no input can make Slack reject the message.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+from bot.core.events import CAPSULE8_SERVICE, AuditRow
+from bot.core.findings import (
+    ClusterContext,
+    Context,
+    Detection,
+    Finding,
+    FindingStatus,
+    Lineage,
+    NotebookCommand,
+    Severity,
+    lineage_of,
+)
+from bot.core.ids import ActionId, ButtonValue
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_HEADER = 150
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_ACTION_ID = 255
+MAX_BLOCK_ID = 255
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
+MAX_CONFIRM_BUTTON = 30
+MAX_CONTEXT_ELEMENTS = 10
+MAX_ACTION_ELEMENTS = 25
+MAX_TEXT = 3000  # any other text object, and the fallback `text` of a message
+MAX_URL = 3000
+
+COMMANDS_SHOWN = 5
+COMMANDS_TITLE = "Commands on this cluster in the 30 minutes before"
+ELLIPSIS = "…"
+
+SEVERITY_EMOJI = {
+    Severity.CRITICAL: ":rotating_light:",
+    Severity.HIGH: ":red_circle:",
+    Severity.MEDIUM: ":large_orange_circle:",
+    Severity.LOW: ":large_yellow_circle:",
+    Severity.INFO: ":large_blue_circle:",
+}
+
+# ---------------------------------------------------------------------------------------------
+# text: escaping, clipping, code spans
+# ---------------------------------------------------------------------------------------------
+
+_ENTITIES = ("&amp;", "&lt;", "&gt;")
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")  # bounded: a 5,000-char "id" is not a user
+# A backtick cannot be escaped inside a Slack code span; this look-alike keeps the span closed.
+_BACKTICK_LOOKALIKE = "\u02cb"
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters as entities: no mention, link or quote from data."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_len(text: str) -> int:
+    """Length in UTF-16 code units (an emoji counts 2), never less than Slack's own count."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` UTF-16 units with a trailing "…", never inside a pair or entity."""
+    if slack_len(text) <= limit:
+        return text
+    if limit < 1:
+        return ""
+    cut = _cut_index(text, limit - 1)
+    cut = _outside_surrogate_pair(text, cut)
+    cut = _outside_entity(text, cut)
+    return text[:cut] + ELLIPSIS
+
+
+def _cut_index(text: str, budget: int) -> int:
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > budget:
+            return index
+    return len(text)
+
+
+def _outside_surrogate_pair(text: str, cut: int) -> int:
+    # Only text decoded with `surrogatepass` holds a pair as two code points; keep them together.
+    if 0 < cut < len(text) and "\ud800" <= text[cut - 1] <= "\udbff" and "\udc00" <= text[cut] <= "\udfff":
+        return cut - 1
+    return cut
+
+
+def _outside_entity(text: str, cut: int) -> int:
+    start = text.rfind("&", max(0, cut - 4), cut)
+    if start == -1:
+        return cut
+    for entity in _ENTITIES:
+        if text.startswith(entity, start) and start + len(entity) > cut:
+            return start
+    return cut
+
+
+def _one_line(text: str) -> str:
+    return " ↵ ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
+
+
+def code(value: str, limit: int = 200) -> str:
+    """An untrusted value as an inline code span: one line, escaped, clipped."""
+    inner = _one_line(value).replace("`", _BACKTICK_LOOKALIKE)
+    return f"`{clip(escape(inner), limit)}`"
+
+
+def code_block(value: str, limit: int) -> str:
+    """An untrusted value as a code block; single backticks survive (shell commands use them)."""
+    inner = re.sub(r"`{2,}|\A`|`\Z", lambda m: _BACKTICK_LOOKALIKE * len(m.group()), value)
+    return f"```{clip(escape(inner), limit)}```"
+
+
+def _present(value: str | None) -> bool:
+    return value is not None and value.strip() != ""
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _when(moment: datetime) -> str:
+    utc = _utc(moment)
+    return f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} {utc.hour:02d}:{utc.minute:02d}:{utc.second:02d} UTC"
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:  # the domain keeps UTC; a naive time is UTC by convention
+        return moment
+    try:
+        return moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # year 1 or 9999 pushed over the edge by the offset
+        return moment
+
+
+# ---------------------------------------------------------------------------------------------
+# Block Kit primitives
+# ---------------------------------------------------------------------------------------------
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text}
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(clip(text, MAX_SECTION_TEXT))}
+
+
+def plain_section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": plain(clip(escape(text), MAX_SECTION_TEXT))}
+
+
+def context(elements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "context", "elements": elements[:MAX_CONTEXT_ELEMENTS]}
+
+
+def field(label: str, value: str) -> dict[str, Any]:
+    return mrkdwn(clip(f"*{label}*\n{value}", MAX_FIELD_TEXT))
+
+
+def fields_section(fields: list[dict[str, Any]], text: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "section"}
+    if text:
+        block["text"] = mrkdwn(clip(text, MAX_SECTION_TEXT))
+    if fields:
+        block["fields"] = fields[:MAX_FIELDS]
+    return block
+
+
+# ---------------------------------------------------------------------------------------------
+# links and pointers: raw strings (URLs, SQL, text); rendering escapes them
+# ---------------------------------------------------------------------------------------------
+
+MAX_ID_IN_LINK = 200  # longer is not a real cluster id, and would only bloat the message
+_UNSAFE_IN_LINK = re.compile(r"[\s<>|\"`&?#]")  # would end the link or clash with our path
+_AWS_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+
+
+@dataclass(frozen=True)
+class Links:
+    workspace_url: str | None  # e.g. "https://dbc-123.cloud.databricks.com"
+
+
+def _workspace_base(links: Links) -> str | None:
+    """The workspace URL if it can sit inside a Slack `<url|label>` link, else None."""
+    url = (links.workspace_url or "").rstrip("/")
+    if not url.startswith(("https://", "http://")) or _UNSAFE_IN_LINK.search(url):
+        return None
+    return url
+
+
+def cluster_url(links: Links, cluster_id: str | None) -> str | None:
+    base = _workspace_base(links)
+    if base is None or not cluster_id or len(cluster_id) > MAX_ID_IN_LINK:
+        return None
+    return f"{base}/compute/clusters/{quote(cluster_id, safe='', errors='replace')}"
+
+
+def cluster_events_url(links: Links, cluster_id: str | None) -> str | None:
+    page = cluster_url(links, cluster_id)
+    return None if page is None else f"{page}/events"
+
+
+def sql_literal(value: str) -> str:
+    """A Databricks SQL string literal for a human to paste.
+
+    Databricks reads `\\` as an escape and joins adjacent literals, so `'It''s'` would mean
+    `Its`: quotes are backslash-escaped, not doubled. `$` is escaped because a notebook cell
+    would otherwise read `$name` as a widget; `\\$` is just `$` to the SQL parser.
+    """
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("$", "\\$")
+    for char, sequence in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\0", "\\0")):
+        escaped = escaped.replace(char, sequence)
+    return f"'{escaped}'"
+
+
+def reproduce_sql(detection: str, instance_id: str | None, since: date, workspace_id: str | None = None) -> str:
+    """Databricks SQL that lists the events behind a finding (shown to humans, never run)."""
+    lines = [
+        "SELECT event_time, event_id, workspace_id, request_params, response",
+        "FROM system.access.audit",
+        f"WHERE service_name = {sql_literal(CAPSULE8_SERVICE)}",
+        f"  AND action_name = {sql_literal(detection)}",
+    ]
+    if instance_id:
+        lines.append(f"  AND request_params['instanceId'] = {sql_literal(instance_id)}")
+    if workspace_id and workspace_id.isascii() and workspace_id.isdigit():
+        lines.append(f"  AND workspace_id = {workspace_id}")
+    lines += [f"  AND event_date >= DATE'{since.isoformat()}'", "ORDER BY event_time"]
+    return "\n".join(lines)
+
+
+def cloud_pointer(instance_id: str | None) -> str | None:
+    """Where to look next in AWS for this instance; None unless it is an EC2 instance id."""
+    if not instance_id or not _AWS_INSTANCE_ID.fullmatch(instance_id):
+        return None
+    return (
+        f"CloudTrail: eventSource = ec2.amazonaws.com with resources.ARN containing {instance_id}"
+        f" · VPC flow logs: the ENI of {instance_id}"
+        f" (aws ec2 describe-instances --instance-ids {instance_id})"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the parent message of a finding
+# ---------------------------------------------------------------------------------------------
+
+
+def finding_message(finding: Finding, links: Links) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) of a finding's parent message; within Slack limits for any input."""
+    blocks = [
+        _header(finding.detection),
+        _summary(finding),
+        _cluster_block(finding.context),
+        _lineage_block(_safe_lineage(finding.first_event)),
+        *_command_blocks(finding.context),
+        *_guidance_blocks(finding.detection),
+        _reproduce_block(finding),
+        *_link_blocks(finding, links),
+        *_status_blocks(finding),
+        *_suppressed_blocks(finding.suppressed_count),
+        *_action_blocks(finding),
+    ]
+    return _fallback(finding), blocks[:MAX_BLOCKS]
+
+
+def _emoji(severity: Severity) -> str:
+    return SEVERITY_EMOJI.get(severity, ":white_circle:")
+
+
+def _fallback(finding: Finding) -> str:
+    host = finding.first_event.instance_id
+    where = code(host, 100) if host else "an unknown host"
+    text = f"ESM {finding.detection.severity.label} finding: {code(finding.detection.name, 150)} on {where}"
+    if finding.count > 1:
+        text += f" (seen {finding.count}×)"
+    return clip(text, MAX_TEXT)
+
+
+def _header(detection: Detection) -> dict[str, Any]:
+    text = f"{_emoji(detection.severity)} {escape(detection.name)}"
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER), "emoji": True}}
+
+
+def _summary(finding: Finding) -> dict[str, Any]:
+    detection, row = finding.detection, finding.first_event
+    fields = [
+        field("Category", escape(detection.category)),
+        field("Severity", f"{_emoji(detection.severity)} {detection.severity.label}"),
+        field("Workspace", code(row.workspace_id) if _present(row.workspace_id) else "unknown"),
+        field("Instance", code(row.instance_id) if row.instance_id else "unknown"),
+        field("First seen", _when(finding.first_seen)),
+    ]
+    return fields_section(fields, _counter_line(finding))
+
+
+def _counter_line(finding: Finding) -> str | None:
+    if finding.count <= 1:
+        return None
+    hosts = max(len(finding.hosts), 1)
+    return f"*Seen {finding.count}× on {_plural(hosts, 'host')} since {_when(finding.first_seen)}*"
+
+
+# --- cluster ---------------------------------------------------------------------------------
+
+
+def _about_commands(problem: str) -> bool:
+    # Enrichment reports problems as sentences; the ones naming commands belong to that section.
+    lowered = problem.lower()
+    return "command" in lowered or "notebook" in lowered
+
+
+def _cluster_block(ctx: Context) -> dict[str, Any]:
+    if ctx.cluster is None:
+        reasons = [p for p in ctx.problems if not _about_commands(p)]
+        reason = "; ".join(reasons) or "no cluster matched this instance"
+        return plain_section(f"Cluster: unknown — {reason}")
+    return fields_section(_cluster_fields(ctx.cluster), _cluster_title(ctx.cluster))
+
+
+def _cluster_title(cluster: ClusterContext) -> str:
+    if _present(cluster.name):
+        return f"*Cluster* {code(cluster.name or '', 300)} ({code(cluster.cluster_id, 200)})"
+    return f"*Cluster* {code(cluster.cluster_id, 200)}"
+
+
+def _cluster_fields(cluster: ClusterContext) -> list[dict[str, Any]]:
+    values = [
+        ("Owner", cluster.owner),
+        ("Single user", cluster.single_user),
+        ("Access mode", cluster.access_mode),
+        ("Policy", cluster.policy_id),
+        ("State", cluster.state),
+        ("Runtime", cluster.runtime),
+        ("Role of this instance", cluster.node_role),
+        ("Looked up in", cluster.source),
+    ]
+    return [field(label, code(value, 500)) for label, value in values if value is not None and _present(value)]
+
+
+# --- lineage ---------------------------------------------------------------------------------
+
+CHAIN_HEAD, CHAIN_TAIL = 3, 6  # a long chain keeps its root and the processes nearest the event
+
+
+def _safe_lineage(row: AuditRow) -> Lineage:
+    try:
+        return lineage_of(row)
+    except RecursionError:  # a deeply nested JSON process chain; show the rest of the finding
+        return Lineage(origin="unknown")
+
+
+def _lineage_block(lineage: Lineage) -> dict[str, Any]:
+    lines = [f"*Origin:* {escape(lineage.origin)}"]
+    lines += _container_line(lineage)
+    if lineage.process_chain:
+        lines.append(f"*Process chain:* {code(_chain_text(lineage.process_chain), 700)}")
+    if _present(lineage.process_user):
+        lines.append(f"*Process user:* {code(lineage.process_user or '', 100)}")
+    if _present(lineage.file_path):
+        lines.append(f"*File:* {code(lineage.file_path or '', 400)}")
+    if _present(lineage.command_line):
+        lines.append(f"*Command line:*\n{code_block(lineage.command_line or '', 1000)}")
+    return section("\n".join(lines))
+
+
+def _container_line(lineage: Lineage) -> list[str]:
+    parts = [
+        f"{label} {code(value, 150)}"
+        for label, value in (("id", lineage.container_id), ("name", lineage.container_name), ("image", lineage.image))
+        if value is not None and _present(value)
+    ]
+    return [f"*Container:* {' · '.join(parts)}"] if parts else []
+
+
+def _chain_text(chain: tuple[str, ...]) -> str:
+    names = [clip(name, 120) for name in chain]
+    if len(names) > CHAIN_HEAD + CHAIN_TAIL:
+        hidden = len(names) - CHAIN_HEAD - CHAIN_TAIL
+        names = [*names[:CHAIN_HEAD], f"…{hidden} more…", *names[-CHAIN_TAIL:]]
+    return " → ".join(names)
+
+
+# --- notebook commands -----------------------------------------------------------------------
+
+
+def _command_blocks(ctx: Context) -> list[dict[str, Any]]:
+    if not ctx.commands:
+        return [plain_section(f"{COMMANDS_TITLE}: {_no_commands_reason(ctx)}")]
+    newest = sorted(ctx.commands, key=_command_order, reverse=True)
+    title = f"*{COMMANDS_TITLE}*"
+    if len(newest) > COMMANDS_SHOWN:
+        title += f" ({COMMANDS_SHOWN} newest of {len(newest)})"
+    return [section(title), *(_command_block(c) for c in newest[:COMMANDS_SHOWN])]
+
+
+def _command_order(command: NotebookCommand) -> datetime:
+    return _utc(command.event_time).replace(tzinfo=None)  # naive and aware times both sort
+
+
+def _no_commands_reason(ctx: Context) -> str:
+    reasons = [p for p in ctx.problems if _about_commands(p)]
+    if reasons:
+        return "; ".join(reasons)
+    return "not looked up, the cluster is unknown" if ctx.cluster is None else "none found"
+
+
+def _command_block(command: NotebookCommand) -> dict[str, Any]:
+    parts = [_when(command.event_time), code(command.user, 200) if _present(command.user) else "unknown user"]
+    if _present(command.notebook_id):
+        parts.append(f"notebook {code(command.notebook_id or '', 200)}")
+    if _present(command.status):
+        parts.append(code(command.status or "", 50))
+    body = code_block(command.command_text, 2000) if _present(command.command_text) else "_no command text_"
+    return section(" · ".join(parts) + "\n" + body)
+
+
+# --- guidance, reproduction, links -------------------------------------------------------------
+
+
+def _guidance_blocks(detection: Detection) -> list[dict[str, Any]]:
+    # The catalogue is reviewed configuration: its mrkdwn formatting is kept, its <>& escaped.
+    if not _present(detection.guidance):
+        return []
+    return [section(f"*What to do:* {clip(escape(detection.guidance), 2800)}")]
+
+
+def _reproduce_block(finding: Finding) -> dict[str, Any]:
+    row = finding.first_event
+    since = _utc(finding.first_seen).date()
+    sql = reproduce_sql(finding.detection.name, row.instance_id, since, row.workspace_id)
+    return section(f"*Reproduce in Databricks SQL*\n{code_block(sql, 2900)}")
+
+
+def _cluster_id(finding: Finding) -> str | None:
+    cluster = finding.context.cluster
+    found = cluster.cluster_id if cluster is not None else finding.first_event.cluster_id
+    return found if found and found.strip() else None
+
+
+def _link_blocks(finding: Finding, links: Links) -> list[dict[str, Any]]:
+    cluster_id = _cluster_id(finding)
+    targets = (("Cluster page", cluster_url(links, cluster_id)), ("Event log", cluster_events_url(links, cluster_id)))
+    elements = [mrkdwn(f"<{url}|{label}>") for label, url in targets if url]
+    pointer = cloud_pointer(finding.first_event.instance_id)
+    if pointer:
+        elements.append(plain(pointer))
+    return [context(elements)] if elements else []
+
+
+# --- status ----------------------------------------------------------------------------------
+
+_STATUS_TEXT = {
+    FindingStatus.ACKNOWLEDGED: (":eyes:", "Acknowledged", "Note"),
+    FindingStatus.BENIGN: (":white_check_mark:", "Marked benign", "Reason"),
+    FindingStatus.TERMINATED: (":octagonal_sign:", "Cluster terminated", "Note"),
+}
+
+
+def actor(user: str | None) -> str:
+    """A trusted Slack user id as a mention; anything else as inert text."""
+    if user and _SLACK_USER_ID.fullmatch(user):
+        return f"<@{user}>"
+    return code(user or "", 100)
+
+
+def _status_blocks(finding: Finding) -> list[dict[str, Any]]:
+    if finding.status not in _STATUS_TEXT:
+        return []
+    emoji, verb, note_label = _STATUS_TEXT[finding.status]
+    line = f"{emoji} *{verb}*" + (f" by {actor(finding.status_by)}" if _present(finding.status_by) else "")
+    elements = [mrkdwn(clip(line, MAX_TEXT))]
+    if _present(finding.status_note):
+        elements.append(plain(clip(escape(f"{note_label}: {finding.status_note}"), 2000)))
+    return [context(elements)]
+
+
+def _suppressed_blocks(suppressed: int) -> list[dict[str, Any]]:
+    if suppressed <= 0:
+        return []
+    return [context([mrkdwn(f"{_plural(suppressed, 'similar event')} hidden by benign suppressions")])]
+
+
+# --- buttons ---------------------------------------------------------------------------------
+
+
+def _action_blocks(finding: Finding) -> list[dict[str, Any]]:
+    try:
+        value = ButtonValue(finding.key, finding.first_event.instance_id, _cluster_id(finding)).compact()
+    except ValueError:  # keys are short digests; one that cannot fit is a bug elsewhere, not a crash here
+        return [context([mrkdwn("Buttons unavailable: this finding's key does not fit a button; use `/esm`.")])]
+    buttons = _buttons(finding, value)
+    return [{"type": "actions", "elements": buttons}] if buttons else []
+
+
+def _buttons(finding: Finding, value: ButtonValue) -> list[dict[str, Any]]:
+    payload = value.to_json()
+    buttons = []
+    if finding.status == FindingStatus.OPEN:
+        buttons.append(button(ActionId.ACKNOWLEDGE, "Acknowledge", payload, style="primary"))
+        buttons.append(button(ActionId.MARK_BENIGN, "Mark benign", payload))
+        if value.cluster_id:
+            confirm = _terminate_confirm(finding.context.cluster, value.cluster_id)
+            buttons.append(button(ActionId.TERMINATE_CLUSTER, "Terminate cluster", payload, "danger", confirm))
+    if value.instance_id:
+        buttons.append(button(ActionId.RECENT_ON_HOST, "Recent on this host", payload))
+    return buttons
+
+
+def button(
+    action: ActionId, label: str, value: str, style: str | None = None, confirm: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": action.value,
+        "text": plain(clip(escape(label), MAX_BUTTON_TEXT)),
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    if confirm:
+        element["confirm"] = confirm
+    return element
+
+
+def _terminate_confirm(cluster: ClusterContext | None, cluster_id: str) -> dict[str, Any]:
+    name = cluster.name if cluster is not None and _present(cluster.name) else None
+    target = f"{clip(name, 100)} ({clip(cluster_id, 60)})" if name else clip(cluster_id, 60)
+    text = f"Terminate cluster {target}? Running notebooks and jobs on it stop. It can be started again later."
+    return {
+        "title": plain("Terminate this cluster?"),
+        "text": plain(clip(escape(text), MAX_CONFIRM_TEXT)),
+        "confirm": plain("Terminate"),
+        "deny": plain("Cancel"),
+        "style": "danger",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# thread replies
+# ---------------------------------------------------------------------------------------------
+
+
+def reply_message(row: AuditRow, finding: Finding) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) of a repeat event posted in the finding's thread."""
+    host = code(row.instance_id, 100) if row.instance_id else "an unknown host"
+    lineage = _safe_lineage(row)
+    lines = [f"*Again* at {_when(row.event_time)} on {host} · origin: {escape(lineage.origin)}"]
+    if _present(lineage.file_path):
+        lines.append(f"*File:* {code(lineage.file_path or '', 500)}")
+    if _present(lineage.command_line):
+        lines.append(f"*Command line:*\n{code_block(lineage.command_line or '', 1500)}")
+    blocks = [section("\n".join(lines)), context([mrkdwn(f"event {code(row.event_id, 200)}")])]
+    return clip(f"Again: {code(finding.detection.name, 150)} on {host}", MAX_TEXT), blocks
+
+
+def digest_message(finding: Finding, extra_events: int, extra_hosts: int) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) summing up repeats that were not posted one by one."""
+    host = finding.first_event.instance_id
+    command = code(f"/esm recent {host}" if host else "/esm recent", 250)
+    text = f"+{extra_events} more on {_plural(max(extra_hosts, 1), 'host')} (see {command})"
+    return clip(text, MAX_TEXT), [context([mrkdwn(clip(text, MAX_TEXT))])]
+
+
+# ---------------------------------------------------------------------------------------------
+# limits checker
+# ---------------------------------------------------------------------------------------------
+
+
+def limit_violations(blocks: list[dict[str, Any]], text: str | None = None) -> list[str]:
+    """Every way `blocks` (and the fallback `text`) break a Slack limit; empty when they don't."""
+    problems = [] if len(blocks) <= MAX_BLOCKS else [f"{len(blocks)} blocks; Slack allows {MAX_BLOCKS}"]
+    if text is not None:
+        problems += _text_problems("fallback text", {"type": "mrkdwn", "text": text}, MAX_TEXT)
+    for index, block in enumerate(blocks):
+        kind = block.get("type") if isinstance(block, dict) else None
+        check = _BLOCK_CHECKS.get(kind, _no_checks)
+        problems += check(f"block {index} ({kind})", block)
+    problems += _duplicates("block_id", [b.get("block_id") for b in blocks if isinstance(b, dict)])
+    problems += _duplicates("action_id", [e.get("action_id") for e in _elements_of_actions(blocks)])
+    return problems
+
+
+def _text_problems(where: str, obj: Any, limit: int, plain_only: bool = False) -> list[str]:
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        return [f"{where}: not a text object"]
+    allowed = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
+    if obj.get("type") not in allowed:
+        return [f"{where}: text type {obj.get('type')!r}, expected one of {allowed}"]
+    size = slack_len(obj["text"])
+    if size == 0:
+        return [f"{where}: empty text"]
+    return [f"{where}: text is {size} characters; limit {limit}"] if size > limit else []
+
+
+def _no_checks(where: str, block: Any) -> list[str]:
+    return [] if isinstance(block, dict) else [f"{where}: not an object"]
+
+
+def _block_id_problems(where: str, block: dict[str, Any]) -> list[str]:
+    block_id = block.get("block_id")
+    if block_id is None or (isinstance(block_id, str) and 0 < len(block_id) <= MAX_BLOCK_ID):
+        return []
+    return [f"{where}: block_id must be 1..{MAX_BLOCK_ID} characters"]
+
+
+def _check_header(where: str, block: dict[str, Any]) -> list[str]:
+    return _block_id_problems(where, block) + _text_problems(f"{where} text", block.get("text"), MAX_HEADER, True)
+
+
+def _check_section(where: str, block: dict[str, Any]) -> list[str]:
+    problems = _block_id_problems(where, block)
+    if "text" not in block and "fields" not in block:
+        problems.append(f"{where}: needs text or fields")
+    if "text" in block:
+        problems += _text_problems(f"{where} text", block["text"], MAX_SECTION_TEXT)
+    fields = block.get("fields", [])
+    if "fields" in block and not 1 <= len(fields) <= MAX_FIELDS:
+        problems.append(f"{where}: {len(fields)} fields; Slack allows 1..{MAX_FIELDS}")
+    for number, item in enumerate(fields):
+        problems += _text_problems(f"{where} field {number}", item, MAX_FIELD_TEXT)
+    return problems
+
+
+def _check_context(where: str, block: dict[str, Any]) -> list[str]:
+    elements = block.get("elements", [])
+    problems = _block_id_problems(where, block)
+    if not 1 <= len(elements) <= MAX_CONTEXT_ELEMENTS:
+        problems.append(f"{where}: {len(elements)} elements; Slack allows 1..{MAX_CONTEXT_ELEMENTS}")
+    for number, element in enumerate(elements):
+        if isinstance(element, dict) and element.get("type") == "image":
+            continue
+        problems += _text_problems(f"{where} element {number}", element, MAX_TEXT)
+    return problems
+
+
+def _check_actions(where: str, block: dict[str, Any]) -> list[str]:
+    elements = block.get("elements", [])
+    problems = _block_id_problems(where, block)
+    if not 1 <= len(elements) <= MAX_ACTION_ELEMENTS:
+        problems.append(f"{where}: {len(elements)} elements; Slack allows 1..{MAX_ACTION_ELEMENTS}")
+    for number, element in enumerate(elements):
+        if isinstance(element, dict) and element.get("type") == "button":
+            problems += _check_button(f"{where} button {number}", element)
+    return problems
+
+
+def _check_button(where: str, button_: dict[str, Any]) -> list[str]:
+    problems = _text_problems(f"{where} text", button_.get("text"), MAX_BUTTON_TEXT, True)
+    problems += _max_len(where, "value", button_.get("value"), MAX_BUTTON_VALUE)
+    problems += _max_len(where, "action_id", button_.get("action_id"), MAX_ACTION_ID)
+    problems += _max_len(where, "url", button_.get("url"), MAX_URL)
+    if "confirm" in button_:
+        problems += _check_confirm(f"{where} confirm", button_["confirm"])
+    return problems
+
+
+def _check_confirm(where: str, confirm: Any) -> list[str]:
+    if not isinstance(confirm, dict):
+        return [f"{where}: not an object"]
+    return [
+        *_text_problems(f"{where} title", confirm.get("title"), MAX_CONFIRM_TITLE, True),
+        *_text_problems(f"{where} text", confirm.get("text"), MAX_CONFIRM_TEXT),
+        *_text_problems(f"{where} confirm", confirm.get("confirm"), MAX_CONFIRM_BUTTON, True),
+        *_text_problems(f"{where} deny", confirm.get("deny"), MAX_CONFIRM_BUTTON, True),
+    ]
+
+
+def _max_len(where: str, name: str, value: Any, limit: int) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        return [f"{where}: {name} must be text"]
+    return [f"{where}: {name} is {slack_len(value)} characters; limit {limit}"] if slack_len(value) > limit else []
+
+
+def _elements_of_actions(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "actions":
+            found += [e for e in block.get("elements", []) if isinstance(e, dict)]
+    return found
+
+
+def _duplicates(name: str, values: list[Any]) -> list[str]:
+    present = [v for v in values if v is not None]
+    repeated = sorted({str(v) for v in present if present.count(v) > 1})
+    return [f"{name} {v!r} is used more than once" for v in repeated]
+
+
+_BLOCK_CHECKS = {
+    "header": _check_header,
+    "section": _check_section,
+    "context": _check_context,
+    "actions": _check_actions,
+}

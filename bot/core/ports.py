@@ -1,0 +1,74 @@
+"""The outside world as the domain sees it. Adapters implement these; tests use real adapters
+against local emulators, so no test double lives here."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.core.events import AuditRow
+from bot.core.findings import ClusterContext, NotebookCommand
+
+
+class SourceError(RuntimeError):
+    """The audit source (warehouse or embedded store) failed; the message says why."""
+
+
+class WorkspaceError(RuntimeError):
+    """The Databricks workspace API failed; the message says why."""
+
+
+class ChatError(RuntimeError):
+    """Slack refused or failed; `retry_after` is set when Slack asked us to wait."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class AuditSource(Protocol):
+    async def capsule8_since(self, since: datetime, limit: int) -> list[AuditRow]:
+        """Capsule8 rows with event_time >= since, oldest first, at most `limit`."""
+
+    async def notebook_commands(
+        self, cluster_id: str, start: datetime, end: datetime, limit: int
+    ) -> list[NotebookCommand]:
+        """Verbose-audit `runCommand` rows on that cluster in [start, end], newest first."""
+
+    async def cluster_for_instance(self, instance_id: str, at: datetime) -> tuple[str, bool] | None:
+        """(cluster_id, is_driver) from system.compute.node_timeline, or None."""
+
+    async def cluster_record(self, cluster_id: str) -> ClusterContext | None:
+        """The latest system.compute.clusters row for that cluster, or None."""
+
+    async def close(self) -> None: ...
+
+
+class Workspace(Protocol):
+    host: str  # the workspace URL, for links
+
+    async def instance_index(self) -> dict[str, ClusterContext]:
+        """Every live cluster's driver and executor instance ids -> that cluster (clusters.list)."""
+
+    async def get_cluster(self, cluster_id: str) -> ClusterContext | None:
+        """None when the cluster does not exist."""
+
+
+class Chat(Protocol):
+    async def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        *,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Post a message; returns its ts. Raises ChatError."""
+
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        """Replace a message's content. Raises ChatError."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

@@ -1,0 +1,62 @@
+"""The SQL the bot runs, in Databricks SQL dialect, with named `:parameters` only.
+
+The warehouse runs this text as it is; the embedded DuckDB store runs the same text translated
+(see bot/adapters/sql_dialect.py). Values never enter the text: every caller binds them.
+"""
+from __future__ import annotations
+
+from bot.core.events import CAPSULE8_SERVICE
+
+AUDIT_COLUMNS = (
+    "event_id, event_time, workspace_id, service_name, action_name, request_params, "
+    "response, user_identity, source_ip_address"
+)
+
+# Keyset pagination on (event_time, event_id): pages never skip or repeat rows that share a time.
+CAPSULE8_SINCE = f"""
+SELECT {AUDIT_COLUMNS}
+FROM system.access.audit
+WHERE service_name = :service
+  AND event_date >= CAST(:since AS DATE)
+  AND (event_time > :since OR (event_time = :since AND event_id > :after_id))
+ORDER BY event_time, event_id
+LIMIT :limit
+"""
+
+NOTEBOOK_COMMANDS = """
+SELECT event_time,
+       user_identity.email AS user_email,
+       request_params['notebookId'] AS notebook_id,
+       request_params['commandText'] AS command_text,
+       response.status_code AS status_code
+FROM system.access.audit
+WHERE service_name = 'notebook'
+  AND action_name = 'runCommand'
+  AND request_params['clusterId'] = :cluster_id
+  AND event_date >= CAST(:start AS DATE)
+  AND event_time BETWEEN :start AND :end
+ORDER BY event_time DESC
+LIMIT :limit
+"""
+
+# node_timeline has one row per node per minute; the latest row at or before the event wins.
+CLUSTER_FOR_INSTANCE = """
+SELECT cluster_id, driver
+FROM system.compute.node_timeline
+WHERE instance_id = :instance_id
+  AND start_time <= :at
+  AND start_time >= :earliest
+ORDER BY start_time DESC
+LIMIT 1
+"""
+
+# system.compute.clusters keeps one row per configuration change: take the latest.
+CLUSTER_RECORD = """
+SELECT cluster_id, cluster_name, owned_by, data_security_mode, policy_id, dbr_version, delete_time
+FROM system.compute.clusters
+WHERE cluster_id = :cluster_id
+ORDER BY change_time DESC
+LIMIT 1
+"""
+
+CAPSULE8_PARAMS = {"service": CAPSULE8_SERVICE}

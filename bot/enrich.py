@@ -1,0 +1,144 @@
+"""Enrichment: instance id -> cluster, cluster details, notebook commands before the event.
+
+Every lookup is cached per key with a TTL and bounded by a timeout; whatever fails becomes a
+line in `Context.problems`, so a finding is always posted, with what is missing said plainly.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
+from typing import TypeVar
+
+from bot.cache import TTLCache
+from bot.core.events import AuditRow
+from bot.core.findings import ClusterContext, Context, Finding, NotebookCommand
+from bot.core.ports import AuditSource, Workspace
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_COMMANDS = 10
+
+
+class Enricher:
+    def __init__(
+        self,
+        source: AuditSource,
+        workspace: Workspace | None,
+        *,
+        ttl: timedelta,
+        commands_window: timedelta,
+        timeout: float,
+    ):
+        self.source = source
+        self.workspace = workspace
+        self.commands_window = commands_window
+        self.timeout = timeout
+        seconds = ttl.total_seconds()
+        self._live_index: TTLCache[dict[str, ClusterContext]] = TTLCache(seconds)
+        self._timeline: TTLCache[tuple[str, bool] | None] = TTLCache(seconds)
+        self._clusters: TTLCache[ClusterContext | None] = TTLCache(seconds)
+
+    @property
+    def workspace_calls(self) -> int:
+        return self._live_index.loads + self._clusters.loads
+
+    async def _bounded(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await asyncio.wait_for(call(), self.timeout)
+        except asyncio.TimeoutError:
+            raise LookupFailed(f"{what} timed out after {self.timeout:g}s") from None
+        except LookupFailed:
+            raise
+        except Exception as exc:  # adapters raise SourceError/WorkspaceError with the reason
+            raise LookupFailed(f"{what} failed: {exc}") from exc
+
+    # -- instance -> cluster -----------------------------------------------------------
+
+    async def cluster_of(self, row: AuditRow) -> tuple[ClusterContext | None, str | None]:
+        """The cluster an event's host belongs to, and the reason when it cannot be told."""
+        if row.cluster_id:
+            return ClusterContext(cluster_id=row.cluster_id, source="event"), None
+        instance = row.instance_id
+        if not instance:
+            return None, "the event has no instance id"
+        problems = []
+        for lookup in (self._from_live_clusters, self._from_node_timeline):
+            try:
+                found = await lookup(row, instance)
+            except LookupFailed as exc:
+                problems.append(str(exc))
+                continue
+            if found is not None:
+                return found, None
+        return None, "; ".join(problems) or f"no cluster found for instance {instance}"
+
+    async def _from_live_clusters(self, row: AuditRow, instance: str) -> ClusterContext | None:
+        if self.workspace is None:
+            return None
+        index = await self._live_index.get(
+            "all", lambda: self._bounded("cluster list", self.workspace.instance_index)
+        )
+        return index.get(instance)
+
+    async def _from_node_timeline(self, row: AuditRow, instance: str) -> ClusterContext | None:
+        found = await self._timeline.get(
+            instance,
+            lambda: self._bounded(
+                "node timeline lookup", lambda: self.source.cluster_for_instance(instance, row.event_time)
+            ),
+        )
+        if found is None:
+            return None
+        cluster_id, is_driver = found
+        return ClusterContext(cluster_id=cluster_id, node_role="driver" if is_driver else "executor", source="system tables")
+
+    # -- the context of a new finding --------------------------------------------------
+
+    async def context_for(self, finding: Finding, known: ClusterContext | None, problem: str | None) -> Context:
+        problems = [f"cluster: {problem}"] if problem else []
+        cluster = await self._cluster_details(known, problems) if known else None
+        commands = await self._commands(finding, cluster, problems)
+        return Context(cluster=cluster, commands=tuple(commands), problems=tuple(problems))
+
+    async def _cluster_details(self, known: ClusterContext, problems: list[str]) -> ClusterContext:
+        if known.name is not None:  # the live cluster list already had the details
+            return known
+        try:
+            details = await self._clusters.get(known.cluster_id, lambda: self._details(known.cluster_id))
+        except LookupFailed as exc:
+            problems.append(f"cluster details: {exc}")
+            return known
+        if details is None:
+            problems.append(f"cluster details: cluster {known.cluster_id} not found")
+            return known
+        return replace(details, node_role=known.node_role or details.node_role)
+
+    async def _details(self, cluster_id: str) -> ClusterContext | None:
+        if self.workspace is not None:
+            found = await self._bounded("cluster get", lambda: self.workspace.get_cluster(cluster_id))
+            if found is not None:
+                return found
+        return await self._bounded("cluster record lookup", lambda: self.source.cluster_record(cluster_id))
+
+    async def _commands(self, finding: Finding, cluster: ClusterContext | None, problems: list[str]) -> list[NotebookCommand]:
+        if cluster is None:
+            problems.append("notebook commands: unknown without a cluster")
+            return []
+        end = finding.first_seen
+        start = end - self.commands_window
+        try:
+            return await self._bounded(
+                "notebook command lookup",
+                lambda: self.source.notebook_commands(cluster.cluster_id, start, end, MAX_COMMANDS),
+            )
+        except LookupFailed as exc:
+            problems.append(f"notebook commands: {exc}")
+            return []
+
+
+class LookupFailed(RuntimeError):
+    """An enrichment lookup failed or timed out; the message is shown on the finding."""

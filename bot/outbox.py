@@ -1,0 +1,167 @@
+"""The outbox worker: sends stored Slack posts and updates, in order within each thread.
+
+Items were written in the same transaction as the events that caused them, so nothing is lost
+when Slack is down or the bot restarts. A parent post carries the finding key in Slack message
+metadata; before re-posting an item that was in flight when the bot stopped, the worker looks
+for that key in the channel, so a crash between Slack's answer and our commit posts nothing
+twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bot.adapters.store_sqlite import OutboxItem, SQLiteStore
+from bot.core import blocks
+from bot.core.events import parse_audit_row
+from bot.core.ports import Chat, ChatError
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "esm_finding"
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    channel: str
+    links: blocks.Links
+    post_interval: float = 1.0  # Slack allows about one message per second per channel
+
+
+class OutboxWorker:
+    def __init__(self, store: SQLiteStore, chat: Chat, settings: OutboxSettings):
+        self.store = store
+        self.chat = chat
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._paused_until = 0.0
+        self._last_post = 0.0
+        self.sent = 0
+        self.retries = 0
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Drain forever; wake on a kick or every second for retries that came due."""
+        while True:
+            try:
+                await self.drain()
+            except Exception:  # a store failure must not end the worker
+                log.exception("outbox drain failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def drain(self) -> int:
+        """Send every due item once, in id order; a blocked thread waits for its parent."""
+        sent = 0
+        while True:
+            items = await self.store.due_outbox()
+            if not items:
+                return sent
+            blocked: set[str] = set()
+            progress = False
+            for item in items:
+                if item.finding_key in blocked or time.monotonic() < self._paused_until:
+                    blocked.add(item.finding_key)
+                    continue
+                if await self._send(item):
+                    sent += 1
+                    progress = True
+                else:
+                    blocked.add(item.finding_key)
+            if not progress:
+                return sent
+
+    async def _send(self, item: OutboxItem) -> bool:
+        finding = await self.store.finding(item.finding_key)
+        if finding is None:
+            await self.store.outbox_dead(item.id, "finding no longer in the store")
+            return False
+        try:
+            delivered = await self._deliver(item, finding)
+        except ChatError as exc:
+            await self._failed(item, exc)
+            return False
+        self.sent += delivered
+        return delivered
+
+    async def _deliver(self, item: OutboxItem, finding: Any) -> bool:
+        if item.kind == "post":
+            await self._post_parent(item, finding)
+            return True
+        message = await self.store.message_of(finding.key)
+        if message is None:  # the parent is not posted yet: the thread waits, in order
+            return False
+        channel, ts = message
+        if item.kind == "update":
+            text, body = blocks.finding_message(finding, self.settings.links)
+            await self.chat.update(channel, ts, text, body)
+        else:
+            text, body = self._reply(item, finding)
+            await self._pace()
+            await self.chat.post(channel, text, body, thread_ts=ts)
+        await self.store.outbox_sent(item.id)
+        return True
+
+    def _reply(self, item: OutboxItem, finding: Any) -> tuple[str, list[dict[str, Any]]]:
+        if item.kind == "digest":
+            return blocks.digest_message(finding, item.payload["events"], item.payload["hosts"])
+        return blocks.reply_message(parse_audit_row(item.payload["row"]), finding)
+
+    async def _post_parent(self, item: OutboxItem, finding: Any) -> None:
+        channel = self.settings.channel
+        existing = await self.store.message_of(finding.key)
+        if existing is None and item.attempts > 0:
+            existing = await self._already_posted(channel, finding.key)
+        if existing is not None:
+            await self.store.posted_with_message(item.id, finding.key, *existing)
+            return
+        text, body = blocks.finding_message(finding, self.settings.links)
+        metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key}}
+        await self._pace()
+        await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first
+        ts = await self.chat.post(channel, text, body, metadata=metadata)
+        await self.store.posted_with_message(item.id, finding.key, channel, ts)
+
+    async def _already_posted(self, channel: str, key: str) -> tuple[str, str] | None:
+        """After a failed or interrupted attempt, Slack may have the message already."""
+        find = getattr(self.chat, "find_posted", None)
+        if find is None:
+            return None
+        ts = await find(channel, METADATA_EVENT, key)
+        return None if ts is None else (channel, ts)
+
+    async def _pace(self) -> None:
+        wait = self._last_post + self.settings.post_interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_post = time.monotonic()
+
+    async def _failed(self, item: OutboxItem, exc: ChatError) -> None:
+        if exc.permanent:
+            log.error("outbox item %s (%s) refused by Slack: %s", item.id, item.kind, exc)
+            await self.store.outbox_dead(item.id, str(exc))
+            if item.kind == "post":  # its thread can never be posted: keep it visible, stop waiting
+                await self.store.outbox_dead_for_finding(item.finding_key, f"parent message failed: {exc}")
+            return
+        self.retries += 1
+        delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
+        if exc.retry_after is not None:  # rate limits apply to the channel, not one message
+            self._paused_until = time.monotonic() + exc.retry_after
+        log.warning("outbox item %s (%s) will retry in %.1fs: %s", item.id, item.kind, delay, exc)
+        await self.store.outbox_retry(item.id, str(exc), time.time() + delay)
+
+
+def _backoff(attempts: int) -> float:
+    """Exponential backoff with jitter: 1, 2, 4 … seconds, capped, each ±50%."""
+    base = min(MAX_BACKOFF, 2.0 ** attempts)
+    return base * random.uniform(0.5, 1.5)

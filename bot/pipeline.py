@@ -1,0 +1,250 @@
+"""The sync: fetch new Capsule8 rows -> decide -> enrich new findings -> store with the outbox.
+
+Triggers (webhooks, the poller, the CLI) coalesce: one sync runs, at most one more is queued.
+The watermark moves only in the same transaction that stores the events it covers, so a crash
+or an outage never skips an event; the overlap window re-reads late rows and the seen-set
+drops the ones already handled.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bot.adapters.store_sqlite import EventRecord, SQLiteStore
+from bot.core.catalogue import Catalogue
+from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
+from bot.core.events import AuditRow
+from bot.core.findings import ClusterContext, Finding
+from bot.core.ports import AuditSource
+from bot.enrich import Enricher
+
+log = logging.getLogger(__name__)
+
+Resolved = tuple[ClusterContext | None, str | None]  # the cluster, or why it is unknown
+
+PAGE_SIZE = 5000
+ENRICH_CONCURRENCY = 8
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class SyncReport:
+    fetched: int = 0
+    new_events: int = 0
+    new_findings: int = 0
+    repeats: int = 0
+    ignored: int = 0
+    suppressed: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    initial_lookback: timedelta
+    overlap: timedelta
+    group_window: timedelta
+    thread_replies: int
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: AuditSource,
+        store: SQLiteStore,
+        enricher: Enricher,
+        catalogue: Catalogue,
+        settings: SyncSettings,
+        *,
+        on_outbox: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.source = source
+        self.store = store
+        self.enricher = enricher
+        self.catalogue = catalogue
+        self.settings = settings
+        self.on_outbox = on_outbox
+        self.clock = clock
+        self.last_report: SyncReport | None = None
+        self.last_sync_at: datetime | None = None
+        self.runs = 0
+
+    async def sync(self) -> SyncReport:
+        """Process every Capsule8 row newer than the watermark (minus the overlap)."""
+        started = time.perf_counter()
+        self.runs += 1
+        report = SyncReport()
+        try:
+            await self._sync_pages(report)
+        except Exception as exc:  # the source or store failed: nothing past the last page moved
+            report.error = str(exc)
+            log.error("sync failed: %s", exc)
+        report.seconds = time.perf_counter() - started
+        self.last_report, self.last_sync_at = report, self.clock()
+        log.info("sync done: %s", report)
+        return report
+
+    async def _sync_pages(self, report: SyncReport) -> None:
+        since, after_id = await self._start(), ""
+        while True:
+            rows = await self.source.capsule8_since(since, PAGE_SIZE, after_id)
+            report.fetched += len(rows)
+            if rows:
+                await self._process(rows, report)
+                since, after_id = rows[-1].event_time, rows[-1].event_id
+            if len(rows) < PAGE_SIZE:
+                return
+
+    async def _start(self) -> datetime:
+        watermark = await self.store.watermark()
+        if watermark is None:
+            return self.clock() - self.settings.initial_lookback
+        return watermark - self.settings.overlap
+
+    async def _process(self, rows: list[AuditRow], report: SyncReport) -> None:
+        seen = await self.store.seen([r.event_id for r in rows])
+        new_rows = [r for r in rows if r.event_id not in seen]
+        report.new_events += len(new_rows)
+        if new_rows:
+            plan, clusters = await self._plan(new_rows)
+            await self._enrich_new(plan, clusters)
+            await self._store(plan, max(r.event_time for r in rows))
+            _count(plan, report)
+            self.on_outbox()
+        else:
+            await self.store.record_sync([], [], [], max(r.event_time for r in rows))
+
+    async def _plan(self, rows: list[AuditRow]) -> tuple[BatchPlan, dict[tuple[str | None, str | None], Resolved]]:
+        clusters = await self._clusters(rows)
+        items = [
+            Classified(row, self.catalogue.lookup(row.action_name), _cluster_id(clusters[_host(row)]))
+            for row in rows
+        ]
+        open_findings = await self.store.latest_findings(item.group_key for item in items)
+        return plan_batch(items, open_findings, self.settings.group_window), clusters
+
+    async def _clusters(self, rows: list[AuditRow]) -> dict[tuple[str | None, str | None], Resolved]:
+        """Resolve each distinct host once, a few at a time."""
+        hosts = {_host(row): row for row in rows}
+        limit = asyncio.Semaphore(ENRICH_CONCURRENCY)
+
+        async def resolve(row: AuditRow) -> Resolved:
+            async with limit:
+                return await self.enricher.cluster_of(row)
+
+        found = await asyncio.gather(*(resolve(row) for row in hosts.values()))
+        return dict(zip(hosts, found))
+
+    async def _enrich_new(self, plan: BatchPlan, clusters: dict[tuple[str | None, str | None], Resolved]) -> None:
+        limit = asyncio.Semaphore(ENRICH_CONCURRENCY)
+
+        async def enrich(change: FindingChange) -> None:
+            async with limit:
+                known, problem = clusters[_host(change.finding.first_event)]
+                context = await self.enricher.context_for(change.finding, known, problem)
+                change.finding = replace(change.finding, context=context)
+
+        await asyncio.gather(*(enrich(c) for c in plan.changes.values() if c.is_new))
+
+    async def _store(self, plan: BatchPlan, watermark: datetime) -> None:
+        events = [_event_record(item, disposition, key) for item, disposition, key in plan.dispositions]
+        findings = [c.finding for c in plan.changes.values()]
+        outbox = [entry for c in plan.changes.values() for entry in self._outbox_for(c)]
+        await self.store.record_sync(events, findings, outbox, watermark)
+
+    def _outbox_for(self, change: FindingChange) -> list[tuple[str, str, dict[str, Any]]]:
+        """A parent post (or update), the first few repeats as replies, the rest as one digest."""
+        key = change.finding.key
+        items: list[tuple[str, str, dict[str, Any]]] = [(key, "post" if change.is_new else "update", {})]
+        shown = change.repeats[: self.settings.thread_replies]
+        items += [(key, "reply", {"row": row.to_json()}) for row in shown]
+        rest = change.repeats[len(shown) :]
+        if rest:
+            hosts = {r.instance_id for r in rest if r.instance_id}
+            items.append((key, "digest", {"events": len(rest), "hosts": len(hosts)}))
+        return items
+
+
+def _host(row: AuditRow) -> tuple[str | None, str | None]:
+    return (row.cluster_id, row.instance_id)
+
+
+def _cluster_id(found: Resolved) -> str | None:
+    return found[0].cluster_id if found[0] is not None else None
+
+
+def _event_record(item: Classified, disposition: str, key: str | None) -> EventRecord:
+    row = item.row
+    return EventRecord(
+        event_id=row.event_id,
+        event_time=row.event_time,
+        detection=item.detection.name,
+        disposition=disposition,
+        finding_key=key,
+        workspace_id=row.workspace_id,
+        instance_id=row.instance_id,
+        cluster_id=item.cluster_id,
+    )
+
+
+def _count(plan: BatchPlan, report: SyncReport) -> None:
+    for _, disposition, _ in plan.dispositions:
+        if disposition == "new_finding":
+            report.new_findings += 1
+        elif disposition == "repeat":
+            report.repeats += 1
+        elif disposition == "ignored":
+            report.ignored += 1
+        elif disposition == "suppressed":
+            report.suppressed += 1
+
+
+class Coalescer:
+    """Run a job on demand: one run at a time, and at most one more queued behind it."""
+
+    def __init__(self, job: Callable[[], Awaitable[Any]]):
+        self._job = job
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def trigger(self) -> str:
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return "queued"
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return "started"
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._job()
+            except Exception:  # a failed run must not stop later triggers
+                log.exception("sync run failed")
+            if not self._again:
+                return
+
+    async def wait_idle(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

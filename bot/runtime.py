@@ -1,0 +1,100 @@
+"""Assemble the running bot from Settings: the adapters, the pipeline and the outbox worker."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.adapters.duckdb_source import DuckDBSource
+from bot.adapters.slack import SlackChat
+from bot.adapters.store_sqlite import SQLiteStore
+from bot.config import ConfigError, Settings
+from bot.core import blocks
+from bot.core.catalogue import Catalogue, load_catalogue
+from bot.core.ports import AuditSource, Workspace
+from bot.enrich import Enricher
+from bot.outbox import OutboxSettings, OutboxWorker
+from bot.pipeline import Coalescer, Pipeline, SyncSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    source: AuditSource
+    store: SQLiteStore
+    workspace: Workspace | None
+    catalogue: Catalogue
+    pipeline: Pipeline
+    outbox: OutboxWorker
+    chat: SlackChat
+    syncs: Coalescer
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def trigger_sync(self, reason: str) -> str:
+        log.debug("sync requested by %s", reason)
+        return self.syncs.trigger()
+
+    def start_background(self) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(self.outbox.run()))
+
+    async def close(self) -> None:
+        await self.syncs.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.chat.close()
+        await self.source.close()
+        await self.store.close()
+
+
+def open_source(settings: Settings) -> AuditSource:
+    path = settings.duckdb_path
+    if path is not None:
+        return DuckDBSource(path)
+    raise ConfigError("ESM_AUDIT_SOURCE=databricks: the SQL warehouse source is not available in this version; use duckdb:<path>")
+
+
+async def open_workspace(settings: Settings) -> Workspace | None:
+    """Only with DATABRICKS_HOST set; the SDK's unified auth finds the credentials itself."""
+    if not settings.databricks_host:
+        return None
+    from bot.adapters.workspace import DatabricksWorkspace
+
+    try:
+        token = settings.databricks_token.reveal() if settings.databricks_token else None
+        return await DatabricksWorkspace.connect(
+            settings.databricks_host, token, timeout_seconds=settings.databricks_timeout
+        )
+    except Exception as exc:  # findings still post; their context says why it is missing
+        log.error("Databricks workspace unavailable, cluster context will come from system tables: %s", exc)
+        return None
+
+
+async def build_runtime(settings: Settings, *, post_interval: float = 1.0) -> Runtime:
+    settings.require("slack_bot_token", "slack_channel")
+    catalogue = load_catalogue(settings.rules_dir / "detections.yml")
+    source = open_source(settings)
+    store = SQLiteStore(settings.state_path)
+    workspace = await open_workspace(settings)
+    enricher = Enricher(
+        source,
+        workspace,
+        ttl=settings.context_ttl,
+        commands_window=settings.commands_window,
+        timeout=settings.databricks_timeout,
+    )
+    chat = SlackChat(settings.slack_bot_token.reveal(), settings.slack_api_url)
+    links = blocks.Links(workspace_url=settings.workspace_url or (workspace.host if workspace else None))
+    outbox = OutboxWorker(store, chat, OutboxSettings(settings.slack_channel, links, post_interval))
+    pipeline = Pipeline(
+        source,
+        store,
+        enricher,
+        catalogue,
+        SyncSettings(settings.initial_lookback, settings.sync_overlap, settings.group_window, settings.thread_replies),
+        on_outbox=outbox.kick,
+    )
+    return Runtime(settings, source, store, workspace, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync))

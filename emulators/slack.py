@@ -1,0 +1,858 @@
+"""A local Slack Web API emulator for tests and the product demo.
+
+The real `slack_sdk` / `slack_bolt` clients talk real HTTP to it (`base_url=emu.api_url`), so
+tests exercise the same request encoding, headers and retry handlers as production. It keeps
+the state a test wants to assert on (messages, threads, views, response_url posts), records
+every call, and can inject the failures Slack produces (429 with Retry-After, 5xx, slowness).
+
+Fidelity notes: error names and response shapes follow the public Web API docs; the block and
+view checks enforce the documented size limits so an oversize message fails here as it would in
+Slack. Where Slack is lenient or undocumented the emulator is stricter (e.g. an unknown
+`thread_ts` is `thread_not_found`) so that bugs surface in tests.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import json
+import re
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from aiohttp import web
+
+TEST_BOT_TOKEN = "xoxb-0000-esm-emulated-test-token"  # a fake token for tests and demos
+JSON_FIELDS = ("blocks", "attachments", "metadata", "view")  # JSON-encoded in form bodies
+FIRST_TS_MICROS = 1_700_000_000_000_100
+MAX_BLOCKS = 50
+MAX_TEXT = 40_000
+RESPONSE_URL_USES = 5
+
+
+class Call(NamedTuple):
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass
+class _Fault:
+    status: int
+    error: str
+    retry_after: float | None
+    remaining: int | None  # None: every call until cleared
+
+
+class SlackError(Exception):
+    """Raised inside a method handler: becomes {"ok": false, "error": ...} with HTTP 200."""
+
+    def __init__(self, error: str, **extra: Any):
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+class SlackEmulator:
+    """Slack Web API on 127.0.0.1 with an OS-assigned port; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        channels: set[str] | None = None,
+        usergroups: dict[str, list[str]] | None = None,
+        users: dict[str, dict[str, Any]] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        self.token = token
+        self.channels = channels  # None: every channel exists
+        self.usergroups = dict(usergroups or {})
+        self.users = users  # None: any user id resolves to a synthesised profile
+        self.bot = {"user_id": "U0ESMBOT", "bot_id": "B0ESMBOT", "team_id": "T0ESM", "app_id": "A0ESM"}
+        self.calls: list[Call] = []
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self._next_ts = FIRST_TS_MICROS
+        self._messages: dict[str, list[dict[str, Any]]] = {}  # channel -> every message, in order
+        self._ephemerals: list[dict[str, Any]] = []
+        self._views: dict[str, dict[str, Any]] = {}
+        self._responses: dict[str, list[dict[str, Any]]] = {}
+        self._response_targets: dict[str, tuple[str | None, str | None]] = {}
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._delays: dict[str, list[Any]] = {}  # method -> [seconds, remaining or None]
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> "SlackEmulator":
+        self._runner = web.AppRunner(self._build_app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        self._port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "SlackEmulator":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def api_url(self) -> str:
+        """Usable as slack_sdk's `base_url` (it must end with a slash)."""
+        return f"{self.base_url}/api/"
+
+    def _build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/response_url/{rid}", self._handle_response_url)
+        app.router.add_get("/", self._handle_viewer)
+        return app
+
+    # ---------------------------------------------------------------- fault injection
+
+    def fail(
+        self,
+        method: str,
+        status: int = 429,
+        times: int | None = 1,
+        retry_after: float | None = 1,
+        error: str | None = None,
+    ) -> None:
+        """The next `times` calls to `method` fail (None: until clear_faults). Status 200 with
+        `error` injects a Slack-level error such as channel_not_found."""
+        error = error or _default_error(status)
+        fault = _Fault(status, error, retry_after if status == 429 else None, times)
+        self._faults.setdefault(method, deque()).append(fault)
+
+    def delay(self, method: str, seconds: float, times: int | None = None) -> None:
+        """Calls to `method` answer after `seconds` (the next `times` calls, or all)."""
+        self._delays[method] = [seconds, times]
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+        self._delays.clear()
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        queue = self._faults.get(method)
+        if not queue:
+            return None
+        fault = queue[0]
+        if fault.remaining is not None:
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                queue.popleft()
+        return fault
+
+    def _take_delay(self, method: str) -> float:
+        entry = self._delays.get(method)
+        if not entry:
+            return 0.0
+        seconds, remaining = entry
+        if remaining is not None:
+            entry[1] = remaining - 1
+            if entry[1] <= 0:
+                del self._delays[method]
+        return seconds
+
+    # ---------------------------------------------------------------- recorded state
+
+    def calls_to(self, method: str) -> list[dict[str, Any]]:
+        return [call.params for call in self.calls if call.method == method]
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        """Top-level messages of a channel, oldest first, with their current content."""
+        return [_copy(m) for m in self._messages.get(channel, []) if _is_top_level(m)]
+
+    def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """Replies to the message `ts` (the parent excluded), oldest first."""
+        return [_copy(m) for m in self._messages.get(channel, []) if _is_reply_to(m, ts)]
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        found = self._find(channel, ts)
+        return _copy(found) if found else None
+
+    def ephemerals(self, channel: str | None = None) -> list[dict[str, Any]]:
+        return [_copy(e) for e in self._ephemerals if channel in (None, e["channel"])]
+
+    @property
+    def views(self) -> list[dict[str, Any]]:
+        """Every view opened or pushed, in order, with its latest content."""
+        return [_copy(v) for v in self._views.values()]
+
+    def new_response_url(self, channel: str | None = None, ts: str | None = None) -> str:
+        """A fresh response_url; bound to a message, `replace_original` posts update it."""
+        rid = secrets.token_hex(8)
+        self._responses[rid] = []
+        self._response_targets[rid] = (channel, ts)
+        return f"{self.base_url}/response_url/{rid}"
+
+    def responses(self, rid_or_url: str) -> list[dict[str, Any]]:
+        """Bodies posted to a response_url, given its id or the whole URL."""
+        rid = rid_or_url.rstrip("/").rsplit("/", 1)[-1]
+        return [_copy(body) for body in self._responses.get(rid, [])]
+
+    def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return next((m for m in self._messages.get(channel, []) if m["ts"] == ts), None)
+
+    # ---------------------------------------------------------------- HTTP: Web API
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params, token = await _read_params(request)
+        self.calls.append(Call(method, params))
+        await asyncio.sleep(self._take_delay(method))
+        fault = self._take_fault(method)
+        if fault is not None:
+            return _fault_response(fault)
+        try:
+            self._check_auth(token)
+            body = {"ok": True, **self._dispatch(method, params)}
+        except SlackError as exc:
+            body = {"ok": False, "error": exc.error, **exc.extra}
+        return web.json_response(body)
+
+    def _check_auth(self, token: str | None) -> None:
+        if self.token is None:
+            return
+        if not token:
+            raise SlackError("not_authed")  # what Slack answers when no token is sent at all
+        if not secrets.compare_digest(token, self.token):
+            raise SlackError("invalid_auth")
+
+    def _dispatch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        handler = _METHODS.get(method)
+        if handler is None:
+            raise SlackError("unknown_method")
+        return handler(self, params)
+
+    # ---------------------------------------------------------------- Web API methods
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://esm-emulated.slack.com/",
+            "team": "ESM Emulated",
+            "user": "esm-bot",
+            **{k: self.bot[k] for k in ("team_id", "user_id", "bot_id")},
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        _check_content(params)
+        message = self._new_message(params)
+        thread_ts = params.get("thread_ts")
+        if thread_ts:
+            message["thread_ts"] = self._thread_root(channel, str(thread_ts))
+            message["parent_user_id"] = self.bot["user_id"]
+        if _truthy(params.get("reply_broadcast")):
+            message["reply_broadcast"] = True
+        self._messages.setdefault(channel, []).append(message)
+        return {"channel": channel, "ts": message["ts"], "message": self._render(channel, message, True)}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        message = self._find(channel, str(params.get("ts", "")))
+        if message is None:
+            raise SlackError("message_not_found")
+        _check_content(params, require=False)
+        for field in ("text", "blocks", "metadata"):
+            if field in params:
+                message[field] = params[field]
+        message["edited"] = {"user": self.bot["user_id"], "ts": self._new_ts()}
+        rendered = self._render(channel, message, True)
+        return {"channel": channel, "ts": message["ts"], "text": message.get("text", ""), "message": rendered}
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        message = self._find(channel, str(params.get("ts", "")))
+        if message is None:
+            raise SlackError("message_not_found")
+        self._messages[channel].remove(message)
+        return {"channel": channel, "ts": message["ts"]}
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        if not params.get("user"):
+            raise SlackError("user_not_in_channel")
+        _check_content(params)
+        ephemeral = {**self._new_message(params), "channel": channel, "user": params["user"]}
+        self._ephemerals.append(ephemeral)
+        return {"message_ts": ephemeral["ts"]}
+
+    def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        ts = str(params.get("message_ts", ""))
+        if self._find(channel, ts) is None:
+            raise SlackError("message_not_found")
+        link = f"https://esm-emulated.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        return {"channel": channel, "permalink": link}
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        listed = [m for m in self._messages.get(channel, []) if _is_top_level(m) or m.get("reply_broadcast")]
+        listed = _within(listed, params.get("oldest"), params.get("latest"))
+        return self._page(channel, list(reversed(listed)), params)
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        parent = self._find(channel, str(params.get("ts", "")))
+        if parent is None:
+            raise SlackError("thread_not_found")
+        root = parent.get("thread_ts", parent["ts"])
+        listed = [m for m in self._messages[channel] if m["ts"] == root or _is_reply_to(m, root)]
+        return self._page(channel, listed, params)
+
+    def _page(self, channel: str, listed: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """Cursor paging as Slack does it: an opaque next_cursor, empty on the last page."""
+        start = _decode_cursor(params.get("cursor"))
+        limit = max(1, min(int(params.get("limit") or 100), 999))
+        page = listed[start : start + limit]
+        more = start + limit < len(listed)
+        metadata = _truthy(params.get("include_all_metadata"))
+        return {
+            "messages": [self._render(channel, m, metadata) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": _encode_cursor(start + limit) if more else ""},
+        }
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require_trigger(params)
+        return {"view": self._store_view(_checked_view(params), root=None)}
+
+    def _views_push(self, params: dict[str, Any]) -> dict[str, Any]:
+        _require_trigger(params)
+        previous = next(reversed(self._views), None)
+        return {"view": self._store_view(_checked_view(params), root=previous)}
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        current = self._view_for_update(params)
+        if params.get("hash") and params["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        current.update(_checked_view(params), hash=secrets.token_hex(6))
+        return {"view": _copy(current)}
+
+    def _view_for_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        view_id, external_id = params.get("view_id"), params.get("external_id")
+        for view in self._views.values():
+            if view["id"] == view_id or (external_id and view.get("external_id") == external_id):
+                return view
+        raise SlackError("not_found")
+
+    def _store_view(self, spec: dict[str, Any], root: str | None) -> dict[str, Any]:
+        view_id = f"V{len(self._views) + 1:08d}"
+        view = {
+            "id": view_id,
+            "team_id": self.bot["team_id"],
+            "app_id": self.bot["app_id"],
+            "bot_id": self.bot["bot_id"],
+            "callback_id": "",
+            "private_metadata": "",
+            "external_id": "",
+            **spec,
+            "state": {"values": {}},
+            "hash": secrets.token_hex(6),
+            "root_view_id": self._views[root]["root_view_id"] if root else view_id,
+            "previous_view_id": root,
+        }
+        self._views[view_id] = view
+        return _copy(view)
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group = params.get("usergroup")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = str(params.get("user") or "")
+        if not user_id or (self.users is not None and user_id not in self.users):
+            raise SlackError("user_not_found")
+        return {"user": self._user(user_id)}
+
+    def _user(self, user_id: str) -> dict[str, Any]:
+        given = dict((self.users or {}).get(user_id, {}))
+        name = given.get("name", user_id.lower())
+        profile = {"email": f"{name}@example.com", "real_name": name, "display_name": name}
+        profile.update(given.pop("profile", {}))
+        return {
+            "id": user_id,
+            "team_id": self.bot["team_id"],
+            "name": name,
+            "real_name": profile["real_name"],
+            "deleted": False,
+            "is_admin": False,
+            "is_owner": False,
+            "is_bot": False,
+            "tz": "UTC",
+            **given,
+            "profile": profile,
+        }
+
+    # ---------------------------------------------------------------- message helpers
+
+    def _require_channel(self, params: dict[str, Any]) -> str:
+        channel = params.get("channel")
+        if not channel or (self.channels is not None and channel not in self.channels):
+            raise SlackError("channel_not_found")
+        return str(channel)
+
+    def _thread_root(self, channel: str, thread_ts: str) -> str:
+        parent = self._find(channel, thread_ts)
+        if parent is None:
+            raise SlackError("thread_not_found")
+        return parent.get("thread_ts", parent["ts"])  # a reply's ts means its thread, as in Slack
+
+    def _new_ts(self) -> str:
+        micros, self._next_ts = self._next_ts, self._next_ts + 100
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _new_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = {
+            "type": "message",
+            "ts": self._new_ts(),
+            "user": self.bot["user_id"],
+            "bot_id": self.bot["bot_id"],
+            "app_id": self.bot["app_id"],
+            "team": self.bot["team_id"],
+            "text": params.get("text", ""),
+        }
+        for field in ("blocks", "metadata"):
+            if params.get(field):
+                message[field] = params[field]
+        return message
+
+    def _render(self, channel: str, message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
+        """A message as the API returns it: metadata only on request, thread summary on parents."""
+        shown = _copy(message)
+        if not with_metadata:
+            shown.pop("metadata", None)
+        replies = [m for m in self._messages.get(channel, []) if _is_reply_to(m, message["ts"])]
+        if replies:
+            shown.update(
+                thread_ts=message["ts"],
+                reply_count=len(replies),
+                reply_users=[self.bot["user_id"]],
+                latest_reply=replies[-1]["ts"],
+            )
+        return shown
+
+    # ---------------------------------------------------------------- HTTP: response_url
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        rid = request.match_info["rid"]
+        body = await _read_json_or_form(request)
+        self.calls.append(Call("response_url", {"id": rid, **body}))
+        fault = self._take_fault("response_url")
+        if fault is not None:
+            return _fault_response(fault)
+        if rid not in self._responses:
+            return web.Response(status=404, text="no_such_url")
+        if len(self._responses[rid]) >= RESPONSE_URL_USES:
+            return web.Response(status=404, text="used_url")
+        self._responses[rid].append(body)
+        self._apply_response(rid, body)
+        return web.Response(text="ok")
+
+    def _apply_response(self, rid: str, body: dict[str, Any]) -> None:
+        """What Slack does with a response_url post bound to a message (best effort)."""
+        channel, ts = self._response_targets.get(rid, (None, None))
+        original = self._find(channel, ts) if channel and ts else None
+        if original is not None and _truthy(body.get("delete_original")):
+            self._messages[channel].remove(original)
+        elif original is not None and _truthy(body.get("replace_original")):
+            original.update({k: body[k] for k in ("text", "blocks") if k in body})
+        elif channel and body.get("response_type") == "in_channel":
+            message = self._new_message(body)
+            if body.get("thread_ts"):
+                message["thread_ts"] = body["thread_ts"]
+            self._messages.setdefault(channel, []).append(message)
+
+    # ---------------------------------------------------------------- HTTP: viewer
+
+    async def _handle_viewer(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.render_html(), content_type="text/html")
+
+    def render_html(self) -> str:
+        sections = [self._channel_html(channel) for channel in sorted(self._messages)]
+        body = "\n".join(sections) or "<p>No messages yet.</p>"
+        return _HTML_PAGE.format(body=body)
+
+    def _channel_html(self, channel: str) -> str:
+        items = []
+        for message in self.messages(channel):
+            replies = "".join(_message_html(r, "reply") for r in self.thread(channel, message["ts"]))
+            items.append(_message_html(message, "message") + replies)
+        return f"<h2>#{html.escape(channel)}</h2>\n" + "\n".join(items)
+
+    def text_dump(self) -> str:
+        """Every channel as plain text, for terminal demos and failing-test output."""
+        out = []
+        for channel in sorted(self._messages):
+            out.append(f"#{channel}")
+            for message in self.messages(channel):
+                out.append(_indent(_message_text(message), "  "))
+                for reply in self.thread(channel, message["ts"]):
+                    out.append(_indent(_message_text(reply), "      ↳ "))
+        return "\n".join(out)
+
+
+_METHODS = {
+    "auth.test": SlackEmulator._auth_test,
+    "chat.postMessage": SlackEmulator._chat_post_message,
+    "chat.update": SlackEmulator._chat_update,
+    "chat.delete": SlackEmulator._chat_delete,
+    "chat.postEphemeral": SlackEmulator._chat_post_ephemeral,
+    "chat.getPermalink": SlackEmulator._chat_get_permalink,
+    "conversations.history": SlackEmulator._conversations_history,
+    "conversations.replies": SlackEmulator._conversations_replies,
+    "views.open": SlackEmulator._views_open,
+    "views.push": SlackEmulator._views_push,
+    "views.update": SlackEmulator._views_update,
+    "usergroups.users.list": SlackEmulator._usergroups_users_list,
+    "users.info": SlackEmulator._users_info,
+}
+
+
+# -------------------------------------------------------------------- request parsing
+
+
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], str | None]:
+    """Query + body (JSON or form), JSON-string fields decoded; the token is split off so it is
+    never recorded. slack_sdk sends JSON for chat.*/views.*, query strings for GET methods."""
+    params: dict[str, Any] = dict(request.query)
+    params.update(await _read_json_or_form(request))
+    for field in JSON_FIELDS:
+        if isinstance(params.get(field), str):
+            params[field] = _json_or_raw(params[field])
+    token = params.pop("token", None)
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        token = auth[7:].strip()
+    return params, token
+
+
+async def _read_json_or_form(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    if request.content_type == "application/json":
+        body = await request.json()
+        return body if isinstance(body, dict) else {}
+    return dict(await request.post())
+
+
+def _json_or_raw(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # left as sent; the validators reject it like Slack would
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def _default_error(status: int) -> str:
+    if status == 429:
+        return "ratelimited"
+    return "service_unavailable" if status == 503 else "internal_error"
+
+
+def _fault_response(fault: _Fault) -> web.Response:
+    headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after is not None else {}
+    body = {"ok": False, "error": fault.error}
+    return web.json_response(body, status=fault.status, headers=headers)
+
+
+def _encode_cursor(offset: int) -> str:
+    return f"offset:{offset}"
+
+
+def _decode_cursor(cursor: Any) -> int:
+    if not cursor:
+        return 0
+    try:
+        return max(0, int(str(cursor).removeprefix("offset:")))
+    except ValueError:
+        raise SlackError("invalid_cursor") from None
+
+
+def _within(messages: list[dict[str, Any]], oldest: Any, latest: Any) -> list[dict[str, Any]]:
+    low = float(oldest) if oldest else float("-inf")
+    high = float(latest) if latest else float("inf")
+    return [m for m in messages if low < float(m["ts"]) < high]
+
+
+def _is_top_level(message: dict[str, Any]) -> bool:
+    return message.get("thread_ts") in (None, message["ts"])
+
+
+def _is_reply_to(message: dict[str, Any], ts: str) -> bool:
+    return message.get("thread_ts") == ts and message["ts"] != ts
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # callers must not mutate emulator state
+
+
+# -------------------------------------------------------------------- validation (Slack's limits)
+
+
+def _check_content(params: dict[str, Any], require: bool = True) -> None:
+    text, blocks = params.get("text"), params.get("blocks")
+    if require and not text and not blocks:
+        raise SlackError("no_text")
+    if text and len(str(text)) > MAX_TEXT:
+        raise SlackError("msg_too_long")
+    if blocks is not None:
+        _raise_block_errors(blocks, "invalid_blocks")
+    if "metadata" in params and params["metadata"]:
+        _check_metadata(params["metadata"])
+
+
+def _check_metadata(metadata: Any) -> None:
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("event_type"), str):
+        raise SlackError("invalid_metadata_format")
+    if not isinstance(metadata.get("event_payload", {}), dict):
+        raise SlackError("invalid_metadata_format")
+
+
+def _raise_block_errors(blocks: Any, error: str) -> None:
+    problems = block_problems(blocks)
+    if problems:
+        raise SlackError(error, errors=problems, response_metadata={"messages": problems})
+
+
+def block_problems(blocks: Any) -> list[str]:
+    """Slack's documented Block Kit size limits, as Slack words its errors."""
+    if not isinstance(blocks, list):
+        return ["blocks must be a list [json-pointer:/blocks]"]
+    problems = [] if len(blocks) <= MAX_BLOCKS else [f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"]
+    for index, block in enumerate(blocks):
+        problems.extend(_one_block_problems(block, f"/blocks/{index}"))
+    return problems
+
+
+def _one_block_problems(block: Any, where: str) -> list[str]:
+    if not isinstance(block, dict) or "type" not in block:
+        return [f"missing required field: type [json-pointer:{where}]"]
+    found = []
+    if block["type"] == "header":
+        found += _too_long(block.get("text"), 150, f"{where}/text/text")
+    if block["type"] == "section":
+        found += _too_long(block.get("text"), 3000, f"{where}/text/text")
+        for i, item in enumerate(block.get("fields") or []):
+            found += _too_long(item, 2000, f"{where}/fields/{i}/text")
+        found += _element_problems(block.get("accessory"), f"{where}/accessory")
+    for i, element in enumerate(block.get("elements") or [] if block["type"] == "actions" else []):
+        found += _element_problems(element, f"{where}/elements/{i}")
+    return found
+
+
+def _element_problems(element: Any, where: str) -> list[str]:
+    if not isinstance(element, dict):
+        return []
+    found = _too_long(element.get("text"), 75, f"{where}/text/text") if element.get("type") == "button" else []
+    found += _too_long(element.get("value"), 2000, f"{where}/value")
+    found += _too_long(element.get("action_id"), 255, f"{where}/action_id")
+    confirm = element.get("confirm") or {}
+    found += _too_long(confirm.get("title"), 100, f"{where}/confirm/title/text")
+    found += _too_long(confirm.get("text"), 300, f"{where}/confirm/text/text")
+    return found
+
+
+def _too_long(value: Any, limit: int, where: str) -> list[str]:
+    text = value.get("text") if isinstance(value, dict) else value
+    if isinstance(text, str) and len(text) > limit:
+        return [f"must be less than {limit + 1} characters [json-pointer:{where}]"]
+    return []
+
+
+def _require_trigger(params: dict[str, Any]) -> None:
+    if not params.get("trigger_id"):
+        raise SlackError("invalid_arguments", response_metadata={"messages": ["missing trigger_id"]})
+
+
+def _checked_view(params: dict[str, Any]) -> dict[str, Any]:
+    view = params.get("view")
+    if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
+        raise SlackError("invalid_arguments", response_metadata={"messages": ["view must be a modal"]})
+    problems = _too_long(view.get("title"), 24, "/view/title/text")
+    problems += _too_long(view.get("private_metadata"), 3000, "/view/private_metadata")
+    problems += block_problems(view.get("blocks", []))
+    if problems:
+        raise SlackError("invalid_arguments", response_metadata={"messages": problems})
+    return view
+
+
+# -------------------------------------------------------------------- Block Kit -> plain text
+
+
+def blocks_to_text(blocks: list[dict[str, Any]] | None) -> str:
+    """Block Kit as plain text for terminals and logs: buttons show as `[Label]`."""
+    lines: list[str] = []
+    for block in blocks or []:
+        render = _BLOCK_TEXT.get(block.get("type"), _unknown_block_text)
+        lines.extend(render(block))
+    return "\n".join(lines)
+
+
+def _header_text(block: dict[str, Any]) -> list[str]:
+    return [f"== {_text_of(block.get('text'))} =="]
+
+
+def _section_text(block: dict[str, Any]) -> list[str]:
+    lines = [_text_of(block.get("text"))] if block.get("text") else []
+    lines += [f"  {_text_of(field).replace(chr(10), ' ')}" for field in block.get("fields") or []]
+    accessory = _element_label(block.get("accessory"))
+    if accessory and lines:
+        lines[0] = f"{lines[0]}  {accessory}"
+    elif accessory:
+        lines.append(accessory)
+    return lines
+
+
+def _context_text(block: dict[str, Any]) -> list[str]:
+    parts = [_text_of(e) if e.get("type") != "image" else f"[{e.get('alt_text', 'image')}]" for e in block.get("elements", [])]
+    return [" | ".join(p for p in parts if p)]
+
+
+def _actions_text(block: dict[str, Any]) -> list[str]:
+    return [" ".join(filter(None, (_element_label(e) for e in block.get("elements", []))))]
+
+
+def _element_label(element: dict[str, Any] | None) -> str:
+    if not element:
+        return ""
+    kind = element.get("type", "")
+    if kind == "button":
+        return f"[{_text_of(element.get('text'))}]"
+    if kind == "overflow":
+        return "[...]"
+    if kind.endswith("select") or kind.endswith("picker"):
+        return f"[{_text_of(element.get('placeholder')) or kind} v]"
+    if kind == "image":
+        return f"[{element.get('alt_text', 'image')}]"
+    return f"[{kind}]"
+
+
+def _rich_text(block: dict[str, Any]) -> list[str]:
+    return "".join(_rich_element(e) for e in block.get("elements", [])).splitlines() or [""]
+
+
+def _rich_element(element: dict[str, Any]) -> str:
+    kind = element.get("type")
+    children = element.get("elements", [])
+    if kind == "rich_text_list":
+        return "".join(f"- {_rich_element(child).strip()}\n" for child in children)
+    if kind == "rich_text_quote":
+        return "> " + "".join(_rich_element(c) for c in children) + "\n"
+    if kind in ("rich_text_section", "rich_text_preformatted"):
+        return "".join(_rich_element(c) for c in children) + ("\n" if kind.endswith("preformatted") else "")
+    return _rich_leaf(element)
+
+
+def _rich_leaf(element: dict[str, Any]) -> str:
+    kind = element.get("type")
+    if kind == "link":
+        return element.get("text") or element.get("url", "")
+    if kind == "user":
+        return f"@{element.get('user_id', '')}"
+    if kind == "channel":
+        return f"#{element.get('channel_id', '')}"
+    if kind == "emoji":
+        return f":{element.get('name', '')}:"
+    return str(element.get("text", ""))
+
+
+def _unknown_block_text(block: dict[str, Any]) -> list[str]:
+    if block.get("type") == "image":
+        return [f"[image: {block.get('alt_text', '')}]"]
+    if block.get("type") == "input":
+        return [f"{_text_of(block.get('label'))}: [{block.get('element', {}).get('type', 'input')}]"]
+    return [f"[{block.get('type', '?')}]"]
+
+
+_BLOCK_TEXT = {
+    "header": _header_text,
+    "section": _section_text,
+    "context": _context_text,
+    "divider": lambda block: ["-" * 40],
+    "actions": _actions_text,
+    "rich_text": _rich_text,
+}
+
+_SLACK_LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
+_SLACK_REF = re.compile(r"<([@#!])([^>|]+)>")
+
+
+def _text_of(obj: Any) -> str:
+    """The readable text of a text object: Slack links `<url|label>` become `label (url)`."""
+    text = obj.get("text", "") if isinstance(obj, dict) else str(obj or "")
+    text = _SLACK_LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+    text = _SLACK_REF.sub(lambda m: f"{m.group(1) if m.group(1) != '!' else '@'}{m.group(2)}", text)
+    # Slack shows its three entities as the characters they stand for; so does this view
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    body = blocks_to_text(message.get("blocks")) or _text_of(message.get("text", ""))
+    edited = " (edited)" if message.get("edited") else ""
+    return f"[{message['ts']}]{edited}\n{body}"
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def _message_html(message: dict[str, Any], css: str) -> str:
+    return f'<pre class="{css}">{html.escape(_message_text(message))}</pre>'
+
+
+_HTML_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>Slack emulator</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+pre {{ white-space: pre-wrap; border-left: 4px solid #4a154b; padding: .5em 1em; background: #f8f8f8; }}
+pre.reply {{ margin-left: 3em; border-color: #aaa; }}
+</style></head>
+<body><h1>Slack emulator</h1>
+{body}
+</body></html>
+"""
+
+
+# -------------------------------------------------------------------- standalone (demo) entry
+
+
+async def _serve_forever(port: int, token: str | None) -> None:
+    async with SlackEmulator(token=token, port=port) as emu:
+        print(f"Slack emulator: api_url={emu.api_url} viewer={emu.base_url}/", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the local Slack Web API emulator")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default=None, help="require this bearer token")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_serve_forever(args.port, args.token))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

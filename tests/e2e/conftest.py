@@ -1,0 +1,181 @@
+"""The real bot server on a loopback port, against the Slack and Databricks emulators, with an
+embedded DuckDB audit store and a SQLite state store in the test's own folder."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.adapters.duckdb_source import DuckDBSource
+from bot.app import build_app
+from bot.config import load_settings
+from bot.runtime import Runtime, build_runtime
+from emulators.databricks import DatabricksEmulator
+from emulators.slack import SlackEmulator, blocks_to_text
+
+CHANNEL = "C0FINDINGS"
+SLACK_TOKEN = "xoxb-e2e-token-7f3a9c"
+SIGNING_SECRET = "e2e-signing-secret-5d1e"
+WEBHOOK_USER, WEBHOOK_PASSWORD = "databricks", "e2e-webhook-password-92b1"
+DBX_TOKEN = "dapi-e2e-token-44c0"
+WORKSPACE_ID = 1234567890123456
+
+CURRENT_PAYLOAD = {
+    "event": "alert_state_change",
+    "url_base": "https://dbc-e2e.cloud.databricks.com",
+    "alert": {
+        "title": "ESM kernel events",
+        "description": "Capsule8 kernel detections",
+        "alert": {"id": "a-1", "name": "ESM kernel events", "owner": "sec@example.com",
+                  "query_text": "SELECT 1", "warehouse_id": "w1", "evaluations": []},
+    },
+}
+LEGACY_PAYLOAD = {
+    "event": "TRIGGERED",
+    "url_base": "https://dbc-e2e.cloud.databricks.com",
+    "alert": {"id": "legacy-7", "name": "ESM legacy", "state": "TRIGGERED", "query_id": "q-1"},
+}
+
+
+def capsule8(event_id: str, detection: str, instance: str, minutes_ago: float, **params: str) -> dict[str, Any]:
+    at = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+    return {
+        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
+        "service_name": "capsule8-alerts-dataplane", "action_name": detection,
+        "request_params": {"instanceId": instance, **params},
+        "response": {"status_code": 200}, "user_identity": {"email": None},
+    }
+
+
+def notebook_command(event_id: str, cluster_id: str, minutes_ago: float, user: str, text: str) -> dict[str, Any]:
+    at = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+    return {
+        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
+        "service_name": "notebook", "action_name": "runCommand",
+        "request_params": {"clusterId": cluster_id, "notebookId": "nb-42", "commandText": text},
+        "response": {"status_code": 200}, "user_identity": {"email": user},
+    }
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": aiohttp.encode_basic_auth(user, password)}
+
+
+class Bot:
+    def __init__(self, folder: Path, slack: SlackEmulator, dbx: DatabricksEmulator, **env: str):
+        self.folder = folder
+        self.slack = slack
+        self.dbx = dbx
+        self.audit_path = str(folder / "audit.duckdb")
+        self.env = {
+            "SLACK_BOT_TOKEN": SLACK_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "ESM_SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": slack.api_url,
+            "DATABRICKS_HOST": dbx.host, "DATABRICKS_TOKEN": DBX_TOKEN,
+            "ESM_AUDIT_SOURCE": f"duckdb:{self.audit_path}", "ESM_STATE_PATH": str(folder / "state.sqlite3"),
+            "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
+            "ESM_DATABRICKS_TIMEOUT": "2", **env,
+        }
+        self.source = DuckDBSource(self.audit_path)
+        self.runtime: Runtime | None = None
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> "Bot":
+        self.runtime = await build_runtime(load_settings(self.env), post_interval=0)
+        self.runner = web.AppRunner(build_app(self.runtime))
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def add(self, *rows: dict[str, Any]) -> None:
+        self.source.insert_rows(list(rows))
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(self.url + path, data=body, headers=headers or {}) as response:
+                text = await response.text()
+                try:
+                    return response.status, await response.json(content_type=None)
+                except ValueError:
+                    return response.status, text
+
+    async def webhook(self, payload: dict[str, Any] | None = None, *, user: str = WEBHOOK_USER,
+                      password: str = WEBHOOK_PASSWORD) -> tuple[int, Any]:
+        import json
+
+        body = json.dumps(payload if payload is not None else CURRENT_PAYLOAD).encode()
+        return await self.post("/webhooks/dbsql", body, {"Content-Type": "application/json", **basic_auth(user, password)})
+
+    async def settle(self, timeout: float = 15.0) -> None:
+        """Wait until no sync runs and nothing is left to send."""
+        assert self.runtime is not None
+        deadline = time.monotonic() + timeout
+        await asyncio.sleep(0.05)
+        while time.monotonic() < deadline:
+            if not self.runtime.syncs.busy and await self.runtime.store.outbox_depth() == 0:
+                return
+            self.runtime.outbox.kick()
+            await asyncio.sleep(0.05)
+        raise AssertionError("the bot did not settle in time")
+
+    async def healthy(self) -> bool:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(self.url + "/healthz") as response:
+                return response.status == 200
+
+    def findings(self) -> list[dict[str, Any]]:
+        return self.slack.messages(CHANNEL)
+
+    def text_of(self, message: dict[str, Any]) -> str:
+        current = self.slack.message(CHANNEL, message["ts"]) or message
+        return blocks_to_text(current.get("blocks") or [])
+
+    def replies(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.slack.thread(CHANNEL, message["ts"])
+
+
+@pytest.fixture
+async def slack():
+    async with SlackEmulator(token=SLACK_TOKEN) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def dbx():
+    async with DatabricksEmulator(token=DBX_TOKEN) as emulator:
+        emulator.add_cluster(
+            "0101-000000-ds0001", name="data-science-shared", creator="dana@example.com",
+            data_security_mode="USER_ISOLATION", policy_id="POL123",
+            driver_instance_id="i-0driver000000001", executor_instance_ids=["i-0exec0000000001", "i-0exec0000000002"],
+        )
+        emulator.add_cluster(
+            "0101-000000-etl002", name="nightly-etl", creator="etl@example.com", single_user="etl@example.com",
+            data_security_mode="SINGLE_USER", driver_instance_id="i-0etl00000000001",
+        )
+        yield emulator
+
+
+@pytest.fixture
+async def bot(tmp_path, slack, dbx):
+    instance = Bot(tmp_path, slack, dbx)
+    await instance.start()
+    yield instance
+    await instance.stop()

@@ -1,0 +1,186 @@
+"""The alert pipeline end to end: a webhook over real HTTP with Basic auth, the real bot server,
+the real slack_sdk against the Slack emulator, the real databricks-sdk against the Databricks
+emulator, an embedded DuckDB audit store."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.e2e.conftest import (
+    LEGACY_PAYLOAD,
+    WEBHOOK_PASSWORD,
+    WEBHOOK_USER,
+    Bot,
+    basic_auth,
+    capsule8,
+    notebook_command,
+)
+
+DS_CLUSTER = "0101-000000-ds0001"
+AUTH = basic_auth(WEBHOOK_USER, WEBHOOK_PASSWORD)
+
+
+async def test_a_webhook_posts_each_new_finding_with_its_context(bot: Bot):
+    bot.add(
+        notebook_command("nb-1", DS_CLUSTER, 12, "dana@example.com", "%sh sudo insmod ./helper.ko"),
+        capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 10,
+                 containerId="8c1f5e0a9b7d", processLineage="python3(1) > bash(2) > insmod(3)",
+                 commandLine="insmod ./helper.ko"),
+    )
+    status, body = await bot.webhook()
+    assert status == 202 and body["accepted"] is True
+    await bot.settle()
+
+    [finding] = bot.findings()
+    text = bot.text_of(finding)
+    assert "Kernel Module Loaded" in text
+    assert "Kernel Related Events" in text
+    for context in ("data-science-shared", DS_CLUSTER, "dana@example.com", "USER_ISOLATION", "POL123",
+                    "driver", "i-0driver000000001", "container", "insmod(3)", "sudo insmod ./helper.ko"):
+        assert context in text, context
+    assert f"/compute/clusters/{DS_CLUSTER}" in text
+    assert "[Terminate cluster]" in text and "[Acknowledge]" in text
+    assert finding["metadata"]["event_payload"]["key"]
+
+
+async def test_repeats_on_one_cluster_are_one_finding_with_a_thread(bot: Bot):
+    bot.add(
+        capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 30),
+        capsule8("c8-2", "Kernel Module Loaded", "i-0exec0000000001", 29),
+        capsule8("c8-3", "Kernel Module Loaded", "i-0exec0000000002", 28),
+    )
+    await bot.webhook()
+    await bot.settle()
+
+    [finding] = bot.findings()
+    assert "seen 3× on 3 hosts" in bot.text_of(finding).lower()
+    replies = bot.replies(finding)
+    assert len(replies) == 2
+    assert "i-0exec0000000001" in json.dumps(replies[0]) and "i-0exec0000000002" in json.dumps(replies[1])
+
+    bot.add(capsule8("c8-4", "Kernel Module Loaded", "i-0exec0000000001", 5))
+    await bot.webhook()
+    await bot.settle()
+    assert len(bot.findings()) == 1, "a repeat within the window joins the existing finding"
+    assert len(bot.replies(finding)) == 3
+    assert "seen 4× on 3 hosts" in bot.text_of(finding).lower()
+    assert bot.slack.calls_to("chat.update"), "the parent message was updated"
+
+
+async def test_a_second_webhook_without_new_events_posts_nothing(bot: Bot):
+    bot.add(capsule8("c8-1", "Boot Files Modified", "i-0etl00000000001", 10))
+    await bot.webhook()
+    await bot.settle()
+    calls_after_first = len(bot.slack.calls)
+
+    status, _ = await bot.webhook()
+    assert status == 202
+    await bot.settle()
+    assert len(bot.slack.calls) == calls_after_first
+    assert len(bot.findings()) == 1
+
+
+async def test_heartbeats_are_dropped_and_unknown_detections_still_posted(bot: Bot):
+    bot.add(
+        capsule8("c8-hb", "Heartbeat", "i-0driver000000001", 10),
+        capsule8("c8-new", "Packet Socket Opened On Host", "i-0etl00000000001", 9),
+    )
+    await bot.webhook()
+    await bot.settle()
+    [finding] = bot.findings()
+    text = bot.text_of(finding)
+    assert "Packet Socket Opened On Host" in text and "Uncategorised" in text
+    assert "Heartbeat" not in json.dumps(bot.slack.calls_to("chat.postMessage"))
+    counts = await bot.runtime.store.counts()
+    assert counts["ignored"] == 1, "the heartbeat is still stored and counted"
+
+
+async def test_the_legacy_alert_payload_triggers_a_sync_too(bot: Bot):
+    bot.add(capsule8("c8-1", "AppArmor Disabled In Kernel", "i-0etl00000000001", 3))
+    status, body = await bot.webhook(LEGACY_PAYLOAD)
+    assert status == 202 and body["alert_id"] == "legacy-7"
+    await bot.settle()
+    assert len(bot.findings()) == 1
+
+
+async def test_wrong_credentials_and_bad_bodies_are_refused_and_the_bot_stays_up(bot: Bot):
+    bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 3))
+    for user, password in ((WEBHOOK_USER, "wrong"), ("someone", WEBHOOK_PASSWORD), ("", "")):
+        status, body = await bot.webhook(user=user, password=password)
+        assert status == 401, (user, password)
+    status, _ = await bot.post("/webhooks/dbsql", b"{}", {"Content-Type": "application/json"})
+    assert status == 401, "no credentials at all"
+
+    cases = [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"event": "x"}', "'alert' must be an object"),
+        (b'{"alert": {"alert": {"name": "no id"}}}', "alert.alert.id"),
+    ]
+    for body, message in cases:
+        status, answer = await bot.post("/webhooks/dbsql", body, {"Content-Type": "application/json", **AUTH})
+        assert status == 400 and message in answer["error"], (body, answer)
+    status, _ = await bot.post("/webhooks/dbsql", b"a=1", {"Content-Type": "application/x-www-form-urlencoded", **AUTH})
+    assert status == 415
+    assert await bot.healthy()
+    await bot.settle()
+    assert bot.findings() == [], "no refused request started a sync"
+
+
+async def test_a_restart_continues_the_same_thread(bot: Bot):
+    bot.add(capsule8("c8-1", "Suspicious Interactive Shell", "i-0etl00000000001", 20))
+    await bot.webhook()
+    await bot.settle()
+    [finding] = bot.findings()
+
+    await bot.restart()
+    bot.add(capsule8("c8-2", "Suspicious Interactive Shell", "i-0etl00000000001", 2))
+    await bot.webhook()
+    await bot.settle()
+    assert len(bot.findings()) == 1
+    assert len(bot.replies(finding)) == 1
+    assert "seen 2× on 1 host" in bot.text_of(finding).lower()
+
+
+async def test_concurrent_webhooks_coalesce_and_post_each_finding_once(bot: Bot):
+    bot.add(*(capsule8(f"c8-{n}", "Kernel Module Loaded", "i-0driver000000001", 20 - n) for n in range(5)))
+    bot.add(capsule8("c8-x", "Boot Files Modified", "i-0etl00000000001", 4))
+    results = await asyncio.gather(*(bot.webhook() for _ in range(10)))
+    assert all(status == 202 for status, _ in results)
+    assert sum(body["sync"] == "started" for _, body in results) <= 2
+    await bot.settle()
+    assert len(bot.findings()) == 2
+    assert bot.runtime.pipeline.runs <= 3, "one running sync plus at most one queued per burst"
+
+
+async def test_the_first_sync_looks_back_a_day_only(bot: Bot):
+    bot.add(
+        capsule8("c8-old", "Kernel Module Loaded", "i-0driver000000001", 25 * 60),
+        capsule8("c8-new", "Boot Files Modified", "i-0etl00000000001", 23 * 60),
+    )
+    await bot.webhook()
+    await bot.settle()
+    [finding] = bot.findings()
+    assert "Boot Files Modified" in bot.text_of(finding)
+
+
+async def test_a_databricks_outage_still_posts_the_finding_saying_what_is_missing(bot: Bot):
+    bot.dbx.fail("/api/2.1/clusters", status=500, times=None)
+    bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 5))
+    await bot.webhook()
+    await bot.settle()
+    [finding] = bot.findings()
+    text = bot.text_of(finding)
+    assert "Kernel Module Loaded" in text
+    assert "clusters.list failed" in text, text
+    assert "dapi-e2e-token" not in json.dumps(bot.slack.calls)
+
+
+async def test_slack_failing_then_recovering_delivers_every_finding_once(bot: Bot):
+    bot.slack.fail("chat.postMessage", status=503, times=4)
+    bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 5),
+            capsule8("c8-2", "Boot Files Modified", "i-0etl00000000001", 4))
+    await bot.webhook()
+    await bot.settle(timeout=30)
+    assert sorted("Kernel" in bot.text_of(m) for m in bot.findings()) == [False, True]
+    assert len(bot.findings()) == 2
