@@ -17,13 +17,10 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
     settings = runtime.settings
     settings.require("slack_bot_token", "slack_signing_secret")
     client = AsyncWebClient(token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url)
-    bolt = AsyncApp(
-        client=client,
-        signing_secret=settings.slack_signing_secret.reveal(),
-        process_before_response=True,
-    )
-    commands.register(bolt, lambda: status_text(runtime))
-    interactions.register(bolt)
+    # Bolt answers Slack as soon as a listener calls ack(); the slow part runs on afterwards
+    bolt = AsyncApp(client=client, signing_secret=settings.slack_signing_secret.reveal())
+    commands.register(bolt, lambda: runtime)
+    interactions.register(bolt, runtime.dispatcher)
     return bolt
 
 

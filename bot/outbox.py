@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.adapters.store_sqlite import OutboxItem, SQLiteStore
 from bot.core import blocks
+from bot.core.actions import ActionSpec
 from bot.core.events import parse_audit_row
 from bot.core.ports import Chat, ChatError
 
@@ -31,6 +32,7 @@ class OutboxSettings:
     channel: str
     links: blocks.Links
     post_interval: float = 1.0  # Slack allows about one message per second per channel
+    actions: tuple[ActionSpec, ...] = ()  # the buttons every finding message carries
 
 
 class OutboxWorker:
@@ -103,7 +105,7 @@ class OutboxWorker:
             return False
         channel, ts = message
         if item.kind == "update":
-            text, body = blocks.finding_message(finding, self.settings.links)
+            text, body = blocks.finding_message(finding, self.settings.links, self.settings.actions)
             await self.chat.update(channel, ts, text, body)
         else:
             text, body = self._reply(item, finding)
@@ -115,6 +117,8 @@ class OutboxWorker:
     def _reply(self, item: OutboxItem, finding: Any) -> tuple[str, list[dict[str, Any]]]:
         if item.kind == "digest":
             return blocks.digest_message(finding, item.payload["events"], item.payload["hosts"])
+        if item.kind == "note":
+            return blocks.note_message(item.payload["text"])
         return blocks.reply_message(parse_audit_row(item.payload["row"]), finding)
 
     async def _post_parent(self, item: OutboxItem, finding: Any) -> None:
@@ -125,7 +129,7 @@ class OutboxWorker:
         if existing is not None:
             await self.store.posted_with_message(item.id, finding.key, *existing)
             return
-        text, body = blocks.finding_message(finding, self.settings.links)
+        text, body = blocks.finding_message(finding, self.settings.links, self.settings.actions)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key}}
         await self._pace()
         await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.adapters.duckdb_source import DuckDBSource
+from bot.cache import TTLCache
+from bot.core.authz import Authorizer
+from handlers import actions
+from handlers.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
 from bot.adapters.store_sqlite import SQLiteStore
 from bot.config import ConfigError, Settings
@@ -31,6 +35,7 @@ class Runtime:
     outbox: OutboxWorker
     chat: SlackChat
     syncs: Coalescer
+    dispatcher: Dispatcher
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def trigger_sync(self, reason: str) -> str:
@@ -88,7 +93,10 @@ async def build_runtime(settings: Settings, *, post_interval: float = 1.0) -> Ru
     )
     chat = SlackChat(settings.slack_bot_token.reveal(), settings.slack_api_url)
     links = blocks.Links(workspace_url=settings.workspace_url or (workspace.host if workspace else None))
-    outbox = OutboxWorker(store, chat, OutboxSettings(settings.slack_channel, links, post_interval))
+    registry = actions.discover()
+    outbox = OutboxWorker(
+        store, chat, OutboxSettings(settings.slack_channel, links, post_interval, actions.specs(registry))
+    )
     pipeline = Pipeline(
         source,
         store,
@@ -97,4 +105,9 @@ async def build_runtime(settings: Settings, *, post_interval: float = 1.0) -> Ru
         SyncSettings(settings.initial_lookback, settings.sync_overlap, settings.group_window, settings.thread_replies),
         on_outbox=outbox.kick,
     )
-    return Runtime(settings, source, store, workspace, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync))
+    groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
+    authorizer = Authorizer(settings.responders, lambda group: groups.get(group, lambda: chat.usergroup_members(group)))
+    dispatcher = Dispatcher(registry, store, authorizer, workspace, settings.dry_run, outbox.kick)
+    return Runtime(
+        settings, source, store, workspace, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher
+    )

@@ -146,6 +146,11 @@ class SlackChat:
     async def post_ephemeral(self, channel: str, user: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         await self._call("chat.postEphemeral", channel=channel, user=user, text=text, blocks=blocks)
 
+    async def usergroup_members(self, group_id: str) -> set[str]:
+        """The user ids in a Slack user group (usergroups.users.list)."""
+        response = await self._call("usergroups.users.list", usergroup=group_id)
+        return {str(user) for user in response.get("users") or []}
+
     async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
         """The ts of a recent top-level message whose metadata carries this key, or None.
 

@@ -75,6 +75,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_pending ON outbox (state, id);
     """,
+    # 2: response actions: the audit trail, and the claims that make an action run once
+    """
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        finding_key TEXT NOT NULL,
+        action TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        message TEXT NOT NULL,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX actions_finding ON actions (finding_key, id);
+    CREATE TABLE action_claims (
+        finding_key TEXT NOT NULL,
+        action TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (finding_key, action)
+    );
+    """,
 ]
 
 
@@ -82,7 +103,7 @@ MIGRATIONS: list[str] = [
 class OutboxItem:
     id: int
     finding_key: str
-    kind: str  # "post", "reply", "digest" or "update"
+    kind: str  # "post" (parent), "update" (parent), "reply", "digest" or "note" (thread)
     payload: dict[str, Any]
     attempts: int
 
@@ -216,6 +237,44 @@ class SQLiteStore:
         counts["findings"] = self._db.execute("SELECT count(*) FROM findings").fetchone()[0]
         counts["posted"] = self._db.execute("SELECT count(*) FROM findings WHERE ts IS NOT NULL").fetchone()[0]
         return counts
+
+    async def set_finding_status(self, key: str, status: FindingStatus, by: str, note: str | None) -> None:
+        self._db.execute(
+            "UPDATE findings SET status = ?, status_by = ?, status_note = ? WHERE key = ?",
+            (status.value, by, note, key),
+        )
+
+    # -- response actions --------------------------------------------------------------
+
+    async def claim_action(self, key: str, action: str, user_id: str) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO action_claims (finding_key, action, user_id, at) VALUES (?, ?, ?, ?)",
+            (key, action, user_id, _now_text()),
+        )
+        return cursor.rowcount == 1
+
+    async def release_claim(self, key: str, action: str) -> None:
+        self._db.execute("DELETE FROM action_claims WHERE finding_key = ? AND action = ?", (key, action))
+
+    async def record_action(
+        self, key: str, action: str, user_id: str, outcome: str, message: str, *, dry_run: bool,
+        outbox: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> None:
+        """The audit record and the Slack updates it causes, in one transaction."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO actions (finding_key, action, user_id, outcome, message, dry_run, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, action, user_id, outcome, message, int(dry_run), _now_text()),
+            )
+            db.executemany(
+                "INSERT INTO outbox (finding_key, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+                [(key, kind, json.dumps(payload), _now_text()) for kind, payload in outbox],
+            )
+
+    async def actions_for(self, key: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM actions WHERE finding_key = ? ORDER BY id", (key,))
+        return [dict(row) for row in rows]
 
     # -- outbox ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ Two rules hold everywhere below:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -29,7 +30,8 @@ from bot.core.findings import (
     Severity,
     lineage_of,
 )
-from bot.core.ids import ActionId, ButtonValue
+from bot.core.actions import ActionSpec, Confirm, Needs
+from bot.core.ids import ButtonValue
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -39,6 +41,7 @@ MAX_HEADER = 150
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
 MAX_ACTION_ID = 255
+MAX_BUTTONS = 25  # Slack's limit of elements in one actions block
 MAX_BLOCK_ID = 255
 MAX_CONFIRM_TITLE = 100
 MAX_CONFIRM_TEXT = 300
@@ -273,7 +276,9 @@ def cloud_pointer(instance_id: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def finding_message(finding: Finding, links: Links) -> tuple[str, list[dict[str, Any]]]:
+def finding_message(
+    finding: Finding, links: Links, actions: Sequence[ActionSpec] = ()
+) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) of a finding's parent message; within Slack limits for any input."""
     blocks = [
         _header(finding.detection),
@@ -286,7 +291,7 @@ def finding_message(finding: Finding, links: Links) -> tuple[str, list[dict[str,
         *_link_blocks(finding, links),
         *_status_blocks(finding),
         *_suppressed_blocks(finding.suppressed_count),
-        *_action_blocks(finding),
+        *_action_blocks(finding, actions),
     ]
     return _fallback(finding), blocks[:MAX_BLOCKS]
 
@@ -511,56 +516,46 @@ def _suppressed_blocks(suppressed: int) -> list[dict[str, Any]]:
 # --- buttons ---------------------------------------------------------------------------------
 
 
-def _action_blocks(finding: Finding) -> list[dict[str, Any]]:
+def _action_blocks(finding: Finding, actions: Sequence[ActionSpec]) -> list[dict[str, Any]]:
     try:
         value = ButtonValue(finding.key, finding.first_event.instance_id, _cluster_id(finding)).compact()
     except ValueError:  # keys are short digests; one that cannot fit is a bug elsewhere, not a crash here
         return [context([mrkdwn("Buttons unavailable: this finding's key does not fit a button; use `/esm`.")])]
-    buttons = _buttons(finding, value)
+    buttons = _buttons(finding, value, actions)
     return [{"type": "actions", "elements": buttons}] if buttons else []
 
 
-def _buttons(finding: Finding, value: ButtonValue) -> list[dict[str, Any]]:
+def _buttons(finding: Finding, value: ButtonValue, actions: Sequence[ActionSpec]) -> list[dict[str, Any]]:
     payload = value.to_json()
-    buttons = []
-    if finding.status == FindingStatus.OPEN:
-        buttons.append(button(ActionId.ACKNOWLEDGE, "Acknowledge", payload, style="primary"))
-        buttons.append(button(ActionId.MARK_BENIGN, "Mark benign", payload))
-        if value.cluster_id:
-            confirm = _terminate_confirm(finding.context.cluster, value.cluster_id)
-            buttons.append(button(ActionId.TERMINATE_CLUSTER, "Terminate cluster", payload, "danger", confirm))
-    if value.instance_id:
-        buttons.append(button(ActionId.RECENT_ON_HOST, "Recent on this host", payload))
-    return buttons
+    has = frozenset(need for need in Needs if getattr(value, need.value))
+    shown = [spec for spec in sorted(actions, key=lambda a: a.order) if spec.shown_on(finding, has)]
+    return [button(spec, payload, finding) for spec in shown[:MAX_BUTTONS]]
 
 
-def button(
-    action: ActionId, label: str, value: str, style: str | None = None, confirm: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def button(spec: ActionSpec, value: str, finding: Finding) -> dict[str, Any]:
     element: dict[str, Any] = {
         "type": "button",
-        "action_id": action.value,
-        "text": plain(clip(escape(label), MAX_BUTTON_TEXT)),
+        "action_id": clip(spec.id, MAX_ACTION_ID),
+        "text": plain(clip(escape(spec.label), MAX_BUTTON_TEXT)),
         "value": value,
     }
-    if style:
-        element["style"] = style
-    if confirm:
-        element["confirm"] = confirm
+    if spec.style in ("primary", "danger"):
+        element["style"] = spec.style
+    if spec.confirm is not None:
+        element["confirm"] = _confirm(spec.confirm(finding))
     return element
 
 
-def _terminate_confirm(cluster: ClusterContext | None, cluster_id: str) -> dict[str, Any]:
-    name = cluster.name if cluster is not None and _present(cluster.name) else None
-    target = f"{clip(name, 100)} ({clip(cluster_id, 60)})" if name else clip(cluster_id, 60)
-    text = f"Terminate cluster {target}? Running notebooks and jobs on it stop. It can be started again later."
-    return {
-        "title": plain("Terminate this cluster?"),
-        "text": plain(clip(escape(text), MAX_CONFIRM_TEXT)),
-        "confirm": plain("Terminate"),
-        "deny": plain("Cancel"),
-        "style": "danger",
+def _confirm(dialog: Confirm) -> dict[str, Any]:
+    confirm = {
+        "title": plain(clip(escape(dialog.title), MAX_CONFIRM_TITLE)),
+        "text": plain(clip(escape(dialog.text), MAX_CONFIRM_TEXT)),
+        "confirm": plain(clip(escape(dialog.confirm), MAX_CONFIRM_BUTTON)),
+        "deny": plain(clip(escape(dialog.deny), MAX_CONFIRM_BUTTON)),
     }
+    if dialog.danger:
+        confirm["style"] = "danger"
+    return confirm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,9 +579,19 @@ def reply_message(row: AuditRow, finding: Finding) -> tuple[str, list[dict[str, 
 def digest_message(finding: Finding, extra_events: int, extra_hosts: int) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) summing up repeats that were not posted one by one."""
     host = finding.first_event.instance_id
-    command = code(f"/esm recent {host}" if host else "/esm recent", 250)
+    command = code(f"/esm recent instance={host}" if host else "/esm recent", 250)
     text = f"+{extra_events} more on {_plural(max(extra_hosts, 1), 'host')} (see {command})"
     return clip(text, MAX_TEXT), [context([mrkdwn(clip(text, MAX_TEXT))])]
+
+
+_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,32})&gt;")
+
+
+def note_message(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) of an action's note in a finding's thread. Everything is escaped;
+    only well-formed user mentions (`<@U…>`, written by the action itself) come back to life."""
+    body = _MENTION.sub(r"<@\1>", escape(clip(text, MAX_SECTION_TEXT - 100)))
+    return clip(body, MAX_TEXT), [section(clip(body, MAX_SECTION_TEXT))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.events import AuditRow
-from bot.core.findings import ClusterContext, NotebookCommand
+from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
 
 
 class SourceError(RuntimeError):
@@ -72,3 +72,39 @@ class Chat(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Interaction(Protocol):
+    """The Slack interaction that started an action: who clicked, and how to answer them."""
+
+    user_id: str
+
+    async def reply_private(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        """An answer only the clicker sees."""
+
+    async def open_modal(self, view: dict[str, Any]) -> None:
+        """Open a modal (within 3 s of the click: Slack's trigger_id expires)."""
+
+
+class ActionStore(Protocol):
+    """The state an action may read and change; every change is recorded for the audit trail."""
+
+    async def finding(self, key: str) -> Finding | None: ...
+
+    async def claim_action(self, key: str, action: str, user_id: str) -> bool:
+        """True for the first caller only: a double click or two responders run it once."""
+
+    async def release_claim(self, key: str, action: str) -> None: ...
+
+    async def set_finding_status(self, key: str, status: FindingStatus, by: str, note: str | None) -> None: ...
+
+
+class ClusterControl(Protocol):
+    """The Databricks calls a response action may make."""
+
+    async def get_cluster(self, cluster_id: str) -> ClusterContext | None: ...
+
+    async def terminate_cluster(self, cluster_id: str) -> None:
+        """Terminate (reversible: clusters.delete). Never a permanent delete."""
+
+    async def active_runs_on_cluster(self, cluster_id: str) -> list[dict[str, Any]]: ...

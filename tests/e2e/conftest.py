@@ -18,12 +18,15 @@ from bot.config import load_settings
 from bot.runtime import Runtime, build_runtime
 from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator, blocks_to_text
+from emulators.slack_signing import block_actions_body, signed_form_headers, slash_command_body
 
 CHANNEL = "C0FINDINGS"
 SLACK_TOKEN = "xoxb-e2e-token-7f3a9c"
 SIGNING_SECRET = "e2e-signing-secret-5d1e"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "databricks", "e2e-webhook-password-92b1"
 DBX_TOKEN = "dapi-e2e-token-44c0"
+RESPONDER = "U0RESPONDER"
+OUTSIDER = "U0OUTSIDER"
 WORKSPACE_ID = 1234567890123456
 
 CURRENT_PAYLOAD = {
@@ -79,12 +82,14 @@ class Bot:
             "DATABRICKS_HOST": dbx.host, "DATABRICKS_TOKEN": DBX_TOKEN,
             "ESM_AUDIT_SOURCE": f"duckdb:{self.audit_path}", "ESM_STATE_PATH": str(folder / "state.sqlite3"),
             "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-            "ESM_DATABRICKS_TIMEOUT": "2", **env,
+            "ESM_DATABRICKS_TIMEOUT": "2", "ESM_RESPONDERS": f"{RESPONDER} S0SECTEAM", **env,
         }
         self.source = DuckDBSource(self.audit_path)
         self.runtime: Runtime | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.last_response_url = ""
+        self.last_ack: Any = None
 
     async def start(self) -> "Bot":
         self.runtime = await build_runtime(load_settings(self.env), post_interval=0)
@@ -141,6 +146,43 @@ class Bot:
             async with session.get(self.url + "/healthz") as response:
                 return response.status == 200
 
+    async def slack_request(self, body: bytes, *, secret: str = SIGNING_SECRET, timestamp: int | None = None,
+                            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST /slack/events signed exactly as Slack signs it (or with another secret/time)."""
+        signed = signed_form_headers(secret, body, timestamp)
+        return await self.post("/slack/events", body, {**signed, **(headers or {})})
+
+    async def click(self, message: dict[str, Any], action_id: str, user_id: str = RESPONDER, **extra: Any) -> tuple[int, Any]:
+        """Click a button of a posted finding, as Slack would send it."""
+        current = self.slack.message(CHANNEL, message["ts"]) or message
+        button = next(e for b in current["blocks"] if b["type"] == "actions" for e in b["elements"]
+                      if e["action_id"] == action_id)
+        response_url = self.slack.new_response_url(CHANNEL, message["ts"])
+        body = block_actions_body(action_id=action_id, value=extra.pop("value", button["value"]), user_id=user_id,
+                                  channel_id=CHANNEL, message=current, response_url=response_url, **extra)
+        status, answer = await self.slack_request(body)
+        self.last_response_url = response_url
+        return status, answer
+
+    async def command(self, text: str, user_id: str = RESPONDER) -> str:
+        """Run /esm TEXT; returns the id of its response_url (read answers with slack.responses)."""
+        response_url = self.slack.new_response_url(CHANNEL)
+        body = slash_command_body(text=text, user_id=user_id, channel_id=CHANNEL, response_url=response_url)
+        status, answer = await self.slack_request(body)
+        assert status == 200, answer
+        self.last_ack = answer
+        return response_url
+
+    async def answers(self, response_url: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait for `count` answers posted to a response_url."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.slack.responses(response_url)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"expected {count} answer(s) at {response_url}, got {self.slack.responses(response_url)}")
+
     def findings(self) -> list[dict[str, Any]]:
         return self.slack.messages(CHANNEL)
 
@@ -154,7 +196,7 @@ class Bot:
 
 @pytest.fixture
 async def slack():
-    async with SlackEmulator(token=SLACK_TOKEN) as emulator:
+    async with SlackEmulator(token=SLACK_TOKEN, usergroups={"S0SECTEAM": ["U0TEAMMATE"]}) as emulator:
         yield emulator
 
 

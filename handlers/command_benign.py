@@ -1,0 +1,4 @@
+"""/esm benign list | remove — filled in by issue #3."""
+from __future__ import annotations
+
+VERBS: list = []

@@ -1,0 +1,4 @@
+"""/esm recent — filled in by issue #3."""
+from __future__ import annotations
+
+VERBS: list = []

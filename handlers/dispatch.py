@@ -1,0 +1,98 @@
+"""The one path every finding button takes: parse -> find -> authorise -> pre-flight -> claim ->
+run -> record -> tell. Actions only decide and act; this records and reports, so every action
+gets the same audit trail, refusals and thread notes without repeating them."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.adapters.store_sqlite import SQLiteStore
+from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseAction
+from bot.core.authz import Authorizer
+from bot.core.findings import FindingStatus
+from bot.core.ids import ButtonValue
+from bot.core.ports import ClusterControl, Interaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dispatcher:
+    actions: Mapping[str, ResponseAction]
+    store: SQLiteStore
+    authorizer: Authorizer
+    clusters: ClusterControl | None
+    dry_run: bool = False
+    on_outbox: Any = lambda: None
+    extras: dict[str, Any] | None = None
+
+    async def click(self, action_id: str, raw_value: Any, interaction: Interaction) -> Outcome:
+        outcome = await self._click(action_id, raw_value, interaction)
+        await interaction.reply_private(outcome.message, list(outcome.blocks) if outcome.blocks else None)
+        return outcome
+
+    async def _click(self, action_id: str, raw_value: Any, interaction: Interaction) -> Outcome:
+        action = self.actions.get(action_id)
+        if action is None:
+            return Outcome.refused("This button is not known to esm-bot (stale message or forged request).")
+        try:
+            value = ButtonValue.from_json(raw_value)
+        except ValueError as exc:
+            log.warning("refused %s from %s: bad button value: %s", action_id, interaction.user_id, exc)
+            return Outcome.refused("This button's value is not valid (stale message or forged request).")
+        ctx = await self._context(value, interaction)
+        if ctx is None:
+            return Outcome.refused("This finding is no longer known to esm-bot.")
+        refusal = await self._authorise(action, ctx)
+        if refusal is not None:
+            return await self.complete(action, ctx, refusal)
+        return await self._run(action, ctx)
+
+    async def _context(self, value: ButtonValue, interaction: Interaction) -> ActionContext | None:
+        finding = await self.store.finding(value.finding_key)
+        if finding is None:
+            return None
+        return ActionContext(finding, value, interaction, self.store, self.clusters, self.dry_run, dict(self.extras or {}))
+
+    async def _authorise(self, action: ResponseAction, ctx: ActionContext) -> Outcome | None:
+        if not action.spec.responders_only:
+            return None
+        allowed, why = await self.authorizer.allows(ctx.user_id)
+        if allowed:
+            return None
+        return Outcome(OutcomeStatus.REFUSED, f"Refused: {why}.", private=True)
+
+    async def _run(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
+        spec = action.spec
+        if spec.destructive and not await self.store.claim_action(ctx.finding.key, spec.id, ctx.user_id):
+            return Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.", private=True)
+        try:
+            outcome = await action.preflight(ctx) or await action.run(ctx)
+        except Exception as exc:  # an action's bug must still be answered and recorded
+            log.exception("action %s failed", spec.id)
+            outcome = Outcome(OutcomeStatus.FAILED, f"{spec.label} failed: {type(exc).__name__}")
+        if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN, OutcomeStatus.REFUSED):
+            await self.store.release_claim(ctx.finding.key, spec.id)  # allow another try
+        return await self.complete(action, ctx, outcome)
+
+    async def complete(self, action: ResponseAction, ctx: ActionContext, outcome: Outcome) -> Outcome:
+        """Record an outcome: finding status, audit record, thread note and parent update."""
+        key = ctx.finding.key
+        if outcome.finding_status is not None:
+            await self.store.set_finding_status(key, outcome.finding_status, ctx.user_id, _note(outcome))
+        outbox = [] if outcome.private else [("note", {"text": outcome.message})]
+        if outcome.finding_status is not None or not outcome.private:
+            outbox.append(("update", {}))
+        await self.store.record_action(
+            key, action.spec.id, ctx.user_id, outcome.status.value, outcome.message, dry_run=ctx.dry_run, outbox=outbox
+        )
+        log.info("action %s on %s by %s: %s", action.spec.id, key, ctx.user_id, outcome.status.value)
+        if outbox:
+            self.on_outbox()
+        return outcome
+
+
+def _note(outcome: Outcome) -> str | None:
+    return outcome.message if outcome.finding_status in (FindingStatus.BENIGN, FindingStatus.TERMINATED) else None
