@@ -7,7 +7,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from handlers import commands, interactions
+from handlers import benign_modal, commands, interactions
 from handlers.webhook import BasicAuth, webhook_handler
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -21,6 +21,7 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
     bolt = AsyncApp(client=client, signing_secret=settings.slack_signing_secret.reveal())
     commands.register(bolt, lambda: runtime)
     interactions.register(bolt, runtime.dispatcher)
+    benign_modal.register(bolt, runtime.dispatcher)
     return bolt
 
 

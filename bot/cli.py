@@ -27,6 +27,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true", help="exit after the sample findings are posted")
     demo.add_argument("--port", type=int, default=8080, help="bot port (the Slack viewer uses port+1)")
     demo.add_argument("--dir", default=".esm-demo", help="where the demo keeps its files (recreated)")
+    deploy = sub.add_parser("deploy", help="create or update the DBSQL queries, alerts, schedules and webhook destination")
+    deploy.add_argument("--dry-run", action="store_true", help="print the plan (create / update / unchanged) and change nothing")
+    deploy.add_argument("--remove", action="store_true", help="delete every object esm-bot deploy created, and nothing else")
+    deploy.add_argument("--public-url", help="the bot's public base URL (ESM_PUBLIC_URL)")
+    deploy.add_argument("--rotate-webhook-secret", action="store_true",
+                        help="re-send the webhook user and password (the API never shows them, so they are not compared)")
+    backfill = sub.add_parser("backfill", help="process past events from the audit source")
+    backfill.add_argument("--since", required=True, help="how far back: a duration like 12h or 7d")
+    backfill.add_argument("--summary", action="store_true", help="post one digest message instead of each finding")
     rules = sub.add_parser("rules", help="detection catalogue tools")
     rules.add_argument("action", choices=["check"], help="validate rules/ and run every entry's examples")
     return parser
@@ -128,6 +137,22 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.deploy import DeployOptions, run_deploy
+
+    options = DeployOptions(dry_run=args.dry_run, remove=args.remove,
+                            rotate_webhook_secret=args.rotate_webhook_secret, public_url=args.public_url)
+    return run_deploy(settings, options)
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.backfill import run_backfill
+    from bot.config import parse_duration
+
+    since = parse_duration(args.since, "--since")
+    return asyncio.run(run_backfill(settings, since, summary=args.summary))
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "sync": cmd_sync,
@@ -135,6 +160,8 @@ COMMANDS = {
     "sample-events": cmd_sample_events,
     "demo": cmd_demo,
     "rules": cmd_rules,
+    "deploy": cmd_deploy,
+    "backfill": cmd_backfill,
 }
 
 if __name__ == "__main__":

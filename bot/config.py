@@ -65,6 +65,9 @@ class Settings:
     databricks_token: Secret | None = None
     workspace_url: str | None = None
     audit_source: str = "duckdb:esm-audit.duckdb"
+    warehouse_http_path: str | None = None  # ESM_AUDIT_SOURCE=databricks: the SQL warehouse's HTTP path
+    warehouse_uri: str | None = None  # test-only: a local Thrift emulator's URI (the connector's _connection_uri)
+    warehouse_timeout: float = 60.0  # seconds a warehouse statement may take
     state_path: str = "esm-state.sqlite3"
     webhook_user: str | None = None
     webhook_password: Secret | None = None
@@ -75,12 +78,15 @@ class Settings:
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
     thread_replies: int = 3
+    poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
     databricks_timeout: float = 10.0
     rules_dir: Path = RULES_DIR
     dry_run: bool = False
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
+    warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
+    public_url: str | None = None  # esm-bot deploy: the bot's public base URL (the webhook target)
 
     @property
     def duckdb_path(self) -> str | None:
@@ -104,6 +110,9 @@ ENV_NAMES = {
     "databricks_token": "DATABRICKS_TOKEN",
     "workspace_url": "ESM_WORKSPACE_URL",
     "audit_source": "ESM_AUDIT_SOURCE",
+    "warehouse_http_path": "ESM_WAREHOUSE_HTTP_PATH",
+    "warehouse_uri": "ESM_WAREHOUSE_URI",
+    "warehouse_timeout": "ESM_WAREHOUSE_TIMEOUT",
     "state_path": "ESM_STATE_PATH",
     "webhook_user": "ESM_WEBHOOK_USER",
     "webhook_password": "ESM_WEBHOOK_PASSWORD",
@@ -114,16 +123,19 @@ ENV_NAMES = {
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
     "thread_replies": "ESM_THREAD_REPLIES",
+    "poll_interval": "ESM_POLL_INTERVAL",
     "databricks_timeout": "ESM_DATABRICKS_TIMEOUT",
     "rules_dir": "ESM_RULES_DIR",
     "dry_run": "ESM_DRY_RUN",
     "log_level": "ESM_LOG_LEVEL",
     "host": "ESM_HOST",
     "port": "ESM_PORT",
+    "warehouse_id": "ESM_WAREHOUSE_ID",
+    "public_url": "ESM_PUBLIC_URL",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
-_DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window"}
+_DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
@@ -194,12 +206,15 @@ def _convert(attr: str, text: str) -> object:
         "slack_api_url": lambda t, n: _parse_url(t, n).rstrip("/") + "/",
         "databricks_host": lambda t, n: _parse_url(t, n).rstrip("/"),
         "workspace_url": lambda t, n: _parse_url(t, n).rstrip("/"),
+        "public_url": lambda t, n: _parse_url(t, n).rstrip("/"),
         "audit_source": _parse_source,
         "slack_channel": _parse_channel,
         "dry_run": _parse_bool,
         "thread_replies": lambda t, n: _parse_int(t, n, 0, 20),
         "port": lambda t, n: _parse_int(t, n, 0, 65535),
         "databricks_timeout": _parse_float,
+        "warehouse_timeout": _parse_float,
+        "warehouse_uri": _parse_url,
         "rules_dir": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
     }

@@ -29,5 +29,5 @@ def configure(level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "urllib3", "databricks.sdk", "slack_bolt", "slack_sdk"):
+    for noisy in ("aiohttp.access", "urllib3", "databricks.sdk", "databricks.sql", "slack_bolt", "slack_sdk"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,6 +21,7 @@ from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding
 from bot.core.ports import AuditSource
+from bot.core.suppressions import Suppression, first_match
 from bot.enrich import Enricher
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,18 @@ class SyncReport:
     error: str | None = None
 
 
+PageHook = Callable[[list[AuditRow], "BatchPlan | None"], None]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """One sync's options: the default is a live sync from the watermark that posts to Slack."""
+
+    since: datetime | None = None  # a backfill's start instead of the watermark
+    post: bool = True  # False: store events and findings but queue no Slack messages
+    on_page: PageHook | None = None  # called with each page's rows and plan (None: all seen)
+
+
 @dataclass(frozen=True)
 class SyncSettings:
     initial_lookback: timedelta
@@ -66,6 +79,7 @@ class Pipeline:
         *,
         on_outbox: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
+        benign_rules: Sequence[Suppression] = (),
     ):
         self.source = source
         self.store = store
@@ -74,14 +88,24 @@ class Pipeline:
         self.settings = settings
         self.on_outbox = on_outbox
         self.clock = clock
+        self.benign_rules = tuple(benign_rules)  # enabled rules/benign.yml entries
+        self._suppressions: list[Suppression] = []  # loaded once per sync
+        self._hits: dict[str, Suppression] = {}  # event id -> the suppression that hid it
+        self._now = clock()
         self.last_report: SyncReport | None = None
         self.last_sync_at: datetime | None = None
         self.runs = 0
+        self._options = SyncOptions()
 
-    async def sync(self) -> SyncReport:
-        """Process every Capsule8 row newer than the watermark (minus the overlap)."""
+    async def sync(
+        self, since: datetime | None = None, *, post: bool = True, on_page: PageHook | None = None
+    ) -> SyncReport:
+        """Process every Capsule8 row newer than the watermark (minus the overlap), or newer than
+        `since` (a backfill: the watermark never moves back). `post=False` queues no Slack
+        messages; `on_page` sees each page as it is processed (progress, digests)."""
         started = time.perf_counter()
         self.runs += 1
+        self._options = SyncOptions(since, post, on_page)
         report = SyncReport()
         try:
             await self._sync_pages(report)
@@ -94,12 +118,15 @@ class Pipeline:
         return report
 
     async def _sync_pages(self, report: SyncReport) -> None:
-        since, after_id = await self._start(), ""
+        await self._load_suppressions()
+        since, after_id = self._options.since or await self._start(), ""
         while True:
             rows = await self.source.capsule8_since(since, PAGE_SIZE, after_id)
             report.fetched += len(rows)
             if rows:
-                await self._process(rows, report)
+                plan = await self._process(rows, report)
+                if self._options.on_page is not None:
+                    self._options.on_page(rows, plan)
                 since, after_id = rows[-1].event_time, rows[-1].event_id
             if len(rows) < PAGE_SIZE:
                 return
@@ -110,7 +137,7 @@ class Pipeline:
             return self.clock() - self.settings.initial_lookback
         return watermark - self.settings.overlap
 
-    async def _process(self, rows: list[AuditRow], report: SyncReport) -> None:
+    async def _process(self, rows: list[AuditRow], report: SyncReport) -> BatchPlan | None:
         seen = await self.store.seen([r.event_id for r in rows])
         new_rows = [r for r in rows if r.event_id not in seen]
         report.new_events += len(new_rows)
@@ -120,8 +147,9 @@ class Pipeline:
             await self._store(plan, max(r.event_time for r in rows))
             _count(plan, report)
             self.on_outbox()
-        else:
-            await self.store.record_sync([], [], [], max(r.event_time for r in rows))
+            return plan
+        await self.store.record_sync([], [], [], max(r.event_time for r in rows))
+        return None
 
     async def _plan(self, rows: list[AuditRow]) -> tuple[BatchPlan, dict[tuple[str | None, str | None], Resolved]]:
         clusters = await self._clusters(rows)
@@ -130,7 +158,24 @@ class Pipeline:
             for row in rows
         ]
         open_findings = await self.store.latest_findings(item.group_key for item in items)
-        return plan_batch(items, open_findings, self.settings.group_window), clusters
+        return plan_batch(items, open_findings, self.settings.group_window, self._suppressor()), clusters
+
+    async def _load_suppressions(self) -> None:
+        """Slack-made ones first (their counts show on the finding they came from), then rules."""
+        self._now = self.clock()
+        self._suppressions = await self.store.active_suppressions(self._now)
+        self._suppressions += [s for s in self.benign_rules if s.active(self._now)]
+
+    def _suppressor(self) -> Callable[[Classified], bool]:
+        self._hits = {}
+
+        def is_suppressed(item: Classified) -> bool:
+            found = first_match(self._suppressions, item, self._now) if self._suppressions else None
+            if found is not None:
+                self._hits[item.row.event_id] = found
+            return found is not None
+
+        return is_suppressed
 
     async def _clusters(self, rows: list[AuditRow]) -> dict[tuple[str | None, str | None], Resolved]:
         """Resolve each distinct host once, a few at a time."""
@@ -156,10 +201,19 @@ class Pipeline:
         await asyncio.gather(*(enrich(c) for c in plan.changes.values() if c.is_new))
 
     async def _store(self, plan: BatchPlan, watermark: datetime) -> None:
-        events = [_event_record(item, disposition, key) for item, disposition, key in plan.dispositions]
+        hits = [(item.row.event_id, self._hits[item.row.event_id]) for item, d, _ in plan.dispositions if d == "suppressed"]
+        origin = {event_id: s.finding_key for event_id, s in hits}  # a suppressed event files under its origin
+        events = [
+            _event_record(item, disposition, key or origin.get(item.row.event_id))
+            for item, disposition, key in plan.dispositions
+        ]
         findings = [c.finding for c in plan.changes.values()]
         outbox = [entry for c in plan.changes.values() for entry in self._outbox_for(c)]
-        await self.store.record_sync(events, findings, outbox, watermark)
+        outbox += _suppressed_updates(hits, plan)
+        if not self._options.post:
+            outbox = []
+        suppressed = [(s.id, s.finding_key) for _, s in hits]
+        await self.store.record_sync(events, findings, outbox, watermark, suppressed=suppressed)
 
     def _outbox_for(self, change: FindingChange) -> list[tuple[str, str, dict[str, Any]]]:
         """A parent post (or update), the first few repeats as replies, the rest as one digest."""
@@ -172,6 +226,13 @@ class Pipeline:
             hosts = {r.instance_id for r in rest if r.instance_id}
             items.append((key, "digest", {"events": len(rest), "hosts": len(hosts)}))
         return items
+
+
+def _suppressed_updates(hits: list[tuple[str, Suppression]], plan: BatchPlan) -> list[tuple[str, str, dict[str, Any]]]:
+    """One parent update per originating finding per sync, so its suppressed count shows;
+    none when this batch already updates (or posts) that finding."""
+    keys = dict.fromkeys(s.finding_key for _, s in hits if s.finding_key and s.finding_key not in plan.changes)
+    return [(key, "update", {}) for key in keys]
 
 
 def _host(row: AuditRow) -> tuple[str | None, str | None]:

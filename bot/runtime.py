@@ -17,9 +17,12 @@ from bot.config import ConfigError, Settings
 from bot.core import blocks
 from bot.core.catalogue import Catalogue, load_catalogue
 from bot.core.ports import AuditSource, Workspace
+from bot.benign import BenignService
+from bot.core.suppressions import load_benign_rules
 from bot.enrich import Enricher
 from bot.outbox import OutboxSettings, OutboxWorker
 from bot.pipeline import Coalescer, Pipeline, SyncSettings
+from bot.recent import RecentService
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +40,23 @@ class Runtime:
     syncs: Coalescer
     dispatcher: Dispatcher
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    recent: RecentService | None = None  # /esm recent and the "Recent on this host" button
 
     def trigger_sync(self, reason: str) -> str:
         log.debug("sync requested by %s", reason)
         return self.syncs.trigger()
 
     def start_background(self) -> None:
-        self.tasks.append(asyncio.get_running_loop().create_task(self.outbox.run()))
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.outbox.run()))
+        if self.settings.poll_interval is not None:
+            self.tasks.append(loop.create_task(self._poll(self.settings.poll_interval.total_seconds())))
+
+    async def _poll(self, seconds: float) -> None:
+        """Sync on a timer too; it shares the one coalesced sync with the webhooks."""
+        while True:
+            self.trigger_sync("poll")
+            await asyncio.sleep(seconds)
 
     async def close(self) -> None:
         await self.syncs.close()
@@ -59,7 +72,28 @@ def open_source(settings: Settings) -> AuditSource:
     path = settings.duckdb_path
     if path is not None:
         return DuckDBSource(path)
-    raise ConfigError("ESM_AUDIT_SOURCE=databricks: the SQL warehouse source is not available in this version; use duckdb:<path>")
+    return open_warehouse_source(settings)
+
+
+def open_warehouse_source(settings: Settings) -> AuditSource:
+    """ESM_AUDIT_SOURCE=databricks: the SQL warehouse over databricks-sql-connector. Without
+    DATABRICKS_TOKEN the SDK's unified auth (OAuth M2M, Azure, profiles) supplies credentials."""
+    from bot.adapters.databricks_sql import DatabricksSQLSource, warehouse_http_path
+
+    if not settings.databricks_host:
+        raise ConfigError("DATABRICKS_HOST is required for ESM_AUDIT_SOURCE=databricks but is not set")
+    http_path = warehouse_http_path(settings.warehouse_http_path, settings.warehouse_id)
+    if http_path is None:
+        raise ConfigError(
+            "ESM_WAREHOUSE_HTTP_PATH (or ESM_WAREHOUSE_ID) is required for ESM_AUDIT_SOURCE=databricks but is not set"
+        )
+    return DatabricksSQLSource(
+        settings.databricks_host,
+        http_path,
+        token=settings.databricks_token.reveal() if settings.databricks_token else None,
+        timeout=settings.warehouse_timeout,
+        connection_uri=settings.warehouse_uri,
+    )
 
 
 async def open_workspace(settings: Settings) -> Workspace | None:
@@ -94,6 +128,7 @@ async def build_runtime(settings: Settings, *, post_interval: float = 1.0) -> Ru
     chat = SlackChat(settings.slack_bot_token.reveal(), settings.slack_api_url)
     links = blocks.Links(workspace_url=settings.workspace_url or (workspace.host if workspace else None))
     registry = actions.discover()
+    benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
         store, chat, OutboxSettings(settings.slack_channel, links, post_interval, actions.specs(registry))
     )
@@ -104,10 +139,14 @@ async def build_runtime(settings: Settings, *, post_interval: float = 1.0) -> Ru
         catalogue,
         SyncSettings(settings.initial_lookback, settings.sync_overlap, settings.group_window, settings.thread_replies),
         on_outbox=outbox.kick,
+        benign_rules=benign_rules,
     )
     groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
     authorizer = Authorizer(settings.responders, lambda group: groups.get(group, lambda: chat.usergroup_members(group)))
-    dispatcher = Dispatcher(registry, store, authorizer, workspace, settings.dry_run, outbox.kick)
+    recent = RecentService(source, store, catalogue)
+    dispatcher = Dispatcher(registry, store, authorizer, workspace, settings.dry_run, outbox.kick, extras={"recent": recent})
+    dispatcher.extras = {**(dispatcher.extras or {}), "benign": BenignService(store, source, benign_rules, on_outbox=outbox.kick)}
     return Runtime(
-        settings, source, store, workspace, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher
+        settings, source, store, workspace, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
+        recent=recent,
     )

@@ -43,7 +43,7 @@ class Call(NamedTuple):
 class _Fault:
     fragment: str
     status: int
-    remaining: int
+    remaining: int | None  # None: every matching request, until clear_faults()
     retry_after: int | None
 
 
@@ -159,11 +159,16 @@ class DatabricksEmulator:
         return [c for c in self.calls
                 if path_fragment in c.path and (method is None or c.method == method.upper())]
 
-    def fail(self, path_fragment: str, status: int = 500, times: int = 1, *,
+    def fail(self, path_fragment: str, status: int = 500, times: int | None = 1, *,
              retry_after: int | None = 1) -> None:
-        """The next `times` requests whose path contains the fragment get `status`.
-        429/503 carry `Retry-After` (the SDK retries those); pass retry_after=None to omit it."""
+        """The next `times` requests whose path contains the fragment get `status` (all of them
+        when times is None, until clear_faults()). 429/503 carry `Retry-After` (the SDK retries
+        those); pass retry_after=None to omit it."""
         self._faults.append(_Fault(path_fragment, status, times, retry_after))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+        self._delays.clear()
 
     def delay(self, path_fragment: str, seconds: float, times: int | None = None) -> None:
         """Hold matching requests for `seconds` before answering (all of them unless `times`)."""
@@ -329,8 +334,9 @@ class DatabricksEmulator:
 
     def _take_fault(self, path: str) -> _Fault | None:
         for fault in self._faults:
-            if fault.fragment in path and fault.remaining > 0:
-                fault.remaining -= 1
+            if fault.fragment in path and (fault.remaining is None or fault.remaining > 0):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
                 return fault
         return None
 

@@ -1,4 +1,25 @@
-"""/esm recent — filled in by issue #3."""
+"""/esm recent [DURATION] [FILTERS] — Capsule8 events of the last hours, grouped, to the caller only."""
 from __future__ import annotations
 
-VERBS: list = []
+from bot.core.blocks import escape
+from bot.core.recent import RecentArgumentError
+from handlers.commands import Answer, CommandContext, UsageError, Verb
+
+USAGE = (
+    '`/esm recent [24h] [cluster=…] [instance=…] [detection="…"] [category=…] [severity>=high] [workspace=…]`'
+    " — events, grouped"
+)
+
+
+async def run(ctx: CommandContext) -> Answer:
+    service = ctx.runtime.recent
+    if service is None:
+        raise RuntimeError("the recent-events service is not configured")
+    try:
+        query = service.parse(ctx.args)
+    except RecentArgumentError as exc:
+        raise UsageError(escape(str(exc))) from None
+    return await service.answer(query)
+
+
+VERBS = [Verb("recent", USAGE, run)]

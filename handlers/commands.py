@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core.blocks import escape
+
 if TYPE_CHECKING:
     from bot.runtime import Runtime
 
@@ -115,5 +117,5 @@ async def answer(verb: Verb, ctx: CommandContext) -> Answer:
         return f"`/esm {verb.name}` gave up after {COMMAND_TIMEOUT:.0f}s: the audit source is slow or unreachable. Try again.", None
     except Exception as exc:  # the source or store failed: say so rather than stay silent
         log.error("/esm %s failed: %s", verb.name, exc)
-        return f"`/esm {verb.name}` failed: {str(exc)[:500]}", None
+        return f"`/esm {verb.name}` failed: {escape(str(exc)[:500])}", None
 

@@ -11,6 +11,7 @@ from typing import Any
 from bot.adapters.store_sqlite import SQLiteStore
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseAction
 from bot.core.authz import Authorizer
+from bot.core.blocks import mention_safe
 from bot.core.findings import FindingStatus
 from bot.core.ids import ButtonValue
 from bot.core.ports import ClusterControl, Interaction
@@ -30,7 +31,8 @@ class Dispatcher:
 
     async def click(self, action_id: str, raw_value: Any, interaction: Interaction) -> Outcome:
         outcome = await self._click(action_id, raw_value, interaction)
-        await interaction.reply_private(outcome.message, list(outcome.blocks) if outcome.blocks else None)
+        text = mention_safe(outcome.message)  # answers quote cluster names and other outside data
+        await interaction.reply_private(text, list(outcome.blocks) if outcome.blocks else None)
         return outcome
 
     async def _click(self, action_id: str, raw_value: Any, interaction: Interaction) -> Outcome:
@@ -45,6 +47,10 @@ class Dispatcher:
         ctx = await self._context(value, interaction)
         if ctx is None:
             return Outcome.refused("This finding is no longer known to esm-bot.")
+        if not action.spec.offered_on(ctx.finding):
+            return Outcome.refused(
+                f"This finding is {ctx.finding.status.value}; {action.spec.label} is no longer offered on it."
+            )
         refusal = await self._authorise(action, ctx)
         if refusal is not None:
             return await self.complete(action, ctx, refusal)
@@ -67,7 +73,8 @@ class Dispatcher:
     async def _run(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
         spec = action.spec
         if spec.destructive and not await self.store.claim_action(ctx.finding.key, spec.id, ctx.user_id):
-            return Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.", private=True)
+            lost = Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.", private=True)
+            return await self.complete(action, ctx, lost)  # the audit trail keeps the losing click too
         try:
             outcome = await action.preflight(ctx) or await action.run(ctx)
         except Exception as exc:  # an action's bug must still be answered and recorded
@@ -95,4 +102,6 @@ class Dispatcher:
 
 
 def _note(outcome: Outcome) -> str | None:
-    return outcome.message if outcome.finding_status in (FindingStatus.BENIGN, FindingStatus.TERMINATED) else None
+    if outcome.finding_status not in (FindingStatus.BENIGN, FindingStatus.TERMINATED):
+        return None
+    return outcome.note or outcome.message

@@ -6,6 +6,7 @@ background, and the answer goes back at once.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -20,6 +21,7 @@ from bot.core.alert_payload import PayloadError, parse_alert_payload
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+BODY_TIMEOUT_SECONDS = 10.0
 
 
 class BasicAuth:
@@ -28,7 +30,7 @@ class BasicAuth:
         self._expected = None if not (user and password) else (user.encode(), password.reveal().encode())
 
     def allows(self, header: str | None) -> bool:
-        if self._expected is None or not header or not header.startswith("Basic "):
+        if self._expected is None or not header or header[:6].lower() != "basic ":
             return False
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).partition(b":")
@@ -44,6 +46,17 @@ def _problem(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes `limit` (chunked bodies have no length)."""
+    chunks, size = [], 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def webhook_handler(auth: BasicAuth, trigger_sync: Callable[[str], str]):
     async def handle(request: web.Request) -> web.Response:
         if not auth.allows(request.headers.get("Authorization")):
@@ -52,8 +65,11 @@ def webhook_handler(auth: BasicAuth, trigger_sync: Callable[[str], str]):
             return _problem(415, f"content type must be application/json, got {request.content_type or 'none'}")
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
+        try:  # a client that trickles its body must not hold a handler for ever
+            body = await asyncio.wait_for(_read_bounded(request, MAX_BODY_BYTES), BODY_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            return _problem(408, f"body not received within {BODY_TIMEOUT_SECONDS:g}s")
+        if body is None:
             return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
             notice = parse_alert_payload(body)

@@ -22,6 +22,7 @@ from bot.core import queries
 from bot.core.events import AuditRow, RowError, parse_audit_row
 from bot.core.findings import ClusterContext, NotebookCommand
 from bot.core.ports import SourceError
+from bot.core.recent import RecentRow
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,10 @@ class DuckDBSource:
         params = {**queries.CAPSULE8_PARAMS, "since": since, "after_id": after_id, "limit": limit}
         return rows_to_audit(await self._run(queries.CAPSULE8_SINCE, params))
 
+    async def capsule8_detection_since(self, detection: str, since: datetime, limit: int) -> list[AuditRow]:
+        params = {**queries.CAPSULE8_PARAMS, "detection": detection, "since": since, "limit": limit}
+        return rows_to_audit(await self._run(queries.CAPSULE8_DETECTION_SINCE, params))
+
     async def notebook_commands(
         self, cluster_id: str, start: datetime, end: datetime, limit: int
     ) -> list[NotebookCommand]:
@@ -133,6 +138,21 @@ class DuckDBSource:
     async def cluster_record(self, cluster_id: str) -> ClusterContext | None:
         rows = await self._run(queries.CLUSTER_RECORD, {"cluster_id": cluster_id})
         return cluster_from_record(rows[0]) if rows else None
+
+    async def recent_summary(
+        self,
+        since: datetime,
+        *,
+        instance_id: str | None = None,
+        detection: str | None = None,
+        workspace_id: int | None = None,
+        limit: int = 2000,
+    ) -> list[RecentRow]:
+        params = {
+            **queries.CAPSULE8_PARAMS, "since": since, "instance": instance_id, "detection": detection,
+            "workspace": workspace_id, "limit": limit,
+        }
+        return [recent_row(r) for r in await self._run(queries.RECENT_EVENTS, params)]
 
     async def close(self) -> None:
         return None
@@ -240,6 +260,18 @@ def command_from_row(row: dict[str, Any]) -> NotebookCommand:
         notebook_id=row.get("notebook_id"),
         command_text=row.get("command_text"),
         status=None if status is None else str(status),
+    )
+
+
+def recent_row(row: dict[str, Any]) -> RecentRow:
+    instance, workspace = row.get("instance_id"), row.get("workspace_id")
+    return RecentRow(
+        detection=str(row["action_name"]),
+        instance_id=None if instance is None else str(instance),
+        workspace_id=None if workspace is None else str(workspace),
+        events=int(row["event_count"]),
+        first_seen=row["first_time"],
+        last_seen=row["last_time"],
     )
 
 

@@ -25,6 +25,7 @@ from bot.core.codec import (
 )
 from bot.core.events import parse_time
 from bot.core.findings import Finding, FindingStatus
+from bot.core.suppressions import Scope, Suppression
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -94,6 +95,28 @@ MIGRATIONS: list[str] = [
         user_id TEXT NOT NULL,
         at TEXT NOT NULL,
         PRIMARY KEY (finding_key, action)
+    );
+    """,
+    # 3: benign suppressions made in Slack (soft-removed), and match counts for every
+    # suppression, Slack-made ("b<n>") or from rules/benign.yml (its slug)
+    """
+    CREATE TABLE suppressions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        detection TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        match TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        finding_key TEXT,
+        removed_by TEXT,
+        removed_at TEXT
+    );
+    CREATE TABLE suppression_hits (
+        suppression_id TEXT PRIMARY KEY,
+        matched INTEGER NOT NULL DEFAULT 0,
+        last_matched_at TEXT
     );
     """,
 ]
@@ -181,6 +204,20 @@ class SQLiteStore:
             found.update(r["event_id"] for r in rows)
         return found
 
+    async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]:
+        """instance id -> the cluster resolved for it at ingest (the latest event's), for the
+        instances the bot has stored events of; instances it never resolved are absent."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted({i for i in instance_ids if i}), 500):
+            marks = ",".join("?" for _ in chunk)
+            rows = self._db.execute(
+                f"SELECT instance_id, cluster_id FROM events WHERE instance_id IN ({marks}) "
+                "AND cluster_id IS NOT NULL AND cluster_id <> '' ORDER BY event_time",
+                chunk,
+            )
+            found.update((r["instance_id"], r["cluster_id"]) for r in rows)  # the latest wins
+        return found
+
     async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]:
         """The newest finding of each group key, the one a new event may join."""
         latest: dict[str, Finding] = {}
@@ -198,8 +235,10 @@ class SQLiteStore:
         findings: Sequence[Finding],
         outbox: Sequence[tuple[str, str, dict[str, Any]]],
         watermark: datetime | None,
+        suppressed: Sequence[tuple[str, str | None]] = (),
     ) -> None:
-        """Store one sync's results atomically: events, findings, outbox items, watermark."""
+        """Store one sync's results atomically: events, findings, outbox items, watermark, and
+        for each suppressed event (suppression id, originating finding key) the counts."""
         with self._transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -207,6 +246,7 @@ class SQLiteStore:
             )
             for finding in findings:
                 _upsert_finding(db, finding)
+            _count_suppressed(db, suppressed)  # after the upserts, which write suppressed_count
             db.executemany(
                 "INSERT INTO outbox (finding_key, kind, payload, created_at) VALUES (?, ?, ?, ?)",
                 [(key, kind, json.dumps(payload), _now_text()) for key, kind, payload in outbox],
@@ -276,11 +316,69 @@ class SQLiteStore:
         rows = self._db.execute("SELECT * FROM actions WHERE finding_key = ? ORDER BY id", (key,))
         return [dict(row) for row in rows]
 
+    # -- benign suppressions -----------------------------------------------------------
+
+    async def add_suppression(self, s: Suppression) -> Suppression:
+        """Store a Slack-made suppression; returns it with its id ("b<n>")."""
+        cursor = self._db.execute(
+            "INSERT INTO suppressions (detection, scope, match, reason, created_by, created_at, expires_at, "
+            "finding_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                s.detection, json.dumps(s.scope.to_json()), json.dumps({k: list(v) for k, v in s.match.items()}),
+                s.reason, s.created_by, (s.created_at or datetime.now(timezone.utc)).isoformat(),
+                None if s.expires_at is None else s.expires_at.astimezone(timezone.utc).isoformat(), s.finding_key,
+            ),
+        )
+        return await self.suppression(f"b{cursor.lastrowid}")  # type: ignore[return-value]
+
+    async def suppression(self, suppression_id: str) -> Suppression | None:
+        """A Slack-made suppression by id, removed or expired ones included."""
+        number = _suppression_number(suppression_id)
+        if number is None:
+            return None
+        row = self._db.execute("SELECT * FROM suppressions WHERE id = ?", (number,)).fetchone()
+        return None if row is None else _suppression_from_row(row)
+
+    async def active_suppressions(self, now: datetime) -> list[Suppression]:
+        """Slack-made suppressions not removed and not expired at `now`, oldest first."""
+        rows = self._db.execute("SELECT * FROM suppressions WHERE removed_at IS NULL ORDER BY id")
+        return [s for s in map(_suppression_from_row, rows) if s.active(now)]
+
+    async def remove_suppression(self, suppression_id: str, by: str) -> bool:
+        """Soft removal: kept for the audit trail, never matches again. False if unknown or gone."""
+        number = _suppression_number(suppression_id)
+        if number is None:
+            return False
+        cursor = self._db.execute(
+            "UPDATE suppressions SET removed_by = ?, removed_at = ? WHERE id = ? AND removed_at IS NULL",
+            (by, _now_text(), number),
+        )
+        return cursor.rowcount == 1
+
+    async def suppression_counts(self) -> dict[str, int]:
+        """suppression id -> events it has hidden (Slack-made and rules alike)."""
+        rows = self._db.execute("SELECT suppression_id, matched FROM suppression_hits")
+        return {r["suppression_id"]: r["matched"] for r in rows}
+
+    async def count_suppressed(self, suppression_id: str, finding_key: str | None, events: int = 1) -> None:
+        """Count matches outside a sync (the sync counts inside record_sync)."""
+        with self._transaction() as db:
+            _count_suppressed(db, [(suppression_id, finding_key)] * events)
+
     # -- outbox ------------------------------------------------------------------------
 
     async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
+        # New findings' parent posts go first, the most severe first; everything else (thread
+        # replies, updates) in the order it was written, which keeps each thread in order.
         rows = self._db.execute(
-            "SELECT * FROM outbox WHERE state = 'pending' AND not_before <= ? ORDER BY id LIMIT ?",
+            """
+            SELECT outbox.* FROM outbox LEFT JOIN findings ON findings.key = outbox.finding_key
+            WHERE outbox.state = 'pending' AND outbox.not_before <= ?
+            ORDER BY outbox.kind = 'post' DESC,
+                     CASE WHEN outbox.kind = 'post' THEN """ + _SEVERITY_RANK + """ ELSE 0 END DESC,
+                     outbox.id
+            LIMIT ?
+            """,
             (time.time(), limit),
         )
         return [OutboxItem(r["id"], r["finding_key"], r["kind"], json.loads(r["payload"]), r["attempts"]) for r in rows]
@@ -318,6 +416,12 @@ class SQLiteStore:
         with self._transaction() as db:
             db.execute("UPDATE findings SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
             db.execute("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?", (_now_text(), item_id))
+
+
+_SEVERITY_RANK = (
+    "CASE json_extract(findings.detection, '$.severity') WHEN 'critical' THEN 4 WHEN 'high' THEN 3 "
+    "WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END"
+)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -369,4 +473,38 @@ def _finding_from_row(row: sqlite3.Row) -> Finding:
         status_by=row["status_by"],
         status_note=row["status_note"],
         suppressed_count=row["suppressed_count"],
+    )
+
+
+def _count_suppressed(db: sqlite3.Connection, hits: Sequence[tuple[str, str | None]]) -> None:
+    at = _now_text()
+    for suppression_id, finding_key in hits:
+        db.execute(
+            "INSERT INTO suppression_hits (suppression_id, matched, last_matched_at) VALUES (?, 1, ?) "
+            "ON CONFLICT(suppression_id) DO UPDATE SET matched = matched + 1, last_matched_at = excluded.last_matched_at",
+            (suppression_id, at),
+        )
+        if finding_key:
+            db.execute("UPDATE findings SET suppressed_count = suppressed_count + 1 WHERE key = ?", (finding_key,))
+
+
+def _suppression_number(suppression_id: str) -> int | None:
+    text = (suppression_id or "").strip().lower()
+    if not text.startswith("b") or not text[1:].isdigit() or len(text) > 19:
+        return None
+    return int(text[1:])
+
+
+def _suppression_from_row(row: sqlite3.Row) -> Suppression:
+    return Suppression(
+        id=f"b{row['id']}",
+        detection=row["detection"],
+        scope=Scope.from_json(json.loads(row["scope"])),
+        match={k: tuple(v) for k, v in json.loads(row["match"]).items()},
+        reason=row["reason"],
+        created_by=row["created_by"],
+        created_at=parse_time(row["created_at"], "created_at"),
+        expires_at=None if row["expires_at"] is None else parse_time(row["expires_at"], "expires_at"),
+        finding_key=row["finding_key"],
+        source="slack",
     )

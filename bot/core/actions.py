@@ -26,6 +26,11 @@ class Confirm:
     danger: bool = False
 
 
+OPEN_ONLY = frozenset({FindingStatus.OPEN})
+UNTIL_CLOSED = frozenset({FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED})  # acknowledging is not closing
+ALWAYS = frozenset(FindingStatus)
+
+
 class Needs(StrEnum):
     CLUSTER = "cluster_id"
     INSTANCE = "instance_id"
@@ -38,15 +43,16 @@ class ActionSpec:
     order: int = 100  # position among the finding's buttons
     style: str | None = None  # "primary" or "danger"
     needs: frozenset[Needs] = frozenset()  # the button is hidden when the finding lacks these
-    while_open: bool = True  # hidden once the finding is acknowledged, benign or terminated
+    offered_while: frozenset[FindingStatus] = OPEN_ONLY  # finding states it is offered (and runs) in
     responders_only: bool = True  # only ESM_RESPONDERS may run it (checked on the server)
     destructive: bool = False  # honours ESM_DRY_RUN and runs at most once per finding
     confirm: Callable[[Finding], Confirm] | None = None
 
+    def offered_on(self, finding: Finding) -> bool:
+        return finding.status in self.offered_while
+
     def shown_on(self, finding: Finding, has: frozenset[Needs]) -> bool:
-        if self.while_open and finding.status != FindingStatus.OPEN:
-            return False
-        return self.needs <= has
+        return self.offered_on(finding) and self.needs <= has
 
 
 class OutcomeStatus(StrEnum):
@@ -64,6 +70,7 @@ class Outcome:
     finding_status: FindingStatus | None = None  # set when the action changes the finding
     private: bool = False  # answer the clicker only; nothing goes into the thread
     blocks: tuple[dict[str, Any], ...] | None = None  # a richer private answer than `message`
+    note: str | None = None  # the status note shown on the finding, when not `message` (e.g. a reason)
 
     @classmethod
     def refused(cls, message: str) -> "Outcome":

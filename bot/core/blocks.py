@@ -587,10 +587,15 @@ def digest_message(finding: Finding, extra_events: int, extra_hosts: int) -> tup
 _MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,32})&gt;")
 
 
+def mention_safe(text: str, limit: int = MAX_SECTION_TEXT - 100) -> str:
+    """Everything escaped; only well-formed user mentions (`<@U…>`, which actions write
+    themselves) come back to life, so data inside a message can never ping a channel."""
+    return _MENTION.sub(r"<@\1>", escape(clip(text, limit)))
+
+
 def note_message(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """(fallback text, blocks) of an action's note in a finding's thread. Everything is escaped;
-    only well-formed user mentions (`<@U…>`, written by the action itself) come back to life."""
-    body = _MENTION.sub(r"<@\1>", escape(clip(text, MAX_SECTION_TEXT - 100)))
+    """(fallback text, blocks) of an action's note in a finding's thread."""
+    body = mention_safe(text)
     return clip(body, MAX_TEXT), [section(clip(body, MAX_SECTION_TEXT))]
 
 

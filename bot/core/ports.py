@@ -3,10 +3,13 @@ against local emulators, so no test double lives here."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
+
+if TYPE_CHECKING:  # bot.core.recent imports blocks, which imports this module
+    from bot.core.recent import RecentRow
 
 
 class SourceError(RuntimeError):
@@ -30,6 +33,9 @@ class AuditSource(Protocol):
     async def capsule8_since(self, since: datetime, limit: int) -> list[AuditRow]:
         """Capsule8 rows with event_time >= since, oldest first, at most `limit`."""
 
+    async def capsule8_detection_since(self, detection: str, since: datetime, limit: int) -> list[AuditRow]:
+        """Capsule8 rows of one detection with event_time >= since, newest first, at most `limit`."""
+
     async def notebook_commands(
         self, cluster_id: str, start: datetime, end: datetime, limit: int
     ) -> list[NotebookCommand]:
@@ -40,6 +46,19 @@ class AuditSource(Protocol):
 
     async def cluster_record(self, cluster_id: str) -> ClusterContext | None:
         """The latest system.compute.clusters row for that cluster, or None."""
+
+    async def recent_summary(
+        self,
+        since: datetime,
+        *,
+        instance_id: str | None = None,
+        detection: str | None = None,
+        workspace_id: int | None = None,
+        limit: int = 2000,
+    ) -> list["RecentRow"]:
+        """Capsule8 events since `since`, one row per (detection, instance, workspace) with the
+        count and first/last time, most recently active first, at most `limit` rows. Filters
+        left None match everything; values are bound as parameters, never written into SQL."""
 
     async def close(self) -> None: ...
 

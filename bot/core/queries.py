@@ -59,4 +59,39 @@ ORDER BY change_time DESC
 LIMIT 1
 """
 
+# /esm recent and the "Recent on this host" button: one row per (detection, host, workspace).
+# Optional filters are NULL when unused; a NULL :param leaves its line true. Category, severity
+# and cluster are not columns of the audit table: bot/recent.py filters them in Python.
+RECENT_EVENTS = """
+SELECT action_name,
+       request_params['instanceId'] AS instance_id,
+       workspace_id,
+       count(*) AS event_count,
+       min(event_time) AS first_time,
+       max(event_time) AS last_time
+FROM system.access.audit
+WHERE service_name = :service
+  AND event_date >= CAST(:since AS DATE)
+  AND event_time >= :since
+  AND (:instance IS NULL OR request_params['instanceId'] = :instance)
+  AND (:detection IS NULL OR action_name = :detection)
+  AND (:workspace IS NULL OR workspace_id = :workspace)
+GROUP BY action_name, request_params['instanceId'], workspace_id
+ORDER BY last_time DESC, event_count DESC, action_name, instance_id
+LIMIT :limit
+"""
+
+# The benign modal's preview: recent rows of one detection (names compare case-insensitively,
+# as the catalogue does), newest first, bounded; the suppression's globs are matched in Python.
+CAPSULE8_DETECTION_SINCE = f"""
+SELECT {AUDIT_COLUMNS}
+FROM system.access.audit
+WHERE service_name = :service
+  AND event_date >= CAST(:since AS DATE)
+  AND event_time >= :since
+  AND lower(trim(action_name)) = lower(trim(:detection))
+ORDER BY event_time DESC, event_id
+LIMIT :limit
+"""
+
 CAPSULE8_PARAMS = {"service": CAPSULE8_SERVICE}

@@ -349,3 +349,22 @@ async def test_meta_values_survive_reopening(store):
     assert await store.get_meta("bot_user") == "U0BOT2"
     assert await store.get_meta("missing") is None
     await store.close()
+
+
+async def test_new_findings_posts_go_first_most_severe_first_and_threads_keep_their_order(path):
+    store = SQLiteStore(path)
+    routine = finding("f-routine", group="g1")
+    critical = finding("f-critical", group="g2", detection=replace(DETECTION, severity=Severity.CRITICAL))
+    medium = finding("f-medium", group="g3", detection=replace(DETECTION, severity=Severity.MEDIUM))
+    await store.record_sync([], [routine], [("f-routine", "post", {}), ("f-routine", "reply", {"n": 1}),
+                                            ("f-routine", "reply", {"n": 2})], None)
+    await store.record_sync([], [medium, critical], [("f-medium", "post", {}), ("f-critical", "post", {})], None)
+
+    due = [(item.finding_key, item.kind, item.payload.get("n")) for item in await store.due_outbox()]
+    assert due == [
+        ("f-critical", "post", None),
+        ("f-routine", "post", None),
+        ("f-medium", "post", None),
+        ("f-routine", "reply", 1),
+        ("f-routine", "reply", 2),
+    ]

@@ -184,3 +184,36 @@ async def test_slack_failing_then_recovering_delivers_every_finding_once(bot: Bo
     await bot.settle(timeout=30)
     assert sorted("Kernel" in bot.text_of(m) for m in bot.findings()) == [False, True]
     assert len(bot.findings()) == 2
+
+
+async def test_polling_finds_events_without_any_webhook_and_shares_the_sync(tmp_path, slack, dbx):
+    bot = Bot(tmp_path, slack, dbx, ESM_POLL_INTERVAL="1s")
+    bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 5))
+    await bot.start()
+    try:
+        for _ in range(100):
+            if bot.findings():
+                break
+            await asyncio.sleep(0.05)
+        bot.add(capsule8("c8-2", "Boot Files Modified", "i-0etl00000000001", 1))
+        await asyncio.gather(*(bot.webhook() for _ in range(3)))
+        await asyncio.sleep(1.2)  # at least one more poll lands on top of the webhooks
+        await bot.settle()
+        assert len(bot.findings()) == 2, "each event posted once, by whichever sync saw it first"
+        assert len(bot.slack.calls_to("chat.postMessage")) == 2
+    finally:
+        await bot.stop()
+
+
+async def test_a_burst_on_one_cluster_costs_one_cluster_listing(bot: Bot):
+    hosts = ["i-0driver000000001", "i-0exec0000000001", "i-0exec0000000002"]
+    bot.add(*(capsule8(f"c8-{n}", "Kernel Module Loaded", hosts[n % 3], 50 - n * 0.5) for n in range(60)))
+    await bot.webhook()
+    await bot.settle()
+    assert len(bot.findings()) == 1
+    assert len(bot.dbx.calls_to("/api/2.1/clusters/list")) == 1
+    assert bot.dbx.calls_to("/api/2.1/clusters/get") == []
+    [finding] = bot.findings()
+    replies = bot.replies(finding)
+    assert len(replies) == 4, "three repeats one by one, then one digest"
+    assert "+56 more on 3 hosts" in replies[-1]["text"]

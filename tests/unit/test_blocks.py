@@ -34,7 +34,36 @@ from bot.core.findings import (
     NotebookCommand,
     Severity,
 )
+from bot.core.actions import ALWAYS, ActionSpec, Confirm, Needs
 from bot.core.ids import ActionId, ButtonValue
+
+
+def terminate_confirm(finding: Finding) -> Confirm:
+    cluster = finding.context.cluster
+    cluster_id = cluster.cluster_id if cluster is not None else finding.first_event.cluster_id
+    named = f"{cluster.name} ({cluster_id})" if cluster is not None and cluster.name else cluster_id
+    return Confirm(
+        "Terminate this cluster?",
+        f"Terminate cluster {named}? Running notebooks and jobs on it stop. It can be started again later.",
+        confirm="Terminate",
+        danger=True,
+    )
+
+
+# The renderer's own test fixtures: buttons mirror the real actions in handlers/actions/, but are
+# written out here so these tests pin the rendering, not whichever actions happen to exist.
+SPECS = (
+    ActionSpec("esm.acknowledge", "Acknowledge", order=10, style="primary"),
+    ActionSpec("esm.mark_benign", "Mark benign", order=20),
+    ActionSpec(
+        "esm.terminate_cluster", "Terminate cluster", order=30, style="danger", needs=frozenset({Needs.CLUSTER}),
+        destructive=True, confirm=terminate_confirm,
+    ),
+    ActionSpec(
+        "esm.recent_on_host", "Recent on this host", order=40, needs=frozenset({Needs.INSTANCE}),
+        offered_while=ALWAYS, responders_only=False,
+    ),
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, 3, tzinfo=timezone.utc)
 WORKSPACE = Links("https://dbc-123.cloud.databricks.com")
@@ -210,7 +239,7 @@ KMOD_BLOCKS = [
 
 
 def test_container_kernel_module_finding_renders_whole_message():
-    text, blocks = finding_message(kmod_finding(), WORKSPACE)
+    text, blocks = finding_message(kmod_finding(), WORKSPACE, actions=SPECS)
 
     assert text == "ESM high finding: `Kernel Module Loaded` on `i-0abc123def4567890` (seen 3×)"
     assert blocks == KMOD_BLOCKS
@@ -305,7 +334,7 @@ HOST_BLOCKS = [
 
 def test_host_origin_unknown_detection_without_cluster_renders_whole_message():
     # workspace_url None: no cluster links, but the AWS pointer still applies to the instance
-    text, blocks = finding_message(host_finding(), Links(None))
+    text, blocks = finding_message(host_finding(), Links(None), actions=SPECS)
 
     assert text == "ESM medium finding: `Memory Marked Executable` on `i-0fff000011112222a`"
     assert blocks == HOST_BLOCKS
@@ -334,9 +363,11 @@ def test_reply_message_is_short_and_complete():
 def test_digest_message_counts_the_rest():
     text, blocks = digest_message(kmod_finding(), 57, 3)
 
-    assert text == "+57 more on 3 hosts (see `/esm recent i-0abc123def4567890`)"
+    assert text == "+57 more on 3 hosts (see `/esm recent instance=i-0abc123def4567890`)"
     assert blocks == [{"type": "context", "elements": [md(text)]}]
-    assert digest_message(host_finding(), 1, 1)[0] == "+1 more on 1 host (see `/esm recent i-0fff000011112222a`)"
+    assert digest_message(host_finding(), 1, 1)[0] == (
+        "+1 more on 1 host (see `/esm recent instance=i-0fff000011112222a`)"
+    )
 
 
 # --- markup never leaks --------------------------------------------------------------------------
@@ -405,7 +436,7 @@ def assert_inert(text: str, kind: str) -> None:
 
 @pytest.mark.parametrize("status", list(FindingStatus))
 def test_markup_in_every_field_stays_inert(status):
-    text, blocks = finding_message(evil_finding(status), WORKSPACE)
+    text, blocks = finding_message(evil_finding(status), WORKSPACE, actions=SPECS)
 
     assert_inert(text, "mrkdwn")
     objects = list(text_objects(blocks))
@@ -427,7 +458,7 @@ def test_markup_in_replies_and_digests_stays_inert():
 
 def test_catalogue_guidance_keeps_its_formatting_but_not_mentions():
     finding = replace(kmod_finding(), detection=replace(KMOD, guidance="*Check* <!channel> & <@U1>"))
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     guidance = next(b for b in blocks if b.get("text", {}).get("text", "").startswith("*What to do:*"))
     assert guidance["text"]["text"] == "*What to do:* *Check* &lt;!channel&gt; &amp; &lt;@U1&gt;"
 
@@ -458,7 +489,7 @@ def huge_finding() -> Finding:
 
 
 def test_huge_inputs_stay_within_slack_limits():
-    text, blocks = finding_message(huge_finding(), WORKSPACE)
+    text, blocks = finding_message(huge_finding(), WORKSPACE, actions=SPECS)
 
     assert limit_violations(blocks, text) == []
     header = blocks[0]["text"]["text"]
@@ -474,7 +505,8 @@ def test_huge_inputs_stay_within_slack_limits():
 def test_huge_inputs_in_every_status_and_thread_message_stay_within_limits():
     finding = huge_finding()
     for status in FindingStatus:
-        text, blocks = finding_message(replace(finding, status=status, status_by="U" * 5000), Links(None))
+        changed = replace(finding, status=status, status_by="U" * 5000)
+        text, blocks = finding_message(changed, Links(None), actions=SPECS)
         assert limit_violations(blocks, text) == []
     for text, blocks in (reply_message(finding.first_event, finding), digest_message(finding, 10**9, 10**9)):
         assert limit_violations(blocks, text) == []
@@ -488,14 +520,14 @@ def test_overlong_ids_drop_their_buttons_rather_than_point_elsewhere():
         first_event=replace(finding.first_event, request_params={"instanceId": "i" * 500}),
         context=replace(finding.context, cluster=long_cluster),
     )
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     actions = blocks[-1]
     assert [e["action_id"] for e in actions["elements"]] == ["esm.acknowledge", "esm.mark_benign"]
     assert ButtonValue.from_json(actions["elements"][0]["value"]) == ButtonValue("k1", None, None)
 
 
 def test_a_key_that_cannot_fit_a_button_leaves_a_note_instead_of_buttons():
-    _, blocks = finding_message(replace(kmod_finding(), key="k" * 3000), WORKSPACE)
+    _, blocks = finding_message(replace(kmod_finding(), key="k" * 3000), WORKSPACE, actions=SPECS)
     assert blocks[-1] == {
         "type": "context",
         "elements": [md("Buttons unavailable: this finding's key does not fit a button; use `/esm`.")],
@@ -516,14 +548,14 @@ def last_context_before_actions(blocks):
 
 def test_acknowledged_by_a_slack_user_is_a_mention_and_hides_the_decision_buttons():
     finding = replace(kmod_finding(), status=FindingStatus.ACKNOWLEDGED, status_by="U123ABC")
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     assert last_context_before_actions(blocks) == [md(":eyes: *Acknowledged* by <@U123ABC>")]
     assert actions_of(blocks) == ["esm.recent_on_host"]
 
 
 def test_marked_benign_shows_the_reason():
     finding = replace(kmod_finding(), status=FindingStatus.BENIGN, status_by="W0ABC", status_note="private CA install")
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     assert last_context_before_actions(blocks) == [
         md(":white_check_mark: *Marked benign* by <@W0ABC>"),
         pt("Reason: private CA install"),
@@ -533,7 +565,7 @@ def test_marked_benign_shows_the_reason():
 @pytest.mark.parametrize("by", ["alice", "U1", "u123abc", "U123\n", "<@U123>", "U12 3", "X123"])
 def test_status_by_that_is_not_a_slack_user_id_is_inert_text(by):
     finding = replace(kmod_finding(), status=FindingStatus.TERMINATED, status_by=by)
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     line = last_context_before_actions(blocks)[0]["text"]
     assert line.startswith(":octagonal_sign: *Cluster terminated* by `")
     assert "<@" not in line
@@ -541,18 +573,18 @@ def test_status_by_that_is_not_a_slack_user_id_is_inert_text(by):
 
 def test_status_without_actor_or_note():
     finding = replace(kmod_finding(), status=FindingStatus.TERMINATED)
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     assert last_context_before_actions(blocks) == [md(":octagonal_sign: *Cluster terminated*")]
 
 
 def test_open_findings_have_no_status_line_and_suppressed_count_shows():
-    _, blocks = finding_message(replace(kmod_finding(), suppressed_count=4), WORKSPACE)
+    _, blocks = finding_message(replace(kmod_finding(), suppressed_count=4), WORKSPACE, actions=SPECS)
     assert last_context_before_actions(blocks) == [md("4 similar events hidden by benign suppressions")]
     assert not any("Acknowledged" in str(b) for b in blocks)
 
 
 def test_terminate_button_absent_without_a_cluster():
-    _, blocks = finding_message(host_finding(), WORKSPACE)
+    _, blocks = finding_message(host_finding(), WORKSPACE, actions=SPECS)
     assert actions_of(blocks) == ["esm.acknowledge", "esm.mark_benign", "esm.recent_on_host"]
 
 
@@ -560,7 +592,7 @@ def test_terminate_button_uses_a_cluster_id_from_the_event_when_enrichment_found
     finding = host_finding()
     params = {**finding.first_event.request_params, "clusterId": "0501-xyz"}
     finding = replace(finding, first_event=replace(finding.first_event, request_params=params))
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     terminate = next(e for e in blocks[-1]["elements"] if e["action_id"] == ActionId.TERMINATE_CLUSTER)
     assert terminate["confirm"]["text"] == pt(
         "Terminate cluster 0501-xyz? Running notebooks and jobs on it stop. It can be started again later."
@@ -568,10 +600,20 @@ def test_terminate_button_uses_a_cluster_id_from_the_event_when_enrichment_found
     assert ButtonValue.from_json(terminate["value"]).cluster_id == "0501-xyz"
 
 
+def test_buttons_follow_each_specs_order_not_the_order_they_are_given_in():
+    _, blocks = finding_message(kmod_finding(), WORKSPACE, actions=tuple(reversed(SPECS)))
+    assert blocks == KMOD_BLOCKS
+
+
+def test_without_specs_a_finding_has_no_buttons():
+    _, blocks = finding_message(kmod_finding(), WORKSPACE)
+    assert blocks == KMOD_BLOCKS[:-1]
+
+
 def test_no_actions_block_when_closed_and_no_instance():
     finding = host_finding()
     finding = replace(finding, status=FindingStatus.BENIGN, first_event=replace(finding.first_event, request_params={}))
-    _, blocks = finding_message(finding, WORKSPACE)
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
     assert actions_of(blocks) == []
     assert limit_violations(blocks) == []
 
@@ -581,8 +623,8 @@ def test_no_commands_on_a_known_cluster_says_none_found_or_why():
     empty = replace(finding, context=replace(finding.context, commands=()))
     failed = replace(empty, context=replace(empty.context, problems=("notebook command lookup failed: 503",)))
     expected = "Commands on this cluster in the 30 minutes before: "
-    assert {"type": "section", "text": pt(expected + "none found")} in finding_message(empty, WORKSPACE)[1]
-    blocks = finding_message(failed, WORKSPACE)[1]
+    assert {"type": "section", "text": pt(expected + "none found")} in finding_message(empty, WORKSPACE, actions=SPECS)[1]
+    blocks = finding_message(failed, WORKSPACE, actions=SPECS)[1]
     assert {"type": "section", "text": pt(expected + "notebook command lookup failed: 503")} in blocks
 
 

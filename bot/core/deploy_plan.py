@@ -1,0 +1,494 @@
+"""`esm-bot deploy` as pure data: the Databricks objects esm-bot wants, and the plan to get there.
+
+Per category of the detection catalogue (and one for ClamAV infections, one for detections the
+catalogue does not know) esm-bot keeps three workspace objects:
+
+- a SQL **query** over `system.access.audit` (the category's detection names, benign rules that
+  SQL can express left out, a lookback matched to the schedule),
+- an **alert** on it (triggered when the query's `matching_events` column is > 0; an empty
+  result is OK; it never notifies on OK),
+- a **job** that evaluates the alert on a quartz-cron schedule and notifies the webhook
+  destination (the SQL alerts API has no schedule of its own: alerts are scheduled through the
+  Jobs API's `sql_task.alert`, with the destination as a subscription),
+
+and one generic-webhook **notification destination** pointing at `<public url>/webhooks/dbsql`
+with the bot's Basic-auth credentials. Every object's name starts with MARKER ("[esm-bot] "),
+and queries and jobs also carry an `esm-bot` tag: the name prefix is what deploy and `--remove`
+use to recognise their own objects, nothing else is ever touched.
+
+Desired objects are JSON bodies in the API's own field names; references to other objects (an
+alert's query, a job's alert and destination) are `Ref`s, resolved to ids when the plan is
+diffed (against what exists) and when it is applied (against what was just created).
+
+The SQL is stored in Databricks and run by the warehouse, never by the bot; the names in it are
+the catalogue's own and are still quoted as Databricks string literals (backslash escapes).
+
+Pure: imports only the standard library and bot.core.*.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from bot.core.blocks import sql_literal
+from bot.core.catalogue import Catalogue
+from bot.core.events import CAPSULE8_SERVICE, CLAMAV_SERVICE
+from bot.core.suppressions import Suppression
+
+MARKER = "[esm-bot] "
+TAG = "esm-bot"  # query tag, and job tag key
+TAG_VALUE = "managed"
+MANAGED_NOTE = "Managed by esm-bot deploy: edits here are overwritten by the next deploy."
+WEBHOOK_PATH = "/webhooks/dbsql"
+CLAMAV_TITLE = "ClamAV Infections"
+UNCATEGORISED_TITLE = "Uncategorised Capsule8 Detections"
+COUNT_COLUMN = "matching_events"
+ROW_LIMIT = 1000
+MAX_NAME = 255
+
+
+class Kind(StrEnum):
+    DESTINATION = "destination"
+    QUERY = "query"
+    ALERT = "alert"
+    JOB = "job"
+
+
+APPLY_ORDER = (Kind.DESTINATION, Kind.QUERY, Kind.ALERT, Kind.JOB)  # what refers to what
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How often each alert is evaluated, and how far back its query looks.
+
+    The lookback is longer than the interval on purpose: audit rows can land late, and the bot
+    de-duplicates on event_id, so re-seeing a row costs nothing while missing one costs a finding.
+    """
+
+    every_minutes: int = 10
+    lookback: timedelta = timedelta(hours=1)
+    timezone_id: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.every_minutes <= 59 or 60 % self.every_minutes:
+            raise ValueError("the alert schedule must be a divisor of 60 minutes (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)")
+        if self.lookback < timedelta(minutes=self.every_minutes):
+            raise ValueError("the query lookback must be at least the schedule interval")
+
+    @property
+    def quartz_cron(self) -> str:
+        return f"0 0/{self.every_minutes} * * * ?"
+
+    @property
+    def lookback_minutes(self) -> int:
+        return int(self.lookback.total_seconds() // 60)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Another managed object, by kind and name; becomes its id once it exists."""
+
+    kind: Kind
+    name: str
+
+
+@dataclass(frozen=True)
+class Desired:
+    kind: Kind
+    name: str
+    body: Mapping[str, Any]  # the API's create/update body; may contain Refs
+    secret_fields: tuple[str, ...] = ()  # dotted paths never read back: not compared
+
+
+@dataclass(frozen=True)
+class Existing:
+    kind: Kind
+    name: str
+    id: str
+    body: Mapping[str, Any]  # what the API returned, in its own field names
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    kind: Kind
+    name: str
+    reason: str = ""
+    desired: Desired | None = None
+    existing_id: str | None = None
+
+    def describe(self) -> str:
+        text = f"{self.action.value} {self.kind.value} {self.name}"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+@dataclass(frozen=True)
+class Webhook:
+    public_url: str  # the bot's public base URL, e.g. https://esm-bot.example.com
+    username: str
+    password: str | None = None  # None: planning only (dry run, remove); never compared
+
+    @property
+    def url(self) -> str:
+        return self.public_url.rstrip("/") + WEBHOOK_PATH
+
+    @property
+    def display_name(self) -> str:
+        # The API never returns a webhook's url or credentials, so the (non-secret) target is
+        # kept in the name: a changed public URL shows up as a changed name and is updated.
+        target = self.url.split("://", 1)[-1]
+        return _clip_name(f"{MARKER}Webhook → {target}")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One query/alert/job triple: its title and the SQL of its query."""
+
+    title: str
+    sql: str
+    description: str
+
+
+# ------------------------------------------------------------------------------------ SQL
+
+
+def sql_suppressible(s: Suppression, now: datetime) -> bool:
+    """Can the warehouse apply this suppression? Only when it names a detection and at most a
+    workspace (and/or an instance): clusters are not in the audit row, match globs need the
+    lineage rules in Python."""
+    return s.active(now) and not s.scope.cluster_id and not s.match
+
+
+def _workspace_literal(workspace_id: str) -> str:
+    # workspace_id is a BIGINT column: a numeric id compares as a number, anything else as text
+    return workspace_id if workspace_id.isascii() and workspace_id.isdigit() else sql_literal(workspace_id)
+
+
+def suppression_sql(s: Suppression) -> str:
+    """`NOT (...)` for one SQL-expressible suppression."""
+    parts = [f"lower(trim(action_name)) = {sql_literal(_normal(s.detection))}"]
+    if s.scope.workspace_id:
+        parts.append(f"workspace_id = {_workspace_literal(s.scope.workspace_id)}")
+    if s.scope.instance_id:
+        parts.append(f"request_params['instanceId'] = {sql_literal(s.scope.instance_id)}")
+    if s.expires_at is not None:
+        stamp = s.expires_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        parts.append(f"current_timestamp() < TIMESTAMP {sql_literal(stamp + ' UTC')}")
+    return f"NOT ({' AND '.join(parts)}) -- benign: {_comment(s.id)}"
+
+
+def _normal(name: str) -> str:
+    # the catalogue compares names case- and space-insensitively; lower(trim()) is the SQL side
+    return " ".join(name.split()).lower()
+
+
+def _comment(text: str) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:80]
+
+
+def _in_list(names: Iterable[str]) -> str:
+    literals = dict.fromkeys(sql_literal(_normal(n)) for n in names)  # one per line, no repeats
+    return "\n      " + ",\n      ".join(literals) + "\n  "
+
+
+def capsule8_sql(
+    names: Sequence[str], suppressions: Sequence[Suppression], schedule: Schedule, *, negate: bool = False
+) -> str:
+    """Recent rows of the given detections (or, negated, of every other detection)."""
+    names_line = f"lower(trim(action_name)) {'NOT IN' if negate else 'IN'} ({_in_list(names)})"
+    lines = [
+        f"SELECT event_time, event_id, workspace_id, action_name,",
+        f"       request_params['instanceId'] AS instance_id,",
+        f"       request_params,",
+        f"       count(*) OVER () AS {COUNT_COLUMN}",
+        "FROM system.access.audit",
+        f"WHERE service_name = {sql_literal(CAPSULE8_SERVICE)}",
+        *_time_window(schedule),
+        f"  AND {names_line}",
+        *(f"  AND {suppression_sql(s)}" for s in suppressions),
+        "ORDER BY event_time DESC",
+        f"LIMIT {ROW_LIMIT}",
+    ]
+    return "\n".join(lines)
+
+
+def clamav_sql(schedule: Schedule) -> str:
+    """ClamAV scans that found something: `Infected files: N` with N > 0, or a `... FOUND` line."""
+    lines = [
+        "SELECT event_time, event_id, workspace_id, action_name,",
+        "       request_params['instanceId'] AS instance_id,",
+        "       response.result AS scan_result,",
+        f"       count(*) OVER () AS {COUNT_COLUMN}",
+        "FROM system.access.audit",
+        f"WHERE service_name = {sql_literal(CLAMAV_SERVICE)}",
+        *_time_window(schedule),
+        "  AND (response.result RLIKE 'Infected files: [1-9]' OR response.result LIKE '% FOUND%')",
+        "ORDER BY event_time DESC",
+        f"LIMIT {ROW_LIMIT}",
+    ]
+    return "\n".join(lines)
+
+
+def _time_window(schedule: Schedule) -> list[str]:
+    minutes = schedule.lookback_minutes
+    return [
+        # event_date first: the audit table is partitioned on it
+        f"  AND event_date >= date_sub(current_date(), {minutes // 1440 + 1})",
+        f"  AND event_time >= current_timestamp() - INTERVAL {minutes} MINUTES",
+    ]
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+def sections(catalogue: Catalogue, suppressions: Sequence[Suppression], schedule: Schedule, now: datetime) -> list[Section]:
+    """Every category of the catalogue (ignored-only ones left out), ClamAV, then the rest."""
+    usable = [s for s in suppressions if sql_suppressible(s, now)]
+    result = [_category_section(catalogue, category, usable, schedule) for category in catalogue.categories()]
+    result.append(Section(CLAMAV_TITLE, clamav_sql(schedule), "ClamAV scans on classic compute that report infected files."))
+    known = list(catalogue.entries)  # including ignored names (the Heartbeat): those are not findings
+    result.append(
+        Section(
+            UNCATEGORISED_TITLE,
+            capsule8_sql(known, (), schedule, negate=True),
+            "Capsule8 detections the esm-bot catalogue does not know yet (posted as Uncategorised).",
+        )
+    )
+    return result
+
+
+def _category_section(catalogue: Catalogue, category: str, suppressions: Sequence[Suppression], schedule: Schedule) -> Section:
+    names = catalogue.names_in(category)
+    wanted = {_normal(n) for n in names}
+    mine = [s for s in suppressions if _normal(_canonical(catalogue, s.detection)) in wanted]
+    description = f"Capsule8 detections in the esm-bot category {category}: {', '.join(names)}."
+    return Section(category, capsule8_sql(names, mine, schedule), description)
+
+
+def _canonical(catalogue: Catalogue, detection: str) -> str:
+    entry = catalogue.entry_for(detection)
+    return entry.name if entry is not None else detection
+
+
+# -------------------------------------------------------------------------- desired state
+
+
+def desired_objects(
+    catalogue: Catalogue,
+    *,
+    warehouse_id: str,
+    webhook: Webhook,
+    suppressions: Sequence[Suppression] = (),
+    schedule: Schedule = Schedule(),
+    now: datetime | None = None,
+) -> list[Desired]:
+    """The destination, then per section its query, alert and job, in apply order."""
+    now = now or datetime.now(timezone.utc)
+    destination = _destination(webhook)
+    objects = [destination]
+    for section in sections(catalogue, suppressions, schedule, now):
+        objects += _triple(section, warehouse_id, schedule, Ref(Kind.DESTINATION, destination.name))
+    return sorted(objects, key=lambda d: APPLY_ORDER.index(d.kind))
+
+
+def _destination(webhook: Webhook) -> Desired:
+    config: dict[str, Any] = {"url": webhook.url, "username": webhook.username}
+    if webhook.password is not None:
+        config["password"] = webhook.password
+    body = {"display_name": webhook.display_name, "config": {"generic_webhook": config}}
+    # url, username and password are never read back (the API only says `<field>_set`); the
+    # url lives on in the display name, the credentials are re-sent only when forced
+    return Desired(Kind.DESTINATION, webhook.display_name, body, secret_fields=("config",))
+
+
+def object_name(title: str) -> str:
+    return _clip_name(MARKER + " ".join(title.split()))
+
+
+def _triple(section: Section, warehouse_id: str, schedule: Schedule, destination: Ref) -> list[Desired]:
+    name = object_name(section.title)
+    query = {
+        "display_name": name,
+        "description": f"{section.description} {MANAGED_NOTE}",
+        "query_text": section.sql,
+        "warehouse_id": warehouse_id,
+        "tags": [TAG],
+    }
+    alert = {
+        "display_name": name,
+        "query_id": Ref(Kind.QUERY, name),
+        "condition": {
+            "op": "GREATER_THAN",
+            "operand": {"column": {"name": COUNT_COLUMN}},
+            "threshold": {"value": {"double_value": 0}},
+            "empty_result_state": "OK",
+        },
+        "notify_on_ok": False,
+        # while new rows keep arriving the alert stays TRIGGERED; re-notify once per run
+        "seconds_to_retrigger": schedule.every_minutes * 60,
+    }
+    job = {
+        "name": name,
+        "description": MANAGED_NOTE,
+        "tags": {TAG: TAG_VALUE},
+        "max_concurrent_runs": 1,
+        "schedule": {
+            "quartz_cron_expression": schedule.quartz_cron,
+            "timezone_id": schedule.timezone_id,
+            "pause_status": "UNPAUSED",
+        },
+        "tasks": [
+            {
+                "task_key": "evaluate_alert",
+                "sql_task": {
+                    "warehouse_id": warehouse_id,
+                    "alert": {
+                        "alert_id": Ref(Kind.ALERT, name),
+                        "subscriptions": [{"destination_id": destination}],
+                    },
+                },
+            }
+        ],
+    }
+    return [Desired(Kind.QUERY, name, query), Desired(Kind.ALERT, name, alert), Desired(Kind.JOB, name, job)]
+
+
+def _clip_name(name: str) -> str:
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
+
+
+def is_managed(name: str | None) -> bool:
+    return bool(name) and name.startswith(MARKER)  # type: ignore[union-attr]
+
+
+# -------------------------------------------------------------------------------- diffing
+
+
+class Unresolved(str):
+    """An id placeholder for an object that does not exist yet: never equal to a real id."""
+
+
+def resolve(body: Any, ids: Mapping[tuple[Kind, str], str]) -> Any:
+    """The body with every Ref replaced by its id (an Unresolved placeholder when unknown)."""
+    if isinstance(body, Ref):
+        found = ids.get((body.kind, body.name))
+        return found if found is not None else Unresolved(f"<new {body.kind.value} {body.name}>")
+    if isinstance(body, Mapping):
+        return {k: resolve(v, ids) for k, v in body.items()}
+    if isinstance(body, (list, tuple)):
+        return [resolve(v, ids) for v in body]
+    return body
+
+
+def differences(desired: Any, existing: Any, path: str = "", skip: Sequence[str] = ()) -> list[str]:
+    """Dotted paths where `existing` differs from `desired`. Only what esm-bot sets is compared
+    (the API adds defaults of its own), secret fields are skipped, scalar lists compare as sets."""
+    if path in skip:
+        return []
+    if isinstance(desired, Mapping):
+        if not isinstance(existing, Mapping):
+            return [path or "."]
+        return [d for k, v in desired.items() for d in differences(v, existing.get(k), _join(path, k), skip)]
+    if isinstance(desired, list):
+        return _list_differences(desired, existing, path, skip)
+    if isinstance(desired, Unresolved) or not _same_scalar(desired, existing):
+        return [path or "."]
+    return []
+
+
+def _list_differences(desired: list, existing: Any, path: str, skip: Sequence[str]) -> list[str]:
+    if not isinstance(existing, list) or len(existing) != len(desired):
+        return [path]
+    if all(not isinstance(v, (Mapping, list)) for v in desired):
+        scalars_differ = sorted(map(str, desired)) != sorted(map(str, existing)) or any(isinstance(v, Unresolved) for v in desired)
+        return [path] if scalars_differ else []
+    return [d for i, (a, b) in enumerate(zip(desired, existing)) for d in differences(a, b, f"{path}[{i}]", skip)]
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (b is None and a is False)  # the API omits false booleans
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, (int, float)) and b is None:
+        return a == 0  # and zero numbers
+    return a == b
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def diff(
+    desired: Sequence[Desired], existing: Sequence[Existing], *, force: Iterable[Kind] = ()
+) -> list[Step]:
+    """Desired vs existing managed objects -> steps: creates/updates/unchanged in apply order,
+    then deletes of managed objects no longer wanted (and duplicates), dependants first.
+
+    `force` kinds are updated even when nothing readable differs (the webhook destination's
+    credentials cannot be read back: `--rotate-webhook-secret` forces them out)."""
+    index: dict[tuple[Kind, str], Existing] = {}
+    extra: list[Existing] = []
+    for obj in existing:
+        if not is_managed(obj.name):
+            continue  # never ours: never touched
+        (extra.append(obj) if (obj.kind, obj.name) in index else index.setdefault((obj.kind, obj.name), obj))
+    ids = {key: obj.id for key, obj in index.items()}
+    forced = set(force)
+    steps = [_step(d, index.get((d.kind, d.name)), ids, d.kind in forced) for d in desired]
+    wanted = {(d.kind, d.name) for d in desired}
+    stale = [o for key, o in index.items() if key not in wanted]
+    deletes = [Step(Action.DELETE, o.kind, o.name, _stale_reason(o.kind), existing_id=o.id) for o in stale]
+    deletes += [Step(Action.DELETE, o.kind, o.name, "duplicate", existing_id=o.id) for o in extra]
+    return steps + sorted(deletes, key=lambda s: -APPLY_ORDER.index(s.kind))
+
+
+def _stale_reason(kind: Kind) -> str:
+    return "replaced: the public URL changed" if kind == Kind.DESTINATION else "no longer in the catalogue"
+
+
+def _step(d: Desired, found: Existing | None, ids: Mapping[tuple[Kind, str], str], forced: bool) -> Step:
+    if found is None:
+        return Step(Action.CREATE, d.kind, d.name, desired=d)
+    changed = differences(resolve(d.body, ids), found.body, skip=d.secret_fields)
+    if forced:
+        changed = changed or ["credentials (forced)"]
+    if not changed:
+        return Step(Action.UNCHANGED, d.kind, d.name, desired=d, existing_id=found.id)
+    return Step(Action.UPDATE, d.kind, d.name, "changed: " + ", ".join(changed[:6]), desired=d, existing_id=found.id)
+
+
+def removal(existing: Sequence[Existing]) -> list[Step]:
+    """`--remove`: delete every managed object, dependants first; foreign ones are not listed."""
+    ours = [o for o in existing if is_managed(o.name)]
+    ours.sort(key=lambda o: -APPLY_ORDER.index(o.kind))
+    return [Step(Action.DELETE, o.kind, o.name, "esm-bot deploy --remove", existing_id=o.id) for o in ours]
+
+
+def summary(steps: Sequence[Step]) -> str:
+    counts = {a: sum(1 for s in steps if s.action == a) for a in Action}
+    if steps and counts[Action.UNCHANGED] == len(steps):
+        return f"Nothing to change: all {len(steps)} objects are up to date."
+    return ", ".join(f"{n} to {a.value}" if a != Action.UNCHANGED else f"{n} unchanged" for a, n in counts.items() if n) or "Nothing to do."
+
+
+def plan_lines(steps: Sequence[Step]) -> list[str]:
+    """One line per step, for the printed plan."""
+    return [f"  {s.action.value:<9} {s.kind.value:<11} {s.name}" + (f"  ({s.reason})" if s.reason else "") for s in steps]
+
+
+__all__ = [
+    "Action", "Desired", "Existing", "Kind", "MARKER", "Ref", "Schedule", "Section", "Step", "Webhook",
+    "capsule8_sql", "clamav_sql", "desired_objects", "diff", "differences", "is_managed", "object_name",
+    "plan_lines", "removal", "resolve", "sections", "sql_suppressible", "suppression_sql", "summary",
+]

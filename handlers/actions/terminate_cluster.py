@@ -1,0 +1,172 @@
+"""Terminate cluster: stop the finding's cluster through clusters.delete, which TERMINATES (the
+cluster can be started again). `permanent_delete` is never called.
+
+Destructive: responders only, once per finding (the dispatcher's claim), honours ESM_DRY_RUN.
+The pre-flight checks that the button names this finding's cluster, that a workspace is
+configured and that the cluster still runs, and notes what stopping it will interrupt.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.core.actions import UNTIL_CLOSED, ActionContext, ActionSpec, Confirm, Needs, Outcome, OutcomeStatus
+from bot.core.blocks import note_message
+from bot.core.findings import Finding, FindingStatus
+from bot.core.ids import ActionId
+from bot.core.ports import WorkspaceError
+
+log = logging.getLogger(__name__)
+
+STOPPED_STATES = ("TERMINATED", "TERMINATING")
+MAX_NAME = 80  # a cluster name long enough to push the warning out of Slack's 300-char dialog
+RUNS_NAMED = 5  # job runs named in a message; the rest are counted
+_PLAN = "terminate_cluster.plan"  # key in ctx.extras: what the pre-flight found, for run()
+
+
+def cluster_of(finding: Finding) -> str | None:
+    """The one cluster this finding may terminate, from the bot's own state (never the button)."""
+    known = finding.context.cluster
+    for candidate in (finding.cluster_id, known.cluster_id if known else None, finding.first_event.cluster_id):
+        if candidate and candidate.strip():
+            return candidate
+    return None
+
+
+def confirm(finding: Finding) -> Confirm:
+    known = finding.context.cluster
+    name = known.name if known is not None else None
+    cluster_id = (known.cluster_id if known is not None else None) or cluster_of(finding) or "unknown"
+    return Confirm(
+        title="Terminate this cluster?",
+        text=f"Terminate cluster {_label(name, cluster_id)}? Running notebooks and jobs on it stop."
+        " It can be started again later.",
+        confirm="Terminate",
+        deny="Cancel",
+        danger=True,
+    )
+
+
+class TerminateCluster:
+    spec = ActionSpec(
+        id=ActionId.TERMINATE_CLUSTER,
+        label="Terminate cluster",
+        order=30,
+        style="danger",
+        needs=frozenset({Needs.CLUSTER}),
+        offered_while=UNTIL_CLOSED,
+        responders_only=True,
+        destructive=True,
+        confirm=confirm,
+    )
+
+    async def preflight(self, ctx: ActionContext) -> Outcome | None:
+        cluster_id, refusal = _target(ctx)
+        if refusal is not None:
+            return refusal
+        assert cluster_id is not None and ctx.clusters is not None
+        try:
+            cluster = await ctx.clusters.get_cluster(cluster_id)
+        except WorkspaceError as err:
+            return _failed(f"Could not terminate cluster {_label(None, cluster_id)}: {_reason(err)}")
+        if cluster is None:
+            return _private(OutcomeStatus.ALREADY, f"Cluster {_label(None, cluster_id)} no longer exists; nothing to terminate.")
+        label, state = _label(cluster.name, cluster_id), _text(cluster.state or "UNKNOWN", 40)
+        if state in STOPPED_STATES:
+            return _already_stopped(ctx, label, state)
+        ctx.extras[_PLAN] = (cluster_id, label, state, await _interrupted(ctx, cluster_id))
+        return None
+
+    async def run(self, ctx: ActionContext) -> Outcome:
+        cluster_id, label, state, interrupted = ctx.extras[_PLAN]
+        if ctx.dry_run:
+            return _shown(OutcomeStatus.DRY_RUN, f"Dry run: would terminate cluster {label}, state {state},"
+                          f" interrupting {interrupted}. Nothing was changed (ESM_DRY_RUN is on).")
+        assert ctx.clusters is not None
+        try:
+            await ctx.clusters.terminate_cluster(cluster_id)
+        except WorkspaceError as err:
+            return _failed(f"Could not terminate cluster {label}: {_reason(err)}")
+        done = f"{label}, which was {state}; interrupted {interrupted}. It can be started again from the cluster page."
+        return _shown(OutcomeStatus.DONE, f"<@{ctx.user_id}> terminated cluster {done}",
+                      finding_status=FindingStatus.TERMINATED, note=f"Terminated {done}")
+
+
+def _target(ctx: ActionContext) -> tuple[str | None, Outcome | None]:
+    if ctx.clusters is None:
+        return None, Outcome.refused("Cannot terminate: no Databricks workspace configured; set DATABRICKS_HOST.")
+    expected = cluster_of(ctx.finding)
+    if expected is None:
+        return None, Outcome.refused("Cannot terminate: this finding is not tied to a known cluster.")
+    if ctx.value.cluster_id != expected:
+        return None, Outcome.refused(
+            "Refused: this button names a different cluster than its finding (stale message or forged request)."
+        )
+    return expected, None
+
+
+def _already_stopped(ctx: ActionContext, label: str, state: str) -> Outcome:
+    text = f"Cluster {label} is already terminated (state {state}); nothing to do."
+    if ctx.finding.status == FindingStatus.TERMINATED:
+        return _private(OutcomeStatus.ALREADY, text)
+    return _shown(OutcomeStatus.ALREADY, text, finding_status=FindingStatus.TERMINATED, note=text)
+
+
+async def _interrupted(ctx: ActionContext, cluster_id: str) -> str:
+    """One line: the job runs that stopping the cluster interrupts (best effort)."""
+    assert ctx.clusters is not None
+    try:
+        runs = await ctx.clusters.active_runs_on_cluster(cluster_id)
+    except WorkspaceError as err:
+        return f"any attached notebooks and jobs (could not list running jobs: {_reason(err)})"
+    if not runs:
+        return "any attached notebooks (no running job runs found)"
+    named = ", ".join(_run_name(run) for run in runs[:RUNS_NAMED])
+    more = f" and {len(runs) - RUNS_NAMED} more" if len(runs) > RUNS_NAMED else ""
+    noun = "job run" if len(runs) == 1 else "job runs"
+    return f"{len(runs)} running {noun}: {named}{more}"
+
+
+def _run_name(run: dict[str, Any]) -> str:
+    name = _text(str(run.get("run_name") or f"job {run.get('job_id')}"), 60)
+    return f"{name} (run {run.get('run_id')})"
+
+
+def _label(name: str | None, cluster_id: str) -> str:
+    ident = _text(cluster_id, 100)
+    return f"{_text(name, MAX_NAME)} ({ident})" if name and name.strip() else ident
+
+
+def _text(value: str, limit: int) -> str:
+    """An API value on one line and short: messages are single-line notes."""
+    flat = " ".join(value.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _reason(err: WorkspaceError) -> str:
+    """The API's reason, without the client configuration the SDK appends to 401/403 messages
+    (host, config file, environment variable names): the log keeps it, the channel does not."""
+    log.warning("terminate cluster: %s", err)
+    return _text(str(err).split(". Config: ", 1)[0], 500)
+
+
+def _shown(status: OutcomeStatus, message: str, finding_status: FindingStatus | None = None,
+           note: str | None = None) -> Outcome:
+    return Outcome(status, message, finding_status=finding_status, blocks=_escaped(message), note=note)
+
+
+def _private(status: OutcomeStatus, message: str) -> Outcome:
+    return Outcome(status, message, private=True, blocks=_escaped(message))
+
+
+def _failed(message: str) -> Outcome:
+    return _shown(OutcomeStatus.FAILED, message)
+
+
+def _escaped(message: str) -> tuple[dict[str, Any], ...]:
+    # The private answer as blocks: cluster and run names come from the API and may hold markup;
+    # note_message escapes all of it except the clicker's own <@U…> mention.
+    return tuple(note_message(message)[1])
+
+
+ACTION = TerminateCluster()

@@ -1,0 +1,125 @@
+"""The Mark benign modal's traffic: its submission, and the in-modal changes that re-count the
+preview. The button that opens it is handlers/actions/mark_benign.py."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.actions import ActionContext, Outcome, OutcomeStatus
+from bot.core.benign_modal import (
+    B_REASON,
+    CALLBACK_ID,
+    MODAL_ACTIONS,
+    build_view,
+    default_state,
+    draft_for,
+    read_state,
+)
+from bot.core.findings import Finding, FindingStatus
+from bot.core.ids import ActionId, ButtonValue
+from bot.core.suppressions import Suppression
+from handlers.actions.mark_benign import preview_text
+from handlers.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+
+MODAL_ACTION_PATTERN = re.compile("^(" + "|".join(re.escape(a) for a in MODAL_ACTIONS) + ")$")
+
+
+@dataclass
+class ModalInteraction:
+    """The Interaction port for a modal: there is no response_url, so private answers go as an
+    ephemeral message in the finding's channel when it is known."""
+
+    user_id: str
+    client: AsyncWebClient
+    channel: str | None = None
+
+    async def reply_private(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        if self.channel:
+            await self.client.chat_postEphemeral(channel=self.channel, user=self.user_id, text=text, blocks=blocks)
+
+    async def open_modal(self, view: dict[str, Any]) -> None:
+        raise RuntimeError("a modal submission cannot open another modal here")
+
+
+def _user(body: dict[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or "")
+
+
+def register(app: AsyncApp, dispatcher: Dispatcher) -> None:
+    @app.view(CALLBACK_ID)
+    async def on_submit(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
+        await submit(dispatcher, ack, _user(body), view, client)
+
+    @app.action(MODAL_ACTION_PATTERN)
+    async def on_modal_change(ack, body: dict[str, Any], client) -> None:
+        await ack()
+        await refresh(dispatcher, _user(body), body.get("view") or {}, client)
+
+
+async def submit(dispatcher: Dispatcher, ack: Any, user_id: str, view: dict[str, Any], client: AsyncWebClient) -> None:
+    """Authorise (again: the form may be forged or the user removed since), validate, create
+    the suppression, close the finding as benign; field errors keep the modal open."""
+    action = dispatcher.actions[ActionId.MARK_BENIGN]
+    finding = await dispatcher.store.finding(str(view.get("private_metadata") or ""))
+    if finding is None:
+        await ack(response_action="errors", errors={B_REASON: "This finding is no longer known to esm-bot."})
+        return
+    ctx = await _context(dispatcher, finding, user_id, client)
+    allowed, why = await dispatcher.authorizer.allows(user_id)
+    if not allowed:
+        await ack(response_action="errors", errors={B_REASON: f"Refused: {why}."})
+        await dispatcher.complete(action, ctx, Outcome.refused(f"Refused: {why}."))
+        return
+    if finding.status == FindingStatus.BENIGN:
+        await ack(response_action="errors", errors={B_REASON: f"Already marked benign by {finding.status_by}."})
+        return
+    state = read_state((view.get("state") or {}).get("values"), default_state(finding))
+    draft, errors = draft_for(finding, state, user_id, datetime.now(timezone.utc))
+    if draft is None:
+        await ack(response_action="errors", errors=errors)
+        return
+    created = await ctx.extras["benign"].create(draft)
+    await ack()  # closes the modal
+    await dispatcher.complete(action, ctx, _outcome(created, user_id))
+
+
+def _outcome(s: Suppression, user_id: str) -> Outcome:
+    patterns = "; ".join(f"{k}={'|'.join(v)}" for k, v in s.match.items()) or "any event"
+    until = "never expires" if s.expires_at is None else f"until {s.expires_at.strftime('%Y-%m-%d %H:%M UTC')}"
+    message = (
+        f"<@{user_id}> marked this finding benign: {s.reason}\n"
+        f"Suppression `{s.id}`: {s.detection} · {s.scope.describe()} · {patterns} · {until}. "
+        f"Matching events are stored and counted here, not posted. `/esm benign remove {s.id}` undoes it."
+    )
+    return Outcome(OutcomeStatus.DONE, message, finding_status=FindingStatus.BENIGN, note=s.reason)
+
+
+async def _context(dispatcher: Dispatcher, finding: Finding, user_id: str, client: AsyncWebClient) -> ActionContext:
+    message = await dispatcher.store.message_of(finding.key)
+    interaction = ModalInteraction(user_id, client, message[0] if message else None)
+    value = ButtonValue(finding.key, finding.first_event.instance_id, finding.cluster_id)
+    return ActionContext(finding, value, interaction, dispatcher.store, dispatcher.clusters, dispatcher.dry_run,
+                         dict(dispatcher.extras or {}))
+
+
+async def refresh(dispatcher: Dispatcher, user_id: str, view: dict[str, Any], client: AsyncWebClient) -> None:
+    """Scope or expiry changed, or Refresh pressed: re-count the preview and update the modal."""
+    allowed, _ = await dispatcher.authorizer.allows(user_id)
+    finding = await dispatcher.store.finding(str(view.get("private_metadata") or "")) if allowed else None
+    if finding is None or view.get("callback_id") != CALLBACK_ID:
+        return  # fail closed: nothing is shown to someone who may not see it
+    state = read_state((view.get("state") or {}).get("values"), default_state(finding))
+    text = await preview_text((dispatcher.extras or {}).get("benign"), finding, state, timeout=10.0)
+    try:
+        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=build_view(finding, state, text))
+    except SlackApiError as exc:  # hash_conflict: the user changed it again; that change re-counts
+        log.info("benign preview not updated: %s", exc.response.get("error"))

@@ -1,0 +1,92 @@
+"""The command line as a user runs it: separate processes, real files, real ports."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def esm_bot(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **(env or {})},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def free_port_pair() -> int:
+    """A port whose next port is free too (the demo's Slack stand-in uses port + 1)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    pytest.skip("no free pair of ports")
+
+
+def test_the_quickstart_demo_posts_rendered_findings_without_any_account(tmp_path):
+    result = esm_bot("demo", "--once", "--port", str(free_port_pair()), "--dir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert "HTTP 202" in result.stdout
+    assert "5 findings posted" in result.stdout
+    for shown in ("Kernel Module Loaded", "data-science-shared", "sudo insmod ./helper.ko", "[Acknowledge]"):
+        assert shown in result.stdout
+    assert "Heartbeat" not in result.stdout
+
+
+def test_serve_without_required_settings_fails_with_one_line_naming_the_variable(tmp_path):
+    result = esm_bot("serve", env={"ESM_STATE_PATH": str(tmp_path / "s.sqlite3")})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "esm-bot: configuration error: SLACK_BOT_TOKEN is required for this command but is not set"
+    ]
+
+
+def test_a_malformed_setting_is_named(tmp_path):
+    result = esm_bot("sync", env={"ESM_GROUP_WINDOW": "an hour"})
+    assert result.returncode == 2
+    assert "ESM_GROUP_WINDOW" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_load_events_reports_bad_lines_by_number_and_keeps_the_rest(tmp_path):
+    good = esm_bot("sample-events").stdout.splitlines()
+    assert len(good) >= 5
+    lines = [good[0], "{not json", good[1], json.dumps({"event_time": "2026-01-01T00:00:00Z"}), good[0], good[2]]
+    data = tmp_path / "events.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    env = {"ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}"}
+
+    result = esm_bot("load-events", str(data), env=env)
+    assert result.returncode == 1
+    assert f"{data}:2: skipped" in result.stderr and f"{data}:4: skipped: event_id is missing" in result.stderr
+    assert "loaded 3 rows, 1 duplicate event ids skipped, 2 bad lines" in result.stdout
+
+    again = esm_bot("load-events", str(data), env=env)
+    assert "loaded 0 rows, 4 duplicate event ids skipped" in again.stdout
+
+
+def test_rules_check_passes_on_the_shipped_rules():
+    result = esm_bot("rules", "check")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_rules_check_fails_on_a_broken_catalogue(tmp_path):
+    (tmp_path / "detections.yml").write_text(
+        "- name: Kernel Module Loaded\n  category: Kernel Related Events\n  severity: extreme\n"
+        "  description: a module was loaded\n  guidance: [check it]\n"
+        "  examples:\n    - row: {event_id: e1, event_time: '2026-01-01T00:00:00Z', service_name: capsule8-alerts-dataplane,"
+        " action_name: Kernel Module Loaded}\n      expect: {category: Kernel Related Events, severity: high, ignored: false}\n"
+    )
+    result = esm_bot("rules", "check", env={"ESM_RULES_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert "severity" in result.stdout
