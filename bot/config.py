@@ -78,6 +78,7 @@ class Settings:
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
     thread_replies: int = 3
+    slack_post_interval: float = 1.0  # seconds between posts: Slack allows about 1 message/s per channel
     poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
     databricks_timeout: float = 10.0
     rules_dir: Path = RULES_DIR
@@ -123,6 +124,7 @@ ENV_NAMES = {
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
     "thread_replies": "ESM_THREAD_REPLIES",
+    "slack_post_interval": "ESM_SLACK_POST_INTERVAL",
     "poll_interval": "ESM_POLL_INTERVAL",
     "databricks_timeout": "ESM_DATABRICKS_TIMEOUT",
     "rules_dir": "ESM_RULES_DIR",
@@ -166,6 +168,16 @@ def _parse_float(text: str, name: str) -> float:
         raise ConfigError(f"{name}: {text!r} is not a number") from None
     if value <= 0:
         raise ConfigError(f"{name}: must be greater than 0")
+    return value
+
+
+def _parse_non_negative(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a number") from None
+    if not 0 <= value <= 60:
+        raise ConfigError(f"{name}: {value:g} is outside 0..60 seconds")
     return value
 
 
@@ -213,6 +225,7 @@ def _convert(attr: str, text: str) -> object:
         "thread_replies": lambda t, n: _parse_int(t, n, 0, 20),
         "port": lambda t, n: _parse_int(t, n, 0, 65535),
         "databricks_timeout": _parse_float,
+        "slack_post_interval": _parse_non_negative,
         "warehouse_timeout": _parse_float,
         "warehouse_uri": _parse_url,
         "rules_dir": lambda t, n: Path(t),

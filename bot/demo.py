@@ -95,8 +95,9 @@ async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
             "ESM_STATE_PATH": str(workdir / "state.sqlite3"),
             "ESM_WEBHOOK_USER": "databricks",
             "ESM_WEBHOOK_PASSWORD": password,
+            "ESM_SLACK_POST_INTERVAL": "0.05",  # the local stand-in has no rate limit
         })
-        runtime = await build_runtime(settings, post_interval=0.05)
+        runtime = await build_runtime(settings)
         runner = web.AppRunner(build_app(runtime), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

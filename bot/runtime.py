@@ -112,7 +112,7 @@ async def open_workspace(settings: Settings) -> Workspace | None:
         return None
 
 
-async def build_runtime(settings: Settings, *, post_interval: float = 1.0) -> Runtime:
+async def build_runtime(settings: Settings) -> Runtime:
     settings.require("slack_bot_token", "slack_channel")
     catalogue = load_catalogue(settings.rules_dir / "detections.yml")
     source = open_source(settings)
@@ -130,7 +130,7 @@ async def build_runtime(settings: Settings, *, post_interval: float = 1.0) -> Ru
     registry = actions.discover()
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
-        store, chat, OutboxSettings(settings.slack_channel, links, post_interval, actions.specs(registry))
+        store, chat, OutboxSettings(settings.slack_channel, links, settings.slack_post_interval, actions.specs(registry))
     )
     pipeline = Pipeline(
         source,

@@ -82,7 +82,7 @@ class Bot:
             "DATABRICKS_HOST": dbx.host, "DATABRICKS_TOKEN": DBX_TOKEN,
             "ESM_AUDIT_SOURCE": f"duckdb:{self.audit_path}", "ESM_STATE_PATH": str(folder / "state.sqlite3"),
             "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-            "ESM_DATABRICKS_TIMEOUT": "2", "ESM_RESPONDERS": f"{RESPONDER} S0SECTEAM", **env,
+            "ESM_DATABRICKS_TIMEOUT": "2", "ESM_SLACK_POST_INTERVAL": "0", "ESM_RESPONDERS": f"{RESPONDER} S0SECTEAM", **env,
         }
         self.source = DuckDBSource(self.audit_path)
         self.runtime: Runtime | None = None
@@ -92,7 +92,7 @@ class Bot:
         self.last_ack: Any = None
 
     async def start(self) -> "Bot":
-        self.runtime = await build_runtime(load_settings(self.env), post_interval=0)
+        self.runtime = await build_runtime(load_settings(self.env))
         self.runner = web.AppRunner(build_app(self.runtime))
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
