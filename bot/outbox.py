@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bot import correlation, metrics
 from bot.adapters.store_sqlite import OutboxItem, SQLiteStore
 from bot.core import blocks
 from bot.core.actions import ActionSpec
@@ -24,6 +25,7 @@ from bot.core.ports import Chat, ChatError
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "esm_finding"
+THREAD_METADATA_EVENT = "esm_thread_item"
 MAX_BACKOFF = 300.0
 
 
@@ -84,6 +86,11 @@ class OutboxWorker:
                 return sent
 
     async def _send(self, item: OutboxItem) -> bool:
+        """Send one item under the correlation id of the sync (or action) that queued it."""
+        with correlation.bound(item.payload.get(correlation.PAYLOAD_KEY)):
+            return await self._send_item(item)
+
+    async def _send_item(self, item: OutboxItem) -> bool:
         finding = await self.store.finding(item.finding_key)
         if finding is None:
             await self.store.outbox_dead(item.id, "finding no longer in the store")
@@ -94,6 +101,11 @@ class OutboxWorker:
             await self._failed(item, exc)
             return False
         self.sent += delivered
+        if delivered:
+            metrics.SLACK_MESSAGES.inc(kind=item.kind)
+            if item.kind == "post":
+                metrics.FINDINGS_POSTED.inc()
+            log.info("outbox item %s (%s) sent for finding %s", item.id, item.kind, item.finding_key)
         return delivered
 
     async def _deliver(self, item: OutboxItem, finding: Any) -> bool:
@@ -108,11 +120,25 @@ class OutboxWorker:
             text, body = blocks.finding_message(finding, self.settings.links, self.settings.actions)
             await self.chat.update(channel, ts, text, body)
         else:
-            text, body = self._reply(item, finding)
-            await self._pace()
-            await self.chat.post(channel, text, body, thread_ts=ts)
+            await self._post_in_thread(item, finding, channel, ts)
         await self.store.outbox_sent(item.id)
         return True
+
+    async def _post_in_thread(self, item: OutboxItem, finding: Any, channel: str, thread_ts: str) -> None:
+        """Thread items carry their outbox id in metadata: a retry after an interrupted attempt
+        first looks for it in the thread, so a reply is never posted twice."""
+        key = f"{finding.key}:{item.id}"
+        if item.attempts > 0 and await self._already_replied(channel, thread_ts, key):
+            return
+        text, body = self._reply(item, finding)
+        metadata = {"event_type": THREAD_METADATA_EVENT, "event_payload": {"key": key}}
+        await self._pace()
+        await self.store.outbox_attempt(item.id)
+        await self.chat.post(channel, text, body, thread_ts=thread_ts, metadata=metadata)
+
+    async def _already_replied(self, channel: str, thread_ts: str, key: str) -> bool:
+        find = getattr(self.chat, "find_reply", None)
+        return find is not None and await find(channel, thread_ts, THREAD_METADATA_EVENT, key) is not None
 
     def _reply(self, item: OutboxItem, finding: Any) -> tuple[str, list[dict[str, Any]]]:
         if item.kind == "digest":
@@ -158,6 +184,7 @@ class OutboxWorker:
                 await self.store.outbox_dead_for_finding(item.finding_key, f"parent message failed: {exc}")
             return
         self.retries += 1
+        metrics.SLACK_RETRIES.inc()
         delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
         if exc.retry_after is not None:  # rate limits apply to the channel, not one message
             self._paused_until = time.monotonic() + exc.retry_after

@@ -83,6 +83,7 @@ class SlackEmulator:
         self._response_targets: dict[str, tuple[str | None, str | None]] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._delays: dict[str, list[Any]] = {}  # method -> [seconds, remaining or None]
+        self._lost: dict[str, int] = {}  # method -> calls left whose answer is replaced by a 503
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -221,7 +222,21 @@ class SlackEmulator:
             body = {"ok": True, **self._dispatch(method, params)}
         except SlackError as exc:
             body = {"ok": False, "error": exc.error, **exc.extra}
+        if self._take_lost_answer(method):
+            # the work is done but the caller never learns it: the ambiguous failure
+            return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
         return web.json_response(body)
+
+    def lose_answers(self, method: str, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method` but answer 503, as when Slack accepted a
+        message and the answer was lost on the way back (or the caller died before reading it)."""
+        self._lost[method] = self._lost.get(method, 0) + times
+
+    def _take_lost_answer(self, method: str) -> bool:
+        if self._lost.get(method, 0) <= 0:
+            return False
+        self._lost[method] -= 1
+        return True
 
     def _check_auth(self, token: str | None) -> None:
         if self.token is None:

@@ -27,6 +27,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot import metrics
 from bot.core.ports import ChatError
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -90,13 +91,22 @@ class ProportionalJitter(Jitter):
         return duration * (1 + random.random() / 2)
 
 
-def retry_handlers(max_retries: int, backoff: float, max_rate_limit_wait: float) -> list[AsyncRetryHandler]:
-    """slack_sdk shares one attempt counter across handlers, so `max_retries` bounds them all."""
+def retry_handlers(
+    max_retries: int, backoff: float, max_rate_limit_wait: float, *, idempotent: bool = True
+) -> list[AsyncRetryHandler]:
+    """slack_sdk shares one attempt counter across handlers, so `max_retries` bounds them all.
+
+    A 429 means Slack did nothing, so it is always safe to retry. A 5xx or a broken connection
+    may come after Slack already posted: for a non-idempotent call (chat.postMessage) those are
+    left to the outbox, which first looks for the message by its metadata."""
     interval = BackoffRetryIntervalCalculator(backoff_factor=backoff, jitter=ProportionalJitter())
+    rate_limit = BoundedRateLimitRetryHandler(max_retry_count=max_retries, max_wait=max_rate_limit_wait)
+    if not idempotent:
+        return [rate_limit]
     return [
         AsyncConnectionErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
         AsyncServerErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
-        BoundedRateLimitRetryHandler(max_retry_count=max_retries, max_wait=max_rate_limit_wait),
+        rate_limit,
     ]
 
 
@@ -122,6 +132,12 @@ class SlackChat:
             timeout=timeout,  # type: ignore[arg-type]  # float works: it becomes a ClientTimeout
             retry_handlers=retry_handlers(max_retries, retry_backoff, max_rate_limit_wait),
         )
+        self._poster = AsyncWebClient(  # chat.postMessage only: see retry_handlers
+            token=token,
+            base_url=api_url,
+            timeout=timeout,  # type: ignore[arg-type]
+            retry_handlers=retry_handlers(max_retries, retry_backoff, max_rate_limit_wait, idempotent=False),
+        )
 
     def __repr__(self) -> str:
         return f"SlackChat(api_url={self._client.base_url!r})"
@@ -136,7 +152,8 @@ class SlackChat:
         metadata: dict[str, Any] | None = None,
     ) -> str:
         response = await self._call(
-            "chat.postMessage", channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, metadata=metadata
+            "chat.postMessage", channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, metadata=metadata,
+            client=self._poster,
         )
         return str(response["ts"])
 
@@ -150,6 +167,22 @@ class SlackChat:
         """The user ids in a Slack user group (usergroups.users.list)."""
         response = await self._call("usergroups.users.list", usergroup=group_id)
         return {str(user) for user in response.get("users") or []}
+
+    async def find_reply(self, channel: str, thread_ts: str, event_type: str, key: str, limit: int = 1000) -> str | None:
+        """The ts of a reply in that thread whose metadata carries this key, or None."""
+        cursor, seen = None, 0
+        while seen < limit:
+            page = await self._call(
+                "conversations.replies", channel=channel, ts=thread_ts, include_all_metadata=True,
+                limit=min(HISTORY_PAGE, limit - seen), cursor=cursor,
+            )
+            messages = page.get("messages") or []
+            seen += len(messages)
+            found = _ts_with_key(messages, event_type, key)
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if found or not cursor or not messages:
+                return found
+        return None
 
     async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
         """The ts of a recent top-level message whose metadata carries this key, or None.
@@ -178,17 +211,19 @@ class SlackChat:
             await self._session.close()
         self._session = None
 
-    async def _call(self, method: str, **kwargs: Any) -> AsyncSlackResponse:
+    async def _call(self, method: str, *, client: AsyncWebClient | None = None, **kwargs: Any) -> AsyncSlackResponse:
         """Call the slack_sdk method named like the API method, mapping every failure."""
         self._ensure_session()
-        send = getattr(self._client, method.replace(".", "_"))
+        send = getattr(client or self._client, method.replace(".", "_"))
         try:
             return await send(**kwargs)
         except SlackApiError as exc:
             raise self._api_error(method, exc) from None
         except SlackClientError as exc:  # a request slack_sdk refused to build: our bug, not Slack's
+            metrics.SLACK_ERRORS.inc(method=method, error=type(exc).__name__)
             raise ChatError(self._scrub(f"slack {method}: {type(exc).__name__}: {exc}"), permanent=True) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            metrics.SLACK_ERRORS.inc(method=method, error=type(exc).__name__)
             raise ChatError(self._scrub(f"slack {method}: {type(exc).__name__}: {exc}")) from None
 
     def _ensure_session(self) -> None:
@@ -196,6 +231,7 @@ class SlackChat:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
             self._client.session = self._session
+            self._poster.session = self._session
 
     def _api_error(self, method: str, exc: SlackApiError) -> ChatError:
         response = exc.response
@@ -205,6 +241,7 @@ class SlackChat:
         retry_after = _retry_after(response.headers) if status == 429 else None
         permanent = status < 500 and status != 429 and error not in TRANSIENT_ERRORS
         message = f"slack {method} failed: {error} (HTTP {status}){_details(data)}"
+        metrics.SLACK_ERRORS.inc(method=method, error=error[:64])
         return ChatError(self._scrub(message), retry_after=retry_after, permanent=permanent)
 
     def _scrub(self, text: str) -> str:

@@ -128,15 +128,27 @@ async def test_503_is_retried_then_succeeds(slack_chat, slack_emu):
 
 
 async def test_503_past_retries_is_a_transient_chat_error(slack_chat, slack_emu):
-    slack_emu.fail("chat.postMessage", status=503, times=10)
+    slack_emu.fail("chat.update", status=503, times=10)
+    ts = await slack_chat.post(CHANNEL, "before", BLOCKS)
 
     with pytest.raises(ChatError) as caught:
-        await slack_chat.post(CHANNEL, "down", BLOCKS)
+        await slack_chat.update(CHANNEL, ts, "down", BLOCKS)
 
     assert not caught.value.permanent
     assert caught.value.retry_after is None
-    assert len(slack_emu.calls_to("chat.postMessage")) == 3  # first try + max_retries (2)
-    assert slack_emu.messages(CHANNEL) == []
+    assert len(slack_emu.calls_to("chat.update")) == 3  # first try + max_retries (2)
+    assert slack_emu.message(CHANNEL, ts)["text"] == "before"
+
+
+async def test_a_post_is_not_resent_after_a_503_since_slack_may_have_posted_it(slack_chat, slack_emu):
+    slack_emu.lose_answers("chat.postMessage")
+
+    with pytest.raises(ChatError) as caught:
+        await slack_chat.post(CHANNEL, "maybe posted", BLOCKS)
+
+    assert not caught.value.permanent, "the outbox retries it, after looking for it by metadata"
+    assert len(slack_emu.calls_to("chat.postMessage")) == 1
+    assert len(slack_emu.messages(CHANNEL)) == 1
 
 
 async def test_invalid_token_is_permanent_and_never_echoed(slack_emu):

@@ -217,3 +217,16 @@ async def test_a_burst_on_one_cluster_costs_one_cluster_listing(bot: Bot):
     replies = bot.replies(finding)
     assert len(replies) == 4, "three repeats one by one, then one digest"
     assert "+56 more on 3 hosts" in replies[-1]["text"]
+
+
+async def test_a_post_slack_accepted_but_never_answered_is_not_posted_twice(bot: Bot):
+    """Slack stores the message, the answer is lost: the retry finds it by its metadata."""
+    bot.slack.lose_answers("chat.postMessage", times=3)  # the parent, then two thread replies
+    bot.add(*(capsule8(f"c8-{n}", "Kernel Module Loaded", "i-0driver000000001", 10 - n) for n in range(3)))
+    await bot.webhook()
+    await bot.settle(timeout=30)
+    [finding] = bot.findings()
+    replies = bot.replies(finding)
+    assert len(replies) == 2, [r["text"] for r in replies]
+    assert len({r["metadata"]["event_payload"]["key"] for r in replies}) == 2
+    assert len(bot.slack.calls_to("chat.postMessage")) == 3, "each lost answer was recovered, not re-sent"
