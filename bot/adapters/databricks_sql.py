@@ -28,16 +28,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlparse
 
-from bot.adapters.duckdb_source import cluster_from_record, command_from_row, recent_row, rows_to_audit
-from bot.core import queries
-from bot.core.events import AuditRow
-from bot.core.findings import ClusterContext, NotebookCommand
+from bot.adapters.audit_sql import SqlAuditSource
 from bot.core.ports import SourceError
-from bot.core.recent import RecentRow
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +73,7 @@ class _Call:
                 log.debug("cancel of an abandoned warehouse statement failed: %s", exc)
 
 
-class DatabricksSQLSource:
+class DatabricksSQLSource(SqlAuditSource):
     def __init__(
         self,
         host: str,
@@ -114,44 +110,6 @@ class DatabricksSQLSource:
         return f"DatabricksSQLSource({self.where!r})"
 
     # -- AuditSource -------------------------------------------------------------------------
-
-    async def capsule8_since(self, since: datetime, limit: int, after_id: str = "") -> list[AuditRow]:
-        params = {**queries.CAPSULE8_PARAMS, "since": since, "after_id": after_id, "limit": limit}
-        return rows_to_audit(await self._run(queries.CAPSULE8_SINCE, params))
-
-    async def capsule8_detection_since(self, detection: str, since: datetime, limit: int) -> list[AuditRow]:
-        params = {**queries.CAPSULE8_PARAMS, "detection": detection, "since": since, "limit": limit}
-        return rows_to_audit(await self._run(queries.CAPSULE8_DETECTION_SINCE, params))
-
-    async def notebook_commands(
-        self, cluster_id: str, start: datetime, end: datetime, limit: int
-    ) -> list[NotebookCommand]:
-        params = {"cluster_id": cluster_id, "start": start, "end": end, "limit": limit}
-        return [command_from_row(r) for r in await self._run(queries.NOTEBOOK_COMMANDS, params)]
-
-    async def cluster_for_instance(self, instance_id: str, at: datetime) -> tuple[str, bool] | None:
-        params = {"instance_id": instance_id, "at": at, "earliest": at - timedelta(days=2)}
-        rows = await self._run(queries.CLUSTER_FOR_INSTANCE, params)
-        return (rows[0]["cluster_id"], bool(rows[0]["driver"])) if rows else None
-
-    async def cluster_record(self, cluster_id: str) -> ClusterContext | None:
-        rows = await self._run(queries.CLUSTER_RECORD, {"cluster_id": cluster_id})
-        return cluster_from_record(rows[0]) if rows else None
-
-    async def recent_summary(
-        self,
-        since: datetime,
-        *,
-        instance_id: str | None = None,
-        detection: str | None = None,
-        workspace_id: int | None = None,
-        limit: int = 2000,
-    ) -> list[RecentRow]:
-        params = {
-            **queries.CAPSULE8_PARAMS, "since": since, "instance": instance_id, "detection": detection,
-            "workspace": workspace_id, "limit": limit,
-        }
-        return [recent_row(r) for r in await self._run(queries.RECENT_EVENTS, params)]
 
     async def close(self) -> None:
         self._closed = True
