@@ -170,11 +170,23 @@ class SlackChat:
 
     async def find_reply(self, channel: str, thread_ts: str, event_type: str, key: str, limit: int = 1000) -> str | None:
         """The ts of a reply in that thread whose metadata carries this key, or None."""
+        return await self._find_by_metadata(
+            "conversations.replies", event_type, key, limit, channel=channel, ts=thread_ts
+        )
+
+    async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
+        """The ts of a recent top-level message whose metadata carries this key, or None.
+
+        Looks at most `limit` messages back, newest first: a restarted bot uses this to find
+        what it already posted instead of posting it twice.
+        """
+        return await self._find_by_metadata("conversations.history", event_type, key, limit, channel=channel)
+
+    async def _find_by_metadata(self, method: str, event_type: str, key: str, limit: int, **where: Any) -> str | None:
         cursor, seen = None, 0
         while seen < limit:
             page = await self._call(
-                "conversations.replies", channel=channel, ts=thread_ts, include_all_metadata=True,
-                limit=min(HISTORY_PAGE, limit - seen), cursor=cursor,
+                method, include_all_metadata=True, limit=min(HISTORY_PAGE, limit - seen), cursor=cursor, **where
             )
             messages = page.get("messages") or []
             seen += len(messages)
@@ -183,28 +195,6 @@ class SlackChat:
             if found or not cursor or not messages:
                 return found
         return None
-
-    async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
-        """The ts of a recent top-level message whose metadata carries this key, or None.
-
-        Looks at most `limit` messages back, newest first: a restarted bot uses this to find
-        what it already posted instead of posting it twice.
-        """
-        cursor, seen = None, 0
-        while seen < limit:
-            page = await self._history_page(channel, min(HISTORY_PAGE, limit - seen), cursor)
-            messages = page.get("messages") or []
-            seen += len(messages)
-            found = _ts_with_key(messages, event_type, key)
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if found or not cursor or not messages:
-                return found
-        return None
-
-    async def _history_page(self, channel: str, limit: int, cursor: str | None) -> AsyncSlackResponse:
-        return await self._call(
-            "conversations.history", channel=channel, include_all_metadata=True, limit=limit, cursor=cursor
-        )
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
