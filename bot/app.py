@@ -1,24 +1,43 @@
-"""The aiohttp application: /webhooks/dbsql, /slack/events (Bolt), /healthz."""
+"""The aiohttp application: /webhooks/dbsql, /slack/events (Bolt), /healthz, /readyz, /metrics.
+
+Slack traffic reaches the ONE AsyncApp built by build_bolt over either transport: HTTP
+(`POST /slack/events`, signed requests; the default) or Socket Mode (an outbound websocket, when
+SLACK_APP_TOKEN is set: for a Databricks App, which Slack cannot call). The listeners are the
+same either way.
+"""
 from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
+from bot.health import Readiness
 from bot.runtime import Runtime
 from handlers import benign_modal, commands, interactions
+from handlers.replay_guard import ReplayGuard
 from handlers.webhook import BasicAuth, webhook_handler
 
 RUNTIME = web.AppKey("runtime", Runtime)
+log = logging.getLogger(__name__)
 
 
 def build_bolt(runtime: Runtime) -> AsyncApp:
+    """The Slack app and its listeners, whatever the transport. HTTP mode needs the signing
+    secret; Socket Mode (SLACK_APP_TOKEN) does not, as websocket envelopes are not signed."""
     settings = runtime.settings
-    settings.require("slack_bot_token", "slack_signing_secret")
+    settings.require("slack_bot_token")
+    if settings.slack_app_token is None:
+        settings.require("slack_signing_secret")
     client = AsyncWebClient(token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url)
+    signing_secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     # Bolt answers Slack as soon as a listener calls ack(); the slow part runs on afterwards
-    bolt = AsyncApp(client=client, signing_secret=settings.slack_signing_secret.reveal())
+    bolt = AsyncApp(client=client, signing_secret=signing_secret)
     commands.register(bolt, lambda: runtime)
     interactions.register(bolt, runtime.dispatcher)
     benign_modal.register(bolt, runtime.dispatcher)
@@ -43,26 +62,78 @@ async def status_text(runtime: Runtime) -> str:
 
 def build_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
-    settings.require("webhook_user", "webhook_password")
+    if settings.poll_interval is None:  # polling bots (Databricks Apps) may go without webhooks
+        settings.require("webhook_user", "webhook_password")
     bolt = build_bolt(runtime)
+    readiness = Readiness(settings, runtime.store)
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
 
+    replays = ReplayGuard(settings.slack_signing_secret.reveal()) if settings.slack_signing_secret else None
+
     async def slack_events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        bolt_request = await to_bolt_request(request)
+        if ReplayGuard.malformed(bolt_request.headers):
+            return web.json_response({"error": "invalid request"}, status=401)
+        if replays is not None and replays.is_replay(bolt_request.raw_body, bolt_request.headers):
+            return web.Response(status=200)  # seen before: answered, never run twice (handlers/replay_guard.py)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok"})  # alive: no dependency is consulted
 
-    auth = BasicAuth(settings.webhook_user, settings.webhook_password)
+    async def readyz(request: web.Request) -> web.Response:
+        ready, checks = await readiness.run()
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        try:
+            metrics.OUTBOX_DEPTH.set(await asyncio.wait_for(runtime.store.outbox_depth(), 2.0))
+        except Exception as exc:  # the scrape still answers; the gauge keeps its last value
+            log.warning("outbox depth unavailable for /metrics: %s", exc)
+        return web.Response(body=metrics.render().encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    auth = BasicAuth(settings.webhook_user, settings.webhook_password)  # unset: refuses every call
     app.router.add_post("/webhooks/dbsql", webhook_handler(auth, runtime.trigger_sync))
-    app.router.add_post("/slack/events", slack_events)
+    if settings.slack_signing_secret is not None:  # never verify Slack requests with an empty secret
+        app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
 
     async def lifecycle(app: web.Application):
         runtime.start_background()
+        socket = start_socket_mode(bolt, settings.slack_app_token.reveal()) if settings.slack_app_token else None
         yield
+        if socket is not None:
+            await socket.close()
         await runtime.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+class SocketMode:
+    """Bolt's Socket Mode transport (slack_sdk's aiohttp SocketModeClient) around the same AsyncApp.
+    It connects in the background: a Slack outage at start-up must not hold the HTTP server
+    (health, metrics, webhooks) back; the client keeps retrying and reconnects by itself."""
+
+    def __init__(self, bolt: AsyncApp, app_token: str):
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        self.handler = AsyncSocketModeHandler(bolt, app_token=app_token)  # web client: bolt.client
+        self.task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        await self.handler.connect_async()
+        log.info("Slack Socket Mode connected")
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.handler.close_async()
+
+
+def start_socket_mode(bolt: AsyncApp, app_token: str) -> SocketMode:
+    return SocketMode(bolt, app_token)

@@ -9,10 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
-from bot.adapters.store_sqlite import SQLiteStore
 from bot.core.decide import Classified
 from bot.core.findings import Detection, Severity
-from bot.core.ports import AuditSource
+from bot.core.ports import AuditSource, StateStore
 from bot.core.suppressions import Suppression, matches
 
 PREVIEW_WINDOW = timedelta(days=7)
@@ -38,7 +37,7 @@ class Preview:
 
 @dataclass
 class BenignService:
-    store: SQLiteStore
+    store: StateStore
     source: AuditSource
     rules: Sequence[Suppression] = ()  # enabled rules/benign.yml entries
     clock: Callable[[], datetime] = utcnow

@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="process past events from the audit source")
     backfill.add_argument("--since", required=True, help="how far back: a duration like 12h or 7d")
     backfill.add_argument("--summary", action="store_true", help="post one digest message instead of each finding")
+    sub.add_parser("doctor", help="check the configuration, Slack and Databricks access, one line per check")
     rules = sub.add_parser("rules", help="detection catalogue tools")
     rules.add_argument("action", choices=["check"], help="validate rules/ and run every entry's examples")
     return parser
@@ -46,9 +47,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     try:
         settings = load_settings(environ)
-        logs.configure(settings.log_level, _secret_values(settings))
+        logs.configure(settings.log_level, _secret_values(settings), settings.log_format)
         return COMMANDS[args.command](args, settings)
     except ConfigError as exc:
+        if args.command == "doctor":  # the doctor reports it in its own one-line-per-check format
+            from bot.doctor import config_failure
+
+            return config_failure(exc)
         print(f"esm-bot: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -86,6 +91,9 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from bot.runtime import build_runtime
 
     async def once() -> int:
+        from bot import correlation
+
+        correlation.set_id(correlation.new_id("cli-"))
         runtime = await build_runtime(settings)
         try:
             report = await runtime.pipeline.sync()
@@ -153,7 +161,14 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_backfill(settings, since, summary=args.summary))
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.doctor import run_doctor
+
+    return asyncio.run(run_doctor(settings))
+
+
 COMMANDS = {
+    "doctor": cmd_doctor,
     "serve": cmd_serve,
     "sync": cmd_sync,
     "load-events": cmd_load_events,

@@ -69,6 +69,8 @@ class Settings:
     warehouse_uri: str | None = None  # test-only: a local Thrift emulator's URI (the connector's _connection_uri)
     warehouse_timeout: float = 60.0  # seconds a warehouse statement may take
     state_path: str = "esm-state.sqlite3"
+    state_url: Secret | None = None  # ESM_STATE_URL postgresql://… (replicas); takes precedence over state_path
+    outbox_lease: timedelta = timedelta(seconds=30)  # PostgreSQL: a dead replica's outbox threads pass on after this
     webhook_user: str | None = None
     webhook_password: Secret | None = None
     responders: tuple[str, ...] = ()
@@ -84,6 +86,7 @@ class Settings:
     rules_dir: Path = RULES_DIR
     dry_run: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"  # ESM_LOG_FORMAT: text or json (one JSON object per line)
     host: str = "127.0.0.1"
     port: int = 8080
     warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
@@ -115,6 +118,8 @@ ENV_NAMES = {
     "warehouse_uri": "ESM_WAREHOUSE_URI",
     "warehouse_timeout": "ESM_WAREHOUSE_TIMEOUT",
     "state_path": "ESM_STATE_PATH",
+    "state_url": "ESM_STATE_URL",
+    "outbox_lease": "ESM_OUTBOX_LEASE",
     "webhook_user": "ESM_WEBHOOK_USER",
     "webhook_password": "ESM_WEBHOOK_PASSWORD",
     "responders": "ESM_RESPONDERS",
@@ -130,6 +135,7 @@ ENV_NAMES = {
     "rules_dir": "ESM_RULES_DIR",
     "dry_run": "ESM_DRY_RUN",
     "log_level": "ESM_LOG_LEVEL",
+    "log_format": "ESM_LOG_FORMAT",
     "host": "ESM_HOST",
     "port": "ESM_PORT",
     "warehouse_id": "ESM_WAREHOUSE_ID",
@@ -137,7 +143,8 @@ ENV_NAMES = {
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
-_DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval"}
+_DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
+              "outbox_lease"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
@@ -207,8 +214,17 @@ def _parse_channel(text: str, name: str) -> str:
     return text
 
 
+def _parse_state_url(text: str, name: str) -> Secret:
+    """A PostgreSQL URL; it holds a password, so an error never repeats it."""
+    if not re.match(r"^postgres(ql)?://[^\s/]", text):
+        raise ConfigError(f"{name}: must be a postgresql://user:password@host:port/database URL")
+    return Secret(text)
+
+
 def _convert(attr: str, text: str) -> object:
     name = ENV_NAMES[attr]
+    if attr == "state_url":
+        return _parse_state_url(text, name)
     if attr in _SECRETS:
         return Secret(text)
     if attr in _DURATIONS:
@@ -230,6 +246,7 @@ def _convert(attr: str, text: str) -> object:
         "warehouse_uri": _parse_url,
         "rules_dir": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
+        "log_format": _parse_log_format,
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)
@@ -240,6 +257,13 @@ def _parse_log_level(text: str, name: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{name}: {text!r} is not one of DEBUG, INFO, WARNING, ERROR")
     return level
+
+
+def _parse_log_format(text: str, name: str) -> str:
+    fmt = text.strip().lower()
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"{name}: {text!r} is not one of text, json")
+    return fmt
 
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TypeVar
 
+from bot import metrics
 from bot.cache import TTLCache
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Context, Finding, NotebookCommand
@@ -47,13 +48,16 @@ class Enricher:
         return self._live_index.loads + self._clusters.loads
 
     async def _bounded(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        metrics.DATABRICKS_LOOKUPS.inc(lookup=what)
         try:
             return await asyncio.wait_for(call(), self.timeout)
         except asyncio.TimeoutError:
+            metrics.DATABRICKS_ERRORS.inc(lookup=what)
             raise LookupFailed(f"{what} timed out after {self.timeout:g}s") from None
         except LookupFailed:
             raise
         except Exception as exc:  # adapters raise SourceError/WorkspaceError with the reason
+            metrics.DATABRICKS_ERRORS.inc(lookup=what)
             raise LookupFailed(f"{what} failed: {exc}") from exc
 
     # -- instance -> cluster -----------------------------------------------------------

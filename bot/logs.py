@@ -1,9 +1,16 @@
 """Logging set-up with a last line of defence: known secret values are masked in every record."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
+from datetime import datetime, timezone
+
+from bot.correlation import CorrelationFilter
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s]: %(message)s"
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "correlation_id"}
 
 
 class RedactSecrets(logging.Filter):
@@ -21,11 +28,49 @@ class RedactSecrets(logging.Filter):
                 record.msg, record.args = masked, None
         return True
 
+    def mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "****")
+        return text
 
-def configure(level: str, secrets: Iterable[str] = ()) -> None:
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, correlation_id, any `extra=` fields,
+    and the exception text. The whole line passes through the secret mask too (tracebacks and
+    extra fields are not covered by the record filter)."""
+
+    def __init__(self, redact: RedactSecrets | None = None):
+        super().__init__()
+        self._redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", None) or "-",
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if self._redact is None:
+            return json.dumps(entry, default=str, ensure_ascii=False)
+        mask = self._redact.mask  # before escaping (a secret with a quote) and after (anything else)
+        masked = {k: mask(v) if isinstance(v, str) else v for k, v in entry.items()}
+        return mask(json.dumps(masked, default=lambda v: mask(str(v)), ensure_ascii=False))
+
+
+def configure(level: str, secrets: Iterable[str] = (), fmt: str = "text") -> None:
+    """`fmt` is ESM_LOG_FORMAT: "text" (default) or "json"; both carry the correlation id and
+    both mask every known secret value."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets))
+    redact = RedactSecrets(secrets)
+    handler.setFormatter(JsonFormatter(redact) if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(CorrelationFilter())
+    handler.addFilter(redact)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

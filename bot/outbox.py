@@ -16,17 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import correlation, metrics
-from bot.adapters.store_sqlite import OutboxItem, SQLiteStore
+from bot.core.state import OutboxItem
 from bot.core import blocks
 from bot.core.actions import ActionSpec
 from bot.core.events import parse_audit_row
-from bot.core.ports import Chat, ChatError
+from bot.core.ports import Chat, ChatError, StateStore
 
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "esm_finding"
 THREAD_METADATA_EVENT = "esm_thread_item"
 MAX_BACKOFF = 300.0
+HISTORY_MARGIN = 200  # channel messages looked through beyond the ones this worker posted
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class OutboxSettings:
 
 
 class OutboxWorker:
-    def __init__(self, store: SQLiteStore, chat: Chat, settings: OutboxSettings):
+    def __init__(self, store: StateStore, chat: Chat, settings: OutboxSettings):
         self.store = store
         self.chat = chat
         self.settings = settings
@@ -47,6 +48,10 @@ class OutboxWorker:
         self._last_post = 0.0
         self.sent = 0
         self.retries = 0
+        # Parent messages this worker posted, and that count at each post's latest attempt: a
+        # message posted by a lost attempt lies at most this many messages back (+ a margin).
+        self._parents = 0
+        self._parents_at_attempt: dict[int, int] = {}
 
     def kick(self) -> None:
         self._wake.set()
@@ -151,23 +156,32 @@ class OutboxWorker:
         channel = self.settings.channel
         existing = await self.store.message_of(finding.key)
         if existing is None and item.attempts > 0:
-            existing = await self._already_posted(channel, finding.key)
+            existing = await self._already_posted(channel, finding.key, item.id)
         if existing is not None:
+            self._parents_at_attempt.pop(item.id, None)
             await self.store.posted_with_message(item.id, finding.key, *existing)
             return
         text, body = blocks.finding_message(finding, self.settings.links, self.settings.actions)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key}}
         await self._pace()
         await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first
+        self._parents_at_attempt[item.id] = self._parents
         ts = await self.chat.post(channel, text, body, metadata=metadata)
+        self._parents += 1
+        self._parents_at_attempt.pop(item.id, None)
         await self.store.posted_with_message(item.id, finding.key, channel, ts)
 
-    async def _already_posted(self, channel: str, key: str) -> tuple[str, str] | None:
-        """After a failed or interrupted attempt, Slack may have the message already."""
+    async def _already_posted(self, channel: str, key: str, item_id: int) -> tuple[str, str] | None:
+        """After a failed or interrupted attempt, Slack may have the message already. Every
+        parent posted since that attempt is newer than it, so look back past all of them (an
+        attempt made before this process started: past all this process posted), plus a margin
+        for other messages in the channel. A fixed window missed it when hundreds of findings
+        were posted while it waited for its retry, and the finding was posted twice."""
         find = getattr(self.chat, "find_posted", None)
         if find is None:
             return None
-        ts = await find(channel, METADATA_EVENT, key)
+        since = self._parents - self._parents_at_attempt.get(item_id, 0)
+        ts = await find(channel, METADATA_EVENT, key, limit=HISTORY_MARGIN + since)
         return None if ts is None else (channel, ts)
 
     async def _pace(self) -> None:

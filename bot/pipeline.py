@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bot.adapters.store_sqlite import EventRecord, SQLiteStore
+from bot import correlation, metrics
+from bot.core.state import EventRecord
 from bot.core.catalogue import Catalogue
 from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding
-from bot.core.ports import AuditSource
+from bot.core.ports import AuditSource, StateStore
 from bot.core.suppressions import Suppression, first_match
 from bot.enrich import Enricher
 
@@ -46,6 +47,7 @@ class SyncReport:
     suppressed: int = 0
     seconds: float = 0.0
     error: str | None = None
+    skipped: str | None = None  # why this sync did nothing itself (another replica was syncing)
 
 
 PageHook = Callable[[list[AuditRow], "BatchPlan | None"], None]
@@ -72,7 +74,7 @@ class Pipeline:
     def __init__(
         self,
         source: AuditSource,
-        store: SQLiteStore,
+        store: StateStore,
         enricher: Enricher,
         catalogue: Catalogue,
         settings: SyncSettings,
@@ -108,14 +110,38 @@ class Pipeline:
         self._options = SyncOptions(since, post, on_page)
         report = SyncReport()
         try:
-            await self._sync_pages(report)
+            await self._sync_exclusive(report)
         except Exception as exc:  # the source or store failed: nothing past the last page moved
             report.error = str(exc)
             log.error("sync failed: %s", exc)
         report.seconds = time.perf_counter() - started
         self.last_report, self.last_sync_at = report, self.clock()
+        _observe(report)
         log.info("sync done: %s", report)
         return report
+
+    async def _sync_exclusive(self, report: SyncReport) -> None:
+        """One sync at a time across replicas (the store's sync lock). A sync that finds another
+        replica syncing leaves it a request and is done: the holder syncs once more after it
+        lets go, so no trigger is lost. A backfill (`since`) waits for its turn instead."""
+        asked = False
+        while True:
+            async with self.store.sync_lock() as held:
+                if held:
+                    await self.store.take_sync_request()  # this sync covers every earlier request
+                    await self._sync_pages(report)
+            if held:
+                if not await self.store.take_sync_request():  # none came in while we synced
+                    return
+                asked = False
+            elif self._options.since is not None:
+                await asyncio.sleep(0.5)
+            elif asked:  # still held after our request: the holder will see it
+                report.skipped = "another replica is syncing"
+                return
+            else:
+                await self.store.request_sync()  # then try once more: the holder may be done
+                asked = True
 
     async def _sync_pages(self, report: SyncReport) -> None:
         await self._load_suppressions()
@@ -209,7 +235,7 @@ class Pipeline:
         ]
         findings = [c.finding for c in plan.changes.values()]
         outbox = [entry for c in plan.changes.values() for entry in self._outbox_for(c)]
-        outbox += _suppressed_updates(hits, plan)
+        outbox += _tagged(_suppressed_updates(hits, plan))
         if not self._options.post:
             outbox = []
         suppressed = [(s.id, s.finding_key) for _, s in hits]
@@ -225,7 +251,27 @@ class Pipeline:
         if rest:
             hosts = {r.instance_id for r in rest if r.instance_id}
             items.append((key, "digest", {"events": len(rest), "hosts": len(hosts)}))
+        return _tagged(items)
+
+
+def _tagged(items: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Outbox payloads carry the sync's correlation id, so the send log lines show it."""
+    cid = correlation.current()
+    if cid is None:
         return items
+    return [(key, kind, {**payload, correlation.PAYLOAD_KEY: cid}) for key, kind, payload in items]
+
+
+def _observe(report: SyncReport) -> None:
+    metrics.SYNCS.inc(result="error" if report.error else "ok")
+    metrics.SYNC_SECONDS.observe(report.seconds)
+    metrics.EVENTS_FETCHED.inc(report.fetched)
+    metrics.SUPPRESSED.inc(report.suppressed)
+    counts = (("new_finding", report.new_findings), ("repeat", report.repeats),
+              ("ignored", report.ignored), ("suppressed", report.suppressed))
+    for disposition, count in counts:
+        if count:
+            metrics.EVENTS.inc(count, disposition=disposition)
 
 
 def _suppressed_updates(hits: list[tuple[str, Suppression]], plan: BatchPlan) -> list[tuple[str, str, dict[str, Any]]]:
@@ -276,11 +322,14 @@ class Coalescer:
         self._job = job
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._next_id: str | None = None  # the correlation id of the queued run's trigger
 
     def trigger(self) -> str:
         if self._task is not None and not self._task.done():
             self._again = True
+            self._next_id = correlation.current()
             return "queued"
+        self._next_id = correlation.current()
         self._task = asyncio.get_running_loop().create_task(self._run())
         return "started"
 
@@ -291,6 +340,7 @@ class Coalescer:
     async def _run(self) -> None:
         while True:
             self._again = False
+            correlation.set_id(self._next_id)  # this task's own context: the trigger's id
             try:
                 await self._job()
             except Exception:  # a failed run must not stop later triggers

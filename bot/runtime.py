@@ -16,7 +16,7 @@ from bot.adapters.store_sqlite import SQLiteStore
 from bot.config import ConfigError, Settings
 from bot.core import blocks
 from bot.core.catalogue import Catalogue, load_catalogue
-from bot.core.ports import AuditSource, Workspace
+from bot.core.ports import AuditSource, StateStore, Workspace
 from bot.benign import BenignService
 from bot.core.suppressions import load_benign_rules
 from bot.enrich import Enricher
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     source: AuditSource
-    store: SQLiteStore
+    store: StateStore
     workspace: Workspace | None
     catalogue: Catalogue
     pipeline: Pipeline
@@ -54,8 +54,11 @@ class Runtime:
 
     async def _poll(self, seconds: float) -> None:
         """Sync on a timer too; it shares the one coalesced sync with the webhooks."""
+        from bot import correlation
+
         while True:
-            self.trigger_sync("poll")
+            with correlation.bound(correlation.new_id("poll-")):
+                self.trigger_sync("poll")
             await asyncio.sleep(seconds)
 
     async def close(self) -> None:
@@ -66,6 +69,20 @@ class Runtime:
         await self.chat.close()
         await self.source.close()
         await self.store.close()
+
+
+async def open_state_store(settings: Settings) -> StateStore:
+    """ESM_STATE_URL (PostgreSQL, any number of replicas) if set, else the SQLite file ESM_STATE_PATH."""
+    if settings.state_url is None:
+        return SQLiteStore(settings.state_path)
+    from bot.adapters.store_postgres import PostgresStore, StateStoreError
+
+    if settings.outbox_lease.total_seconds() < 1:
+        raise ConfigError("ESM_OUTBOX_LEASE: must be at least 1s")
+    try:
+        return await PostgresStore.connect(settings.state_url.reveal(), lease=settings.outbox_lease.total_seconds())
+    except StateStoreError as exc:  # unreachable or refused: one line, the password masked
+        raise ConfigError(f"ESM_STATE_URL: {exc}") from None
 
 
 def open_source(settings: Settings) -> AuditSource:
@@ -116,7 +133,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     settings.require("slack_bot_token", "slack_channel")
     catalogue = load_catalogue(settings.rules_dir / "detections.yml")
     source = open_source(settings)
-    store = SQLiteStore(settings.state_path)
+    store = await open_state_store(settings)
     workspace = await open_workspace(settings)
     enricher = Enricher(
         source,

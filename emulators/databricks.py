@@ -117,6 +117,10 @@ class DatabricksEmulator:
         self.queries: dict[str, Json] = {}
         self.alerts: dict[str, Json] = {}
         self.destinations: dict[str, Json] = {}  # stored unmasked; responses are masked
+        self.user_groups: list[str] = ["users"]  # the caller's groups, as SCIM Me lists them
+        # cluster id -> access control list; unset: the creator and the admins group hold CAN_MANAGE
+        self.cluster_acls: dict[str, list[Json]] = {}
+        self.permissions_forbidden = False  # True: reading cluster permissions answers 403
         self.calls: list[Call] = []
         self._faults: list[_Fault] = []
         self._delays: list[_Delay] = []
@@ -362,6 +366,7 @@ class DatabricksEmulator:
             ("GET", "/api/2.0/preview/scim/v2/Me", self._me),
             ("GET", "/api/2.1/clusters/list", self._clusters_list),
             ("GET", "/api/2.1/clusters/get", self._clusters_get),
+            ("GET", "/api/2.0/permissions/clusters/{cluster_id}", self._cluster_permissions),
             ("POST", "/api/2.1/clusters/delete", self._clusters_delete),
             ("POST", "/api/2.1/clusters/permanent-delete", self._clusters_permanent_delete),
             ("POST", "/api/2.1/clusters/events", self._clusters_events),
@@ -392,7 +397,32 @@ class DatabricksEmulator:
 
     async def _me(self, request: web.Request) -> Json:
         return {"id": "1000", "userName": self.user_name, "active": True,
-                "displayName": self.user_name.split("@")[0]}
+                "displayName": self.user_name.split("@")[0],
+                "groups": [{"display": g, "value": f"g-{g}", "type": "direct"} for g in self.user_groups]}
+
+    def grant(self, cluster_id: str, level: str, *, user: str | None = None, group: str | None = None) -> None:
+        """Add an ACL entry (CAN_ATTACH_TO, CAN_RESTART, CAN_MANAGE) on a cluster."""
+        acl = self.cluster_acls.setdefault(cluster_id, self._default_acl(self._cluster_or_404(cluster_id)))
+        who = {"user_name": user} if user else {"group_name": group}
+        acl.append({**who, "all_permissions": [{"permission_level": level, "inherited": False}]})
+
+    @staticmethod
+    def _default_acl(cluster: Json) -> list[Json]:
+        return [
+            {"user_name": cluster["creator_user_name"],
+             "all_permissions": [{"permission_level": "CAN_MANAGE", "inherited": False}]},
+            {"group_name": "admins",
+             "all_permissions": [{"permission_level": "CAN_MANAGE", "inherited": True,
+                                  "inherited_from_object": ["/clusters/"]}]},
+        ]
+
+    async def _cluster_permissions(self, request: web.Request) -> Json:
+        cluster = self._cluster_or_404(request.match_info["cluster_id"])
+        if self.permissions_forbidden:
+            raise ApiError(403, "PERMISSION_DENIED", "User does not have CAN_MANAGE permission on this cluster.")
+        acl = self.cluster_acls.get(cluster["cluster_id"]) or self._default_acl(cluster)
+        return {"object_id": f"/clusters/{cluster['cluster_id']}", "object_type": "cluster",
+                "access_control_list": acl}
 
     # ---- clusters ---------------------------------------------------------------------------
 

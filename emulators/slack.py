@@ -24,7 +24,13 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from emulators.slack_socket import ROUTE as SOCKET_ROUTE, SocketModeServer
+
 TEST_BOT_TOKEN = "xoxb-0000-esm-emulated-test-token"  # a fake token for tests and demos
+# what a bot token installed from manifest.yml holds; auth.test reports it in X-OAuth-Scopes
+DEFAULT_SCOPES = ("chat:write", "commands", "channels:history", "groups:history", "channels:read", "groups:read",
+                  "usergroups:read", "users:read")
+APP_TOKEN_METHODS = {"apps.connections.open"}  # called with the app-level xapp- token
 JSON_FIELDS = ("blocks", "attachments", "metadata", "view")  # JSON-encoded in form bodies
 FIRST_TS_MICROS = 1_700_000_000_000_100
 MAX_BLOCKS = 50
@@ -71,6 +77,10 @@ class SlackEmulator:
         self.channels = channels  # None: every channel exists
         self.usergroups = dict(usergroups or {})
         self.users = users  # None: any user id resolves to a synthesised profile
+        self.scopes: list[str] = list(DEFAULT_SCOPES)  # sent in X-OAuth-Scopes
+        self.app_token: str | None = None  # apps.connections.open: None accepts any xapp- token
+        self.not_member: set[str] = set()  # channels the bot has not been invited to
+        self.socket = SocketModeServer()  # Socket Mode: apps.connections.open hands out its URLs
         self.bot = {"user_id": "U0ESMBOT", "bot_id": "B0ESMBOT", "team_id": "T0ESM", "app_id": "A0ESM"}
         self.calls: list[Call] = []
         self._host, self._port = host, port
@@ -119,6 +129,7 @@ class SlackEmulator:
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response_url/{rid}", self._handle_response_url)
         app.router.add_get("/", self._handle_viewer)
+        app.router.add_get(SOCKET_ROUTE, self.socket.handle)
         return app
 
     # ---------------------------------------------------------------- fault injection
@@ -218,14 +229,36 @@ class SlackEmulator:
         if fault is not None:
             return _fault_response(fault)
         try:
-            self._check_auth(token)
+            self._check_token(method, token)
             body = {"ok": True, **self._dispatch(method, params)}
         except SlackError as exc:
             body = {"ok": False, "error": exc.error, **exc.extra}
         if self._take_lost_answer(method):
             # the work is done but the caller never learns it: the ambiguous failure
             return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
-        return web.json_response(body)
+        return web.json_response(body, headers={"X-OAuth-Scopes": ",".join(self.scopes)})
+
+    def _check_token(self, method: str, token: str | None) -> None:
+        if method not in APP_TOKEN_METHODS:
+            return self._check_auth(token)
+        if not token:
+            raise SlackError("not_authed")
+        if not token.startswith("xapp-"):
+            raise SlackError("not_allowed_token_type")
+        if self.app_token is not None and not secrets.compare_digest(token, self.app_token):
+            raise SlackError("invalid_auth")
+        return None
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.socket.new_url(self.base_url)}
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_channel(params)
+        private = channel.startswith("G")
+        return {"channel": {
+            "id": channel, "name": channel.lower(), "is_channel": not private, "is_group": private,
+            "is_private": private, "is_archived": False, "is_member": channel not in self.not_member,
+        }}
 
     def lose_answers(self, method: str, times: int = 1) -> None:
         """Carry out the next `times` calls of `method` but answer 503, as when Slack accepted a
@@ -537,6 +570,8 @@ _METHODS = {
     "views.update": SlackEmulator._views_update,
     "usergroups.users.list": SlackEmulator._usergroups_users_list,
     "users.info": SlackEmulator._users_info,
+    "conversations.info": SlackEmulator._conversations_info,
+    "apps.connections.open": SlackEmulator._apps_connections_open,
 }
 
 

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.adapters.store_sqlite import SQLiteStore
+from bot import metrics
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseAction
 from bot.core.authz import Authorizer
 from bot.core.blocks import mention_safe
 from bot.core.findings import FindingStatus
 from bot.core.ids import ButtonValue
-from bot.core.ports import ClusterControl, Interaction
+from bot.core.ports import ClusterControl, Interaction, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Dispatcher:
     actions: Mapping[str, ResponseAction]
-    store: SQLiteStore
+    store: StateStore
     authorizer: Authorizer
     clusters: ClusterControl | None
     dry_run: bool = False
@@ -96,6 +96,7 @@ class Dispatcher:
             key, action.spec.id, ctx.user_id, outcome.status.value, outcome.message, dry_run=ctx.dry_run, outbox=outbox
         )
         log.info("action %s on %s by %s: %s", action.spec.id, key, ctx.user_id, outcome.status.value)
+        metrics.ACTIONS.inc(action=action.spec.id, outcome=outcome.status.value)
         if outbox:
             self.on_outbox()
         return outcome

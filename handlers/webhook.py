@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from bot import correlation, metrics
 from bot.config import Secret
 from bot.core.alert_payload import PayloadError, parse_alert_payload
 
@@ -75,8 +76,12 @@ def webhook_handler(auth: BasicAuth, trigger_sync: Callable[[str], str]):
             notice = parse_alert_payload(body)
         except PayloadError as exc:
             return _problem(400, f"not a Databricks SQL alert payload: {exc}")
-        sync = trigger_sync(f"webhook:{notice.alert_id}")
-        log.info("alert %s (%s payload) triggered a sync: %s", notice.alert_id, notice.shape, sync)
-        return web.json_response({"accepted": True, "alert_id": notice.alert_id, "sync": sync}, status=202)
+        cid = correlation.from_header(request.headers.get("X-Request-Id"))
+        with correlation.bound(cid):  # the sync task this starts copies the id from here
+            sync = trigger_sync(f"webhook:{notice.alert_id}")
+            log.info("alert %s (%s payload) triggered a sync: %s", notice.alert_id, notice.shape, sync)
+        metrics.WEBHOOKS.inc()
+        body = {"accepted": True, "alert_id": notice.alert_id, "sync": sync, "correlation_id": cid}
+        return web.json_response(body, status=202, headers={"X-Request-Id": cid})
 
     return handle

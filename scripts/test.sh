@@ -7,6 +7,22 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[test]"
+# PostgreSQL for the state-store tests: a private server under /tmp, stopped on exit. Without
+# root/apt the PostgreSQL tests skip; under CI=true they must run, so that fails the run.
+if [ -z "${ESM_TEST_POSTGRES_URL:-}" ]; then
+  pgdir="$(mktemp -d /tmp/esm-test-pg.XXXXXX)"
+  if url="$(bash scripts/postgres.sh start "$pgdir")"; then
+    export ESM_TEST_POSTGRES_URL="$url"
+    trap 'bash scripts/postgres.sh stop "$pgdir"; rm -rf "$pgdir"' EXIT
+  else
+    rm -rf "$pgdir"
+    if [ "${CI:-}" = "true" ]; then
+      echo "PostgreSQL could not be started, and CI=true requires the PostgreSQL tests" >&2
+      exit 1
+    fi
+    echo "PostgreSQL is not available here: the PostgreSQL tests will skip" >&2
+  fi
+fi
 esm-bot rules check
 lint-imports
 set +e

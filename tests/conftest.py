@@ -14,3 +14,6 @@ def _isolate_databricks_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         if name.startswith("DATABRICKS_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-such-databrickscfg"))
+
+
+from tests.postgres import pg_url  # noqa: E402,F401  (a fresh PostgreSQL schema per test)

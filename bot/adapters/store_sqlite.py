@@ -11,8 +11,8 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +25,7 @@ from bot.core.codec import (
 )
 from bot.core.events import parse_time
 from bot.core.findings import Finding, FindingStatus
+from bot.core.state import EventRecord, OutboxItem
 from bot.core.suppressions import Scope, Suppression
 
 MIGRATIONS: list[str] = [
@@ -122,27 +123,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    finding_key: str
-    kind: str  # "post" (parent), "update" (parent), "reply", "digest" or "note" (thread)
-    payload: dict[str, Any]
-    attempts: int
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    event_id: str
-    event_time: datetime
-    detection: str
-    disposition: str
-    finding_key: str | None
-    workspace_id: str
-    instance_id: str | None
-    cluster_id: str | None
-
-
 def _now_text() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -179,6 +159,18 @@ class SQLiteStore:
 
     async def close(self) -> None:
         self._db.close()
+
+    # -- replica coordination: one process owns a SQLite file, so there is nothing to share --
+
+    @asynccontextmanager
+    async def sync_lock(self) -> AsyncIterator[bool]:
+        yield True  # the Coalescer already runs one sync at a time in this process
+
+    async def request_sync(self) -> None:
+        return None
+
+    async def take_sync_request(self) -> bool:
+        return False
 
     # -- sync state --------------------------------------------------------------------
 
@@ -373,13 +365,16 @@ class SQLiteStore:
         rows = self._db.execute(
             """
             SELECT outbox.* FROM outbox LEFT JOIN findings ON findings.key = outbox.finding_key
-            WHERE outbox.state = 'pending' AND outbox.not_before <= ?
+            WHERE outbox.state = 'pending' AND outbox.not_before <= :now
+              AND NOT EXISTS (  -- an earlier item of the thread waits for a retry: so does the rest
+                  SELECT 1 FROM outbox earlier WHERE earlier.finding_key = outbox.finding_key
+                  AND earlier.state = 'pending' AND earlier.id < outbox.id AND earlier.not_before > :now)
             ORDER BY outbox.kind = 'post' DESC,
                      CASE WHEN outbox.kind = 'post' THEN """ + _SEVERITY_RANK + """ ELSE 0 END DESC,
                      outbox.id
-            LIMIT ?
+            LIMIT :limit
             """,
-            (time.time(), limit),
+            {"now": time.time(), "limit": limit},
         )
         return [OutboxItem(r["id"], r["finding_key"], r["kind"], json.loads(r["payload"]), r["attempts"]) for r in rows]
 

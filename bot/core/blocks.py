@@ -593,6 +593,12 @@ def mention_safe(text: str, limit: int = MAX_SECTION_TEXT - 100) -> str:
     return _MENTION.sub(r"<@\1>", escape(clip(text, limit)))
 
 
+def inert(text: str) -> str:
+    """Outside data (a cluster name, a job name) quoted in an action's message: a `<@U…>` in it
+    stays text, as mention_safe brings back only the mentions actions write themselves."""
+    return text.replace("<@", "<\u2060@")  # a word joiner: invisible, breaks the mention
+
+
 def note_message(text: str) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) of an action's note in a finding's thread."""
     body = mention_safe(text)

@@ -2,11 +2,15 @@
 against local emulators, so no test double lives here."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
+from bot.core.state import EventRecord, OutboxItem
+from bot.core.suppressions import Suppression
 
 if TYPE_CHECKING:  # bot.core.recent imports blocks, which imports this module
     from bot.core.recent import RecentRow
@@ -116,6 +120,82 @@ class ActionStore(Protocol):
     async def release_claim(self, key: str, action: str) -> None: ...
 
     async def set_finding_status(self, key: str, status: FindingStatus, by: str, note: str | None) -> None: ...
+
+
+class StateStore(Protocol):
+    """The bot's own state: watermark, events seen, findings and their Slack messages, the Slack
+    outbox, response actions and benign suppressions. SQLite (bot.adapters.store_sqlite, one
+    process) and PostgreSQL (bot.adapters.store_postgres, any number of replicas) implement it;
+    each method is one transaction."""
+
+    # replica coordination (trivial on SQLite)
+    def sync_lock(self) -> AbstractAsyncContextManager[bool]:
+        """`async with store.sync_lock() as held:` held is False while another sync runs."""
+
+    async def request_sync(self) -> None:
+        """Ask whoever holds the sync lock for one more sync after theirs."""
+
+    async def take_sync_request(self) -> bool:
+        """True, once, if a sync was requested since the last take."""
+
+    # sync state
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+    async def watermark(self) -> datetime | None: ...
+    async def seen(self, event_ids: Sequence[str]) -> set[str]: ...
+    async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]: ...
+    async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]: ...
+
+    async def record_sync(
+        self,
+        events: Sequence[EventRecord],
+        findings: Sequence[Finding],
+        outbox: Sequence[tuple[str, str, dict[str, Any]]],
+        watermark: datetime | None,
+        suppressed: Sequence[tuple[str, str | None]] = (),
+    ) -> None:
+        """Events, findings, outbox items and watermark, atomically; the watermark never moves back."""
+
+    # findings
+    async def finding(self, key: str) -> Finding | None: ...
+    async def message_of(self, key: str) -> tuple[str, str] | None: ...
+    async def counts(self) -> dict[str, int]: ...
+    async def set_finding_status(self, key: str, status: FindingStatus, by: str, note: str | None) -> None: ...
+
+    # response actions
+    async def claim_action(self, key: str, action: str, user_id: str) -> bool: ...
+    async def release_claim(self, key: str, action: str) -> None: ...
+
+    async def record_action(
+        self, key: str, action: str, user_id: str, outcome: str, message: str, *, dry_run: bool,
+        outbox: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> None: ...
+
+    async def actions_for(self, key: str) -> list[dict[str, Any]]: ...
+
+    # benign suppressions
+    async def add_suppression(self, s: Suppression) -> Suppression: ...
+    async def suppression(self, suppression_id: str) -> Suppression | None: ...
+    async def active_suppressions(self, now: datetime) -> list[Suppression]: ...
+    async def remove_suppression(self, suppression_id: str, by: str) -> bool: ...
+    async def suppression_counts(self) -> dict[str, int]: ...
+    async def count_suppressed(self, suppression_id: str, finding_key: str | None, events: int = 1) -> None: ...
+
+    # outbox
+    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
+        """Due items, parent posts first; on PostgreSQL only those of threads this replica claimed."""
+
+    async def outbox_depth(self) -> int: ...
+    async def outbox_sent(self, item_id: int) -> None: ...
+    async def outbox_retry(self, item_id: int, error: str, not_before: float) -> None: ...
+    async def outbox_dead(self, item_id: int, error: str) -> None: ...
+
+    async def outbox_attempt(self, item_id: int) -> None:
+        """Committed before an item goes to Slack, so whoever sends it next checks Slack first."""
+
+    async def outbox_dead_for_finding(self, key: str, error: str) -> None: ...
+    async def posted_with_message(self, item_id: int, key: str, channel: str, ts: str) -> None: ...
+    async def close(self) -> None: ...
 
 
 class ClusterControl(Protocol):

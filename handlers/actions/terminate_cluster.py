@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from bot.core.actions import UNTIL_CLOSED, ActionContext, ActionSpec, Confirm, Needs, Outcome, OutcomeStatus
-from bot.core.blocks import note_message
+from bot.core.blocks import inert, note_message
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId
 from bot.core.ports import WorkspaceError
@@ -138,8 +138,9 @@ def _label(name: str | None, cluster_id: str) -> str:
 
 
 def _text(value: str, limit: int) -> str:
-    """An API value on one line and short: messages are single-line notes."""
-    flat = " ".join(value.split())
+    """An API value on one line and short: messages are single-line notes. A user mention in
+    it must not ping anyone (mention_safe revives `<@U…>`: only the clicking user's is real)."""
+    flat = " ".join(inert(value).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -1,4 +1,5 @@
-"""The SQLite state store on a real file: schema, atomic syncs, watermark, findings, outbox."""
+"""The state store contract on a real SQLite file and on a real PostgreSQL server (each test
+runs on both, `[sqlite]` and `[postgres]`): schema, atomic syncs, watermark, findings, outbox."""
 from __future__ import annotations
 
 import sqlite3
@@ -10,6 +11,7 @@ import pytest
 
 from bot.adapters.store_sqlite import MIGRATIONS, EventRecord, SQLiteStore
 from bot.core.events import parse_audit_row
+from tests.state_stores import KINDS, open_store, reopen_store
 from bot.core.findings import (
     ClusterContext,
     Context,
@@ -78,16 +80,15 @@ def path(tmp_path):
     return str(tmp_path / "state.sqlite3")
 
 
-@pytest.fixture
-async def store(path):
-    store = SQLiteStore(path)
+@pytest.fixture(params=KINDS)
+async def store(request, path):
+    store = await open_store(request.param, request, path)
     yield store
     await store.close()
 
 
-async def reopen(store: SQLiteStore) -> SQLiteStore:
-    await store.close()
-    return SQLiteStore(store.path)
+async def reopen(store):
+    return await reopen_store(store)
 
 
 # ---------------------------------------------------------------- schema
@@ -290,7 +291,7 @@ async def test_sent_items_are_not_due(store):
 async def test_retry_defers_until_not_before_and_counts_attempts(store):
     first, second = await enqueue(store, "post", "reply")
     await store.outbox_retry(first, "ratelimited", time.time() + 3600)
-    assert [i.id for i in await store.due_outbox()] == [second]
+    assert await store.due_outbox() == [], "the reply waits behind its deferred parent"
     assert await store.outbox_depth() == 2  # deferred items are still pending
     await store.outbox_retry(first, "ratelimited", time.time() - 1)
     due = await store.due_outbox()
@@ -351,8 +352,7 @@ async def test_meta_values_survive_reopening(store):
     await store.close()
 
 
-async def test_new_findings_posts_go_first_most_severe_first_and_threads_keep_their_order(path):
-    store = SQLiteStore(path)
+async def test_new_findings_posts_go_first_most_severe_first_and_threads_keep_their_order(store):
     routine = finding("f-routine", group="g1")
     critical = finding("f-critical", group="g2", detection=replace(DETECTION, severity=Severity.CRITICAL))
     medium = finding("f-medium", group="g3", detection=replace(DETECTION, severity=Severity.MEDIUM))
@@ -368,3 +368,13 @@ async def test_new_findings_posts_go_first_most_severe_first_and_threads_keep_th
         ("f-routine", "reply", 1),
         ("f-routine", "reply", 2),
     ]
+
+
+async def test_a_deferred_item_holds_back_the_rest_of_its_thread_only(store):
+    await store.record_sync([], [finding("f-1", group="g1"), finding("f-2", group="g2")],
+                            [("f-1", "reply", {"n": 1}), ("f-1", "reply", {"n": 2}), ("f-2", "reply", {"n": 3})], None)
+    [first, *_] = await store.due_outbox()
+    await store.outbox_retry(first.id, "slack 503", time.time() + 60)
+
+    due = [item.payload["n"] for item in await store.due_outbox()]
+    assert due == [3], "reply 2 must not overtake reply 1 of the same thread"

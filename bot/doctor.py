@@ -1,0 +1,316 @@
+"""`esm-bot doctor`: is this configuration able to run the bot? One line per check:
+
+    ok    slack auth            team ESM as esm-bot (B0ESMBOT)
+    FAIL  slack channel         the bot is not a member of C0FINDINGS
+          fix: invite it: /invite @esm-bot in that channel
+    skip  warehouse             ESM_AUDIT_SOURCE is the embedded DuckDB store
+
+Every check is read-only (nothing is posted, nothing is terminated) and bounded by a short
+timeout. Exit status 1 when any check failed.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from bot.adapters.databricks_checks import TERMINATE_LEVELS, DatabricksProbe, DatabricksProbeError, Identity
+from bot.adapters.slack_checks import SlackProbe, SlackProbeError
+from bot.config import ENV_NAMES, ConfigError, Settings
+from bot.health import secret_values
+from bot.slack_scopes import manifest_bot_scopes, methods_needing
+
+TIMEOUT = 10.0
+TABLES = ("system.access.audit", "system.compute.node_timeline", "system.compute.clusters")
+TABLE_USE = {
+    "system.access.audit": "Capsule8 events and notebook commands",
+    "system.compute.node_timeline": "instance -> cluster when the API does not know the instance",
+    "system.compute.clusters": "cluster details when the API does not know the cluster",
+}
+AUTH_FIX = ("check DATABRICKS_HOST and the SDK's auth (DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID/"
+            "DATABRICKS_CLIENT_SECRET for a service principal; in a Databricks App leave them to the app)")
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str  # ok, FAIL, skip
+    check: str
+    detail: str
+    fix: str = ""
+
+    def lines(self) -> list[str]:
+        out = [f"{self.status:<4}  {self.check:<34}  {self.detail}"]
+        if self.status == "FAIL" and self.fix:
+            out.append(f"{'':<4}  {'':<34}  fix: {self.fix}")
+        return out
+
+
+def ok(check: str, detail: str) -> Result:
+    return Result("ok", check, detail)
+
+
+def fail(check: str, detail: str, fix: str) -> Result:
+    return Result("FAIL", check, detail, fix)
+
+
+def skip(check: str, detail: str) -> Result:
+    return Result("skip", check, detail)
+
+
+async def run_doctor(settings: Settings, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    results = await diagnose(settings, emit=lambda r: _print(r, out, secret_values(settings)))
+    failed = [r for r in results if r.status == "FAIL"]
+    print(f"doctor: {len(results) - len(failed)} passed or skipped, {len(failed)} failed", file=out)
+    return 1 if failed else 0
+
+
+def config_failure(exc: ConfigError, out: TextIO | None = None) -> int:
+    """A setting that does not even parse: reported in the doctor's own format."""
+    out = out or sys.stdout
+    for line in fail("configuration", str(exc), "correct or unset that variable (see README, Configuration)").lines():
+        print(line, file=out)
+    print("doctor: 0 passed or skipped, 1 failed", file=out)
+    return 1
+
+
+def _print(result: Result, out: TextIO, secrets: list[str]) -> None:
+    for line in result.lines():
+        for secret in secrets:
+            line = line.replace(secret, "****")
+        print(line, file=out, flush=True)
+
+
+async def diagnose(settings: Settings, emit: Callable[[Result], None] = lambda r: None) -> list[Result]:
+    results: list[Result] = []
+
+    def add(*found: Result) -> None:
+        for result in found:
+            results.append(result)
+            emit(result)
+
+    add(*configuration(settings))
+    add(await state_store(settings))
+    add(*await slack_checks(settings))
+    identity = None
+    dbx_results, identity, probe = await databricks_auth(settings)
+    add(*dbx_results)
+    add(*await audit_source_checks(settings))
+    add(await terminate_permission(probe, identity))
+    return results
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def missing_for_serve(settings: Settings) -> list[str]:
+    needed = ["slack_bot_token", "slack_channel"]
+    if settings.slack_app_token is None:
+        needed.append("slack_signing_secret")  # HTTP mode verifies every Slack request with it
+    if settings.poll_interval is None:
+        needed += ["webhook_user", "webhook_password"]  # without polling, only webhooks trigger syncs
+    if settings.audit_source == "databricks":
+        needed.append("databricks_host")
+    missing = [ENV_NAMES[name] for name in needed if getattr(settings, name) in (None, "", ())]
+    if settings.audit_source == "databricks" and not (settings.warehouse_http_path or settings.warehouse_id):
+        missing.append("ESM_WAREHOUSE_HTTP_PATH (or ESM_WAREHOUSE_ID)")
+    return missing
+
+
+def configuration(settings: Settings) -> list[Result]:
+    transport = "Socket Mode (SLACK_APP_TOKEN)" if settings.slack_app_token else "HTTP (/slack/events)"
+    trigger = f"polling every {settings.poll_interval}" if settings.poll_interval else "webhooks only"
+    source = "SQL warehouse" if settings.audit_source == "databricks" else settings.audit_source
+    results = [ok("configuration", f"settings load; Slack over {transport}; syncs on {trigger}; audit source {source}")]
+    missing = missing_for_serve(settings)
+    if missing:
+        results.append(fail("settings for serve", "missing: " + ", ".join(missing),
+                            "set them in the environment (see README, Configuration)"))
+    else:
+        results.append(ok("settings for serve", "everything `esm-bot serve` needs is set"))
+    if not settings.responders:
+        results.append(skip("responders", "ESM_RESPONDERS is empty: every destructive action will be refused"))
+    if settings.dry_run:
+        results.append(skip("dry run", "ESM_DRY_RUN is on: actions only report what they would do"))
+    return results
+
+
+async def state_store(settings: Settings) -> Result:
+    path = settings.state_path
+    if os.path.exists(path):
+        try:
+            import sqlite3
+
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as db:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return ok("state store", f"{path} opens")
+        except Exception as exc:
+            return fail("state store", f"{path}: {exc}", "check ESM_STATE_PATH points at an esm-bot SQLite file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.access(folder, os.W_OK):
+        return ok("state store", f"{path} does not exist yet; serve creates it ({folder} is writable)")
+    return fail("state store", f"{folder} is not writable", "set ESM_STATE_PATH to a writable location")
+
+
+# ---------------------------------------------------------------- Slack
+
+
+async def slack_checks(settings: Settings) -> list[Result]:
+    if settings.slack_bot_token is None:
+        return [skip("slack auth", "SLACK_BOT_TOKEN unset"), skip("slack scopes", "no token"),
+                skip("slack channel", "no token")]
+    probe = SlackProbe(settings.slack_bot_token.reveal(), settings.slack_api_url, TIMEOUT)
+    try:
+        info = await probe.auth()
+    except SlackProbeError as exc:
+        fix = ("SLACK_BOT_TOKEN is wrong or revoked: reinstall the app and copy its Bot User OAuth Token (xoxb-)"
+               if exc.error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked")
+               else f"check that {settings.slack_api_url} is reachable from here")
+        return [fail("slack auth", str(exc), fix), skip("slack scopes", "auth failed"),
+                skip("slack channel", "auth failed"), *await socket_mode_check(settings)]
+    results = [ok("slack auth", f"team {info.team} as {info.user or info.user_id} ({info.bot_id or 'no bot id'})")]
+    results.append(scopes_check(info.scopes))
+    results.append(await channel_check(probe, settings.slack_channel))
+    results += await socket_mode_check(settings)
+    return results
+
+
+def scopes_check(held: frozenset[str] | None) -> Result:
+    wanted = manifest_bot_scopes()
+    if held is None:
+        return skip("slack scopes", "Slack sent no X-OAuth-Scopes header: cannot compare with manifest.yml")
+    missing = [s for s in wanted if s not in held]
+    if not missing:
+        return ok("slack scopes", f"all {len(wanted)} scopes of manifest.yml granted")
+    breaks = "; ".join(f"{s} ({', '.join(methods_needing(s)) or 'used by the app'})" for s in missing)
+    return fail("slack scopes", f"missing {breaks}",
+                "add them under OAuth & Permissions (or update the app from manifest.yml) and reinstall the app")
+
+
+async def channel_check(probe: SlackProbe, channel: str | None) -> Result:
+    if not channel:
+        return skip("slack channel", "ESM_SLACK_CHANNEL unset")
+    try:
+        info = await probe.channel(channel)
+    except SlackProbeError as exc:
+        if exc.error == "missing_scope":
+            return fail("slack channel", str(exc), "add channels:read and groups:read to the bot scopes and reinstall")
+        if exc.error == "channel_not_found":
+            return fail("slack channel", f"{channel} not found (or private without the bot in it)",
+                        "set ESM_SLACK_CHANNEL to the channel id (C…/G…) and invite the bot there")
+        return fail("slack channel", str(exc), "check the channel id and the bot's access")
+    name = f"#{info.name} ({channel})" if info.name else channel
+    if info.is_archived:
+        return fail("slack channel", f"{name} is archived", "unarchive it or choose another channel")
+    if not info.is_member:
+        return fail("slack channel", f"the bot is not a member of {name}", "invite it: /invite @esm-bot in that channel")
+    return ok("slack channel", f"member of {name}")
+
+
+async def socket_mode_check(settings: Settings) -> list[Result]:
+    if settings.slack_app_token is None:
+        return [skip("slack socket mode", "SLACK_APP_TOKEN unset: Slack reaches the bot over HTTP")]
+    probe = SlackProbe(settings.slack_app_token.reveal(), settings.slack_api_url, TIMEOUT)
+    try:
+        url = await probe.connections_open()
+    except SlackProbeError as exc:
+        return [fail("slack socket mode", str(exc),
+                     "SLACK_APP_TOKEN must be an app-level token (xapp-) with connections:write, and Socket Mode "
+                     "must be enabled for the app (settings.socket_mode_enabled: true in the manifest)")]
+    scheme = url.split(":", 1)[0] if url else "?"
+    return [ok("slack socket mode", f"apps.connections.open issued a {scheme} URL")]
+
+
+# ---------------------------------------------------------------- Databricks
+
+
+async def databricks_auth(settings: Settings) -> tuple[list[Result], Identity | None, DatabricksProbe | None]:
+    if not settings.databricks_host:
+        return [skip("databricks auth", "DATABRICKS_HOST unset: no live cluster lookups, no terminate")], None, None
+    token = settings.databricks_token.reveal() if settings.databricks_token else None
+    probe = DatabricksProbe(settings.databricks_host, token, TIMEOUT)
+    try:
+        who = await probe.me()
+    except DatabricksProbeError as exc:
+        return [fail("databricks auth", str(exc), AUTH_FIX)], None, None
+    return [ok("databricks auth", f"{settings.databricks_host} as {who.user_name}")], who, probe
+
+
+async def audit_source_checks(settings: Settings) -> list[Result]:
+    try:
+        from bot.runtime import open_source
+
+        source = open_source(settings)
+    except ConfigError as exc:
+        return [fail("warehouse", str(exc), "set the variable it names"), *(skip(f"read {t}", "no source") for t in TABLES)]
+    except Exception as exc:
+        return [fail("audit source", f"cannot open {settings.audit_source}: {exc}", "check ESM_AUDIT_SOURCE"),
+                *(skip(f"read {t}", "no source") for t in TABLES)]
+    try:
+        results: list[Result] = []
+        if settings.audit_source == "databricks":
+            where = getattr(source, "where", "the SQL warehouse")
+            try:
+                await _sql(source, "SELECT 1 AS ok")
+            except Exception as exc:
+                results.append(fail("warehouse", str(exc), "start the SQL warehouse (or let it auto-start), and grant "
+                                    "the bot's principal CAN USE on it"))
+                return results + [skip(f"read {t}", "warehouse unreachable") for t in TABLES]
+            results.append(ok("warehouse", f"SELECT 1 on {where}"))
+        else:
+            results.append(skip("warehouse", f"ESM_AUDIT_SOURCE={settings.audit_source}: the embedded store"))
+        for table in TABLES:
+            results.append(await _table_check(source, table))
+        return results
+    finally:
+        await source.close()
+
+
+async def _table_check(source: Any, table: str) -> Result:
+    try:
+        await _sql(source, f"SELECT * FROM {table} LIMIT 0")
+    except Exception as exc:
+        return fail(f"read {table}", str(exc)[:300],
+                    f"an account admin enables the system schema; grant the bot's principal USE CATALOG on system, "
+                    f"USE SCHEMA and SELECT on {table} (needed for: {TABLE_USE[table]})")
+    return ok(f"read {table}", "SELECT … LIMIT 0 works")
+
+
+async def _sql(source: Any, sql: str) -> list[dict[str, Any]]:
+    """Both audit sources run Databricks-dialect SQL through their `_run(sql, params)` (the
+    DuckDB one translates it); the doctor's probes use that same path, with a timeout."""
+    return await asyncio.wait_for(source._run(sql, {}), TIMEOUT + 5)
+
+
+async def terminate_permission(probe: DatabricksProbe | None, who: Identity | None) -> Result:
+    check = "terminate permission"
+    if probe is None or who is None:
+        return skip(check, "no Databricks auth: the Terminate button cannot work")
+    try:
+        clusters = await probe.clusters()
+    except DatabricksProbeError as exc:
+        return fail(check, str(exc), "the bot's principal needs workspace access to list clusters")
+    if not clusters:
+        return skip(check, "clusters.list works but shows no cluster: nothing to sample")
+    cluster_id, name = clusters[0]
+    label = f"{name} ({cluster_id})" if name else cluster_id
+    limits = "best effort: one sampled cluster; each cluster has its own ACL, and a refusal still shows at click time"
+    try:
+        access = await probe.cluster_access(cluster_id, who)
+    except DatabricksProbeError as exc:
+        if exc.forbidden:
+            return skip(check, f"clusters.list works; the permissions of {label} are not readable (that needs "
+                               f"CAN_MANAGE): cannot tell ahead of a click")
+        return skip(check, f"clusters.list works; reading the permissions of {label} failed: {exc}")
+    granted = sorted(access.levels & TERMINATE_LEVELS)
+    if granted:
+        return ok(check, f"{'/'.join(granted)} on {label} ({limits})")
+    if access.levels:
+        return fail(check, f"only {', '.join(sorted(access.levels))} on {label}",
+                    f"grant {who.user_name} CAN_RESTART (or CAN_MANAGE) on the clusters responders may terminate, "
+                    "e.g. through the cluster policy, or make it a workspace admin")
+    return skip(check, f"{who.user_name} is not named in the ACL of {label} (rights may come through a nested group "
+                       f"or workspace admin): {limits}")

@@ -1,0 +1,205 @@
+"""/metrics, /healthz, /readyz and JSON logs with a correlation id, on the real server against
+the emulators."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+import aiohttp
+import pytest
+
+from bot import logs, metrics
+from tests.e2e.conftest import DBX_TOKEN, SLACK_TOKEN, WEBHOOK_PASSWORD, Bot, capsule8
+
+
+async def get(bot: Bot, path: str) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(bot.url + path) as response:
+            return response.status, response.headers.get("Content-Type", ""), await response.text()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text page (0 when absent)."""
+    label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = "^" + re.escape(name + ("{" + label_text + "}" if labels else "")) + r" (\S+)$"
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_metrics_count_a_webhook_through_to_the_slack_posts(bot: Bot):
+    _, _, before = await get(bot, "/metrics")
+    bot.add(
+        capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 10),
+        capsule8("c8-2", "Kernel Module Loaded", "i-0driver000000001", 9),
+        capsule8("c8-3", "Heartbeat", "i-0driver000000001", 8),
+    )
+    await bot.webhook()
+    await bot.settle()
+    status, content_type, after = await get(bot, "/metrics")
+    assert status == 200 and content_type.startswith("text/plain") and "version=0.0.4" in content_type
+
+    def delta(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("esm_events_total", disposition="new_finding") == 1
+    assert delta("esm_events_total", disposition="repeat") == 1
+    assert delta("esm_events_total", disposition="ignored") == 1
+    assert delta("esm_findings_posted_total") == 1
+    assert delta("esm_slack_messages_total", kind="reply") == 1
+    assert delta("esm_syncs_total", result="ok") >= 1
+    assert delta("esm_sync_duration_seconds_count") >= 1
+    assert delta("esm_webhooks_total") == 1
+    assert sample(after, "esm_outbox_depth") == 0
+    for family in ("esm_events_total", "esm_sync_duration_seconds", "esm_outbox_depth", "esm_slack_errors_total",
+                   "esm_slack_retries_total", "esm_databricks_errors_total", "esm_actions_total"):
+        assert f"# TYPE {family} " in after, family
+    assert 'esm_sync_duration_seconds_bucket{le="+Inf"}' in after
+
+
+async def test_slack_and_databricks_failures_are_counted(bot: Bot):
+    before = metrics.render()
+    bot.slack.fail("chat.postMessage", status=200, error="channel_not_found")
+    bot.dbx.fail("clusters/list", status=500, times=None)
+    bot.add(capsule8("c8-1", "Boot Files Modified", "i-0nowhere0000001", 10))
+    await bot.webhook()
+    await bot.settle()
+    after = metrics.render()
+    assert sample(after, "esm_slack_errors_total", method="chat.postMessage", error="channel_not_found") - \
+        sample(before, "esm_slack_errors_total", method="chat.postMessage", error="channel_not_found") == 1
+    assert sample(after, "esm_databricks_errors_total", lookup="cluster list") > \
+        sample(before, "esm_databricks_errors_total", lookup="cluster list")
+
+
+async def test_a_rate_limited_post_counts_a_retry(bot: Bot):
+    before = metrics.SLACK_RETRIES.value()
+    bot.slack.fail("chat.postMessage", status=429, retry_after=0, times=1)
+    bot.slack.fail("chat.postMessage", status=503, times=1)
+    bot.add(capsule8("c8-1", "Boot Files Modified", "i-0etl00000000001", 10))
+    await bot.webhook()
+    await bot.settle(timeout=20)
+    assert len(bot.findings()) == 1
+    assert metrics.SLACK_RETRIES.value() > before
+
+
+async def test_healthz_is_alive_without_dependencies(bot: Bot):
+    bot.slack.fail("auth.test", status=503, times=None)
+    status, _, body = await get(bot, "/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+
+
+async def test_readyz_checks_state_slack_and_databricks(bot: Bot):
+    status, _, body = await get(bot, "/readyz")
+    report = json.loads(body)
+    assert status == 200, report
+    assert report["status"] == "ready"
+    assert set(report["checks"]) == {"state", "slack", "databricks"}
+    assert all(check["ok"] for check in report["checks"].values())
+    assert bot.slack.calls_to("auth.test")
+    assert bot.dbx.calls_to("/scim/v2/Me")
+
+
+async def test_readyz_is_503_with_the_failing_check_and_no_secret(bot: Bot):
+    bot.slack.fail("auth.test", status=200, error="invalid_auth", times=None)
+    bot.dbx.fail("/scim/v2/Me", status=401, times=None)
+    status, _, body = await get(bot, "/readyz")
+    report = json.loads(body)
+    assert status == 503
+    assert report["checks"]["state"]["ok"] is True
+    assert report["checks"]["slack"] == {"ok": False, "detail": "auth.test: invalid_auth"}
+    assert report["checks"]["databricks"]["ok"] is False
+    for secret in (SLACK_TOKEN, DBX_TOKEN, WEBHOOK_PASSWORD):
+        assert secret not in body
+
+
+async def test_readyz_times_out_a_slow_dependency(bot: Bot):
+    bot.slack.delay("auth.test", 5.0)
+    status, _, body = await get(bot, "/readyz")
+    assert status == 503
+    assert "within" in json.loads(body)["checks"]["slack"]["detail"]
+
+
+def configure_into(stream: io.StringIO, fmt: str, secrets: list[str]) -> None:
+    """bot.logs.configure as the CLI calls it, with its handler writing into `stream`."""
+    logs.configure("INFO", secrets, fmt)
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def captured_logs():
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    yield stream
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+@pytest.fixture
+def json_logs(captured_logs):
+    configure_into(captured_logs, "json", [SLACK_TOKEN, DBX_TOKEN, WEBHOOK_PASSWORD])
+    return lambda: [json.loads(line) for line in captured_logs.getvalue().splitlines() if line.startswith("{")]
+
+
+async def test_json_logs_carry_one_correlation_id_from_webhook_to_slack_post(bot: Bot, json_logs):
+    bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 10),
+            capsule8("c8-2", "Kernel Module Loaded", "i-0driver000000001", 9))
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": aiohttp.encode_basic_auth("databricks", WEBHOOK_PASSWORD),
+                   "X-Request-Id": "req-e2e-42"}
+        async with session.post(bot.url + "/webhooks/dbsql", json={"event": "TRIGGERED", "alert": {"id": "a1"}},
+                                headers=headers) as response:
+            assert response.status == 202
+            assert (await response.json())["correlation_id"] == "req-e2e-42"
+            assert response.headers["X-Request-Id"] == "req-e2e-42"
+    await bot.settle()
+    records = json_logs()
+    assert records, "JSON log lines were written"
+    for record in records:
+        assert {"ts", "level", "logger", "message", "correlation_id"} <= set(record)
+    mine = [r for r in records if r["correlation_id"] == "req-e2e-42"]
+    messages = " | ".join(r["message"] for r in mine)
+    assert "triggered a sync" in messages
+    assert any(r["logger"] == "bot.pipeline" and r["message"].startswith("sync done") for r in mine), messages
+    sends = [r for r in mine if r["logger"] == "bot.outbox" and "sent for finding" in r["message"]]
+    assert {s["message"].split("(")[1].split(")")[0] for s in sends} == {"post", "reply"}, messages
+
+
+async def test_a_fresh_id_when_the_caller_sends_none_or_junk(bot: Bot):
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": aiohttp.encode_basic_auth("databricks", WEBHOOK_PASSWORD),
+                   "X-Request-Id": "bad id\nwith newline"}
+        async with session.post(bot.url + "/webhooks/dbsql", json={"event": "TRIGGERED", "alert": {"id": "a1"}},
+                                headers={k: v.replace("\n", " ") for k, v in headers.items()}) as response:
+            cid = (await response.json())["correlation_id"]
+    assert cid.startswith("wh-") and " " not in cid
+
+
+def test_json_logs_mask_secrets_in_messages_extras_and_tracebacks(captured_logs):
+    quoted = "s3cr3t-" + chr(34) + "quoted" + chr(34) + "-value"  # JSON escapes its quotes
+    configure_into(captured_logs, "json", [quoted, SLACK_TOKEN])
+    log = logging.getLogger("esm.test")
+    log.info("token %s in a message", SLACK_TOKEN)
+    log.info("extra field", extra={"detail": f"Bearer {quoted}"})
+    try:
+        raise RuntimeError(f"failed with {SLACK_TOKEN}")
+    except RuntimeError:
+        log.exception("boom")
+    err = captured_logs.getvalue()
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert len(lines) == 3
+    assert SLACK_TOKEN not in err and "s3cr3t" not in err
+    assert lines[0]["message"] == "token **** in a message"
+    assert lines[1]["detail"] == "Bearer ****"
+    assert "****" in lines[2]["exception"]
+
+
+def test_text_logs_show_the_correlation_id(captured_logs):
+    from bot import correlation
+
+    configure_into(captured_logs, "text", [SLACK_TOKEN])
+    with correlation.bound("cid-7"):
+        logging.getLogger("esm.test").info("hello %s", SLACK_TOKEN)
+    err = captured_logs.getvalue()
+    assert "[cid-7]: hello ****" in err
