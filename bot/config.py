@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 
@@ -64,6 +66,9 @@ class Settings:
     databricks_host: str | None = None
     databricks_token: Secret | None = None
     workspace_url: str | None = None
+    workspaces_file: Path | None = None  # several workspaces: hosts, credentials, channel routes
+    workspaces: Workspaces = NO_WORKSPACES
+    workspace_tokens: Mapping[str, Secret] = field(default_factory=dict)
     audit_source: str = "duckdb:esm-audit.duckdb"
     warehouse_http_path: str | None = None  # ESM_AUDIT_SOURCE=databricks: the SQL warehouse's HTTP path
     warehouse_uri: str | None = None  # test-only: a local Thrift emulator's URI (the connector's _connection_uri)
@@ -79,7 +84,7 @@ class Settings:
     group_window: timedelta = timedelta(minutes=60)
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
-    thread_replies: int = 3
+    thread_replies: int = 1  # a finding's first repeat in full in its thread; later ones in digests
     slack_post_interval: float = 1.0  # seconds between posts: Slack allows about 1 message/s per channel
     poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
     databricks_timeout: float = 10.0
@@ -113,6 +118,7 @@ ENV_NAMES = {
     "databricks_host": "DATABRICKS_HOST",
     "databricks_token": "DATABRICKS_TOKEN",
     "workspace_url": "ESM_WORKSPACE_URL",
+    "workspaces_file": "ESM_WORKSPACES_FILE",
     "audit_source": "ESM_AUDIT_SOURCE",
     "warehouse_http_path": "ESM_WAREHOUSE_HTTP_PATH",
     "warehouse_uri": "ESM_WAREHOUSE_URI",
@@ -245,6 +251,7 @@ def _convert(attr: str, text: str) -> object:
         "warehouse_timeout": _parse_float,
         "warehouse_uri": _parse_url,
         "rules_dir": lambda t, n: Path(t),
+        "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
     }
@@ -276,7 +283,30 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "workspace_url" not in values and "databricks_host" in values:
         values["workspace_url"] = values["databricks_host"]
+    if "workspaces_file" in values:
+        values["workspaces"], values["workspace_tokens"] = _load_workspaces(values["workspaces_file"], environ)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces, Mapping[str, Secret]]:
+    """The workspaces file, and each workspace's token read from the variable it names."""
+    import yaml
+
+    name = ENV_NAMES["workspaces_file"]
+    try:
+        workspaces = parse_workspaces(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    except (yaml.YAMLError, WorkspacesError) as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    tokens = {}
+    for workspace in workspaces.by_id.values():
+        if workspace.token_env:
+            token = environ.get(workspace.token_env, "").strip()
+            if not token:
+                raise ConfigError(f"{workspace.token_env} (the token of workspace {workspace.label}) is not set")
+            tokens[workspace.id] = Secret(token)
+    return workspaces, tokens
 
 
 __all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "ENV_NAMES"]

@@ -28,14 +28,14 @@ class Enricher:
     def __init__(
         self,
         source: AuditSource,
-        workspace: Workspace | None,
+        workspace_of: Callable[[str], Workspace | None],
         *,
         ttl: timedelta,
         commands_window: timedelta,
         timeout: float,
     ):
         self.source = source
-        self.workspace = workspace
+        self.workspace_of = workspace_of  # an event's workspace id -> its API client, if any
         self.commands_window = commands_window
         self.timeout = timeout
         seconds = ttl.total_seconds()
@@ -81,10 +81,11 @@ class Enricher:
         return None, "; ".join(problems) or f"no cluster found for instance {instance}"
 
     async def _from_live_clusters(self, row: AuditRow, instance: str) -> ClusterContext | None:
-        if self.workspace is None:
+        workspace = self.workspace_of(row.workspace_id)
+        if workspace is None:
             return None
         index = await self._live_index.get(
-            "all", lambda: self._bounded("cluster list", self.workspace.instance_index)
+            f"{row.workspace_id}:all", lambda: self._bounded("cluster list", workspace.instance_index)
         )
         return index.get(instance)
 
@@ -104,15 +105,18 @@ class Enricher:
 
     async def context_for(self, finding: Finding, known: ClusterContext | None, problem: str | None) -> Context:
         problems = [f"cluster: {problem}"] if problem else []
-        cluster = await self._cluster_details(known, problems) if known else None
+        workspace_id = finding.first_event.workspace_id
+        cluster = await self._cluster_details(workspace_id, known, problems) if known else None
         commands = await self._commands(finding, cluster, problems)
         return Context(cluster=cluster, commands=tuple(commands), problems=tuple(problems))
 
-    async def _cluster_details(self, known: ClusterContext, problems: list[str]) -> ClusterContext:
+    async def _cluster_details(self, workspace_id: str, known: ClusterContext, problems: list[str]) -> ClusterContext:
         if known.name is not None:  # the live cluster list already had the details
             return known
         try:
-            details = await self._clusters.get(known.cluster_id, lambda: self._details(known.cluster_id))
+            details = await self._clusters.get(
+                f"{workspace_id}:{known.cluster_id}", lambda: self._details(workspace_id, known.cluster_id)
+            )
         except LookupFailed as exc:
             problems.append(f"cluster details: {exc}")
             return known
@@ -121,9 +125,10 @@ class Enricher:
             return known
         return replace(details, node_role=known.node_role or details.node_role)
 
-    async def _details(self, cluster_id: str) -> ClusterContext | None:
-        if self.workspace is not None:
-            found = await self._bounded("cluster get", lambda: self.workspace.get_cluster(cluster_id))
+    async def _details(self, workspace_id: str, cluster_id: str) -> ClusterContext | None:
+        workspace = self.workspace_of(workspace_id)
+        if workspace is not None:
+            found = await self._bounded("cluster get", lambda: workspace.get_cluster(cluster_id))
             if found is not None:
                 return found
         return await self._bounded("cluster record lookup", lambda: self.source.cluster_record(cluster_id))

@@ -12,14 +12,16 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import correlation, metrics
-from bot.core.state import OutboxItem
+from bot.core.state import OutboxItem, host_count, merge_digests
 from bot.core import blocks
 from bot.core.actions import ActionSpec
 from bot.core.events import parse_audit_row
+from bot.core.findings import Finding
 from bot.core.ports import Chat, ChatError, StateStore
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,8 @@ HISTORY_MARGIN = 200  # channel messages looked through beyond the ones this wor
 
 @dataclass(frozen=True)
 class OutboxSettings:
-    channel: str
-    links: blocks.Links
+    channel_for: Callable[[Finding], str]  # routing by workspace and severity
+    links_for: Callable[[Finding], blocks.Links]
     post_interval: float = 1.0  # Slack allows about one message per second per channel
     actions: tuple[ActionSpec, ...] = ()  # the buttons every finding message carries
 
@@ -52,6 +54,7 @@ class OutboxWorker:
         # message posted by a lost attempt lies at most this many messages back (+ a margin).
         self._parents = 0
         self._parents_at_attempt: dict[int, int] = {}
+        self._covered: set[int] = set()  # items of the current batch folded into one already sent
 
     def kick(self) -> None:
         self._wake.set()
@@ -78,7 +81,10 @@ class OutboxWorker:
                 return sent
             blocked: set[str] = set()
             progress = False
+            self._covered.clear()
             for item in items:
+                if item.id in self._covered:  # folded into an update or digest already sent
+                    continue
                 if item.finding_key in blocked or time.monotonic() < self._paused_until:
                     blocked.add(item.finding_key)
                     continue
@@ -121,13 +127,28 @@ class OutboxWorker:
         if message is None:  # the parent is not posted yet: the thread waits, in order
             return False
         channel, ts = message
+        item, covered = await self._coalesce(item)
         if item.kind == "update":
-            text, body = blocks.finding_message(finding, self.settings.links, self.settings.actions)
+            text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
             await self.chat.update(channel, ts, text, body)
         else:
             await self._post_in_thread(item, finding, channel, ts)
-        await self.store.outbox_sent(item.id)
+        for item_id in covered:
+            await self.store.outbox_sent(item_id)
+        self._covered.update(covered)
         return True
+
+    async def _coalesce(self, item: OutboxItem) -> tuple[OutboxItem, list[int]]:
+        """One parent update and one digest stand for all pending ones of a finding: an update
+        renders the finding as it is now, and digests add up. A retried item goes alone, so what
+        a lost answer may already have shown is never widened."""
+        if item.kind not in ("update", "digest") or item.attempts > 0:
+            return item, [item.id]
+        pending = [p for p in await self.store.pending_items(item.finding_key, item.kind) if p.attempts == 0]
+        others = [p for p in pending if p.id != item.id]
+        if item.kind == "digest" and others:
+            item = replace(item, payload=merge_digests([item.payload, *(p.payload for p in others)]))
+        return item, [item.id, *(p.id for p in others)]
 
     async def _post_in_thread(self, item: OutboxItem, finding: Any, channel: str, thread_ts: str) -> None:
         """Thread items carry their outbox id in metadata: a retry after an interrupted attempt
@@ -147,13 +168,13 @@ class OutboxWorker:
 
     def _reply(self, item: OutboxItem, finding: Any) -> tuple[str, list[dict[str, Any]]]:
         if item.kind == "digest":
-            return blocks.digest_message(finding, item.payload["events"], item.payload["hosts"])
+            return blocks.digest_message(finding, item.payload["events"], host_count(item.payload))
         if item.kind == "note":
             return blocks.note_message(item.payload["text"])
         return blocks.reply_message(parse_audit_row(item.payload["row"]), finding)
 
     async def _post_parent(self, item: OutboxItem, finding: Any) -> None:
-        channel = self.settings.channel
+        channel = self.settings.channel_for(finding)
         existing = await self.store.message_of(finding.key)
         if existing is None and item.attempts > 0:
             existing = await self._already_posted(channel, finding.key, item.id)
@@ -161,7 +182,7 @@ class OutboxWorker:
             self._parents_at_attempt.pop(item.id, None)
             await self.store.posted_with_message(item.id, finding.key, *existing)
             return
-        text, body = blocks.finding_message(finding, self.settings.links, self.settings.actions)
+        text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key}}
         await self._pace()
         await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bot import correlation, metrics
-from bot.core.state import EventRecord
+from bot.core.state import EventRecord, digest_payload
 from bot.core.catalogue import Catalogue
 from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
 from bot.core.events import AuditRow
@@ -242,15 +242,17 @@ class Pipeline:
         await self.store.record_sync(events, findings, outbox, watermark, suppressed=suppressed)
 
     def _outbox_for(self, change: FindingChange) -> list[tuple[str, str, dict[str, Any]]]:
-        """A parent post (or update), the first few repeats as replies, the rest as one digest."""
+        """A parent post (or update); a finding's first few repeats ever as replies, every later
+        one counted in a digest (the outbox folds pending digests and updates into one each)."""
         key = change.finding.key
         items: list[tuple[str, str, dict[str, Any]]] = [(key, "post" if change.is_new else "update", {})]
-        shown = change.repeats[: self.settings.thread_replies]
+        repeats_before = change.finding.count - len(change.repeats) - 1
+        budget = max(0, self.settings.thread_replies - repeats_before)
+        shown = change.repeats if len(change.repeats) <= budget + 1 else change.repeats[:budget]  # no digest of one
         items += [(key, "reply", {"row": row.to_json()}) for row in shown]
         rest = change.repeats[len(shown) :]
         if rest:
-            hosts = {r.instance_id for r in rest if r.instance_id}
-            items.append((key, "digest", {"events": len(rest), "hosts": len(hosts)}))
+            items.append((key, "digest", digest_payload(len(rest), {r.instance_id for r in rest if r.instance_id})))
         return _tagged(items)
 
 

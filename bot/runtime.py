@@ -14,12 +14,12 @@ from handlers.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
 from bot.adapters.store_sqlite import SQLiteStore
 from bot.config import ConfigError, Settings
-from bot.core import blocks
 from bot.core.catalogue import Catalogue, load_catalogue
-from bot.core.ports import AuditSource, StateStore, Workspace
+from bot.core.ports import AuditSource, StateStore
 from bot.benign import BenignService
 from bot.core.suppressions import load_benign_rules
 from bot.enrich import Enricher
+from bot.workspace_directory import WorkspaceDirectory
 from bot.outbox import OutboxSettings, OutboxWorker
 from bot.pipeline import Coalescer, Pipeline, SyncSettings
 from bot.recent import RecentService
@@ -32,7 +32,7 @@ class Runtime:
     settings: Settings
     source: AuditSource
     store: StateStore
-    workspace: Workspace | None
+    workspaces: WorkspaceDirectory
     catalogue: Catalogue
     pipeline: Pipeline
     outbox: OutboxWorker
@@ -113,41 +113,26 @@ def open_warehouse_source(settings: Settings) -> AuditSource:
     )
 
 
-async def open_workspace(settings: Settings) -> Workspace | None:
-    """Only with DATABRICKS_HOST set; the SDK's unified auth finds the credentials itself."""
-    if not settings.databricks_host:
-        return None
-    from bot.adapters.workspace import DatabricksWorkspace
-
-    try:
-        token = settings.databricks_token.reveal() if settings.databricks_token else None
-        return await DatabricksWorkspace.connect(
-            settings.databricks_host, token, timeout_seconds=settings.databricks_timeout
-        )
-    except Exception as exc:  # findings still post; their context says why it is missing
-        log.error("Databricks workspace unavailable, cluster context will come from system tables: %s", exc)
-        return None
-
-
 async def build_runtime(settings: Settings) -> Runtime:
     settings.require("slack_bot_token", "slack_channel")
     catalogue = load_catalogue(settings.rules_dir / "detections.yml")
     source = open_source(settings)
     store = await open_state_store(settings)
-    workspace = await open_workspace(settings)
+    workspaces = await WorkspaceDirectory.connect(settings)
     enricher = Enricher(
         source,
-        workspace,
+        workspaces.workspace,
         ttl=settings.context_ttl,
         commands_window=settings.commands_window,
         timeout=settings.databricks_timeout,
     )
     chat = SlackChat(settings.slack_bot_token.reveal(), settings.slack_api_url)
-    links = blocks.Links(workspace_url=settings.workspace_url or (workspace.host if workspace else None))
     registry = actions.discover()
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
-        store, chat, OutboxSettings(settings.slack_channel, links, settings.slack_post_interval, actions.specs(registry))
+        store, chat, OutboxSettings(
+            workspaces.channel_for, workspaces.links_for, settings.slack_post_interval, actions.specs(registry)
+        )
     )
     pipeline = Pipeline(
         source,
@@ -161,9 +146,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
     authorizer = Authorizer(settings.responders, lambda group: groups.get(group, lambda: chat.usergroup_members(group)))
     recent = RecentService(source, store, catalogue)
-    dispatcher = Dispatcher(registry, store, authorizer, workspace, settings.dry_run, outbox.kick, extras={"recent": recent})
+    dispatcher = Dispatcher(registry, store, authorizer, workspaces.workspace, settings.dry_run, outbox.kick, extras={"recent": recent})
     dispatcher.extras = {**(dispatcher.extras or {}), "benign": BenignService(store, source, benign_rules, on_outbox=outbox.kick)}
     return Runtime(
-        settings, source, store, workspace, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
+        settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
         recent=recent,
     )

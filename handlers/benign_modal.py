@@ -107,8 +107,7 @@ async def _context(dispatcher: Dispatcher, finding: Finding, user_id: str, clien
     message = await dispatcher.store.message_of(finding.key)
     interaction = ModalInteraction(user_id, client, message[0] if message else None)
     value = ButtonValue(finding.key, finding.first_event.instance_id, finding.cluster_id)
-    return ActionContext(finding, value, interaction, dispatcher.store, dispatcher.clusters, dispatcher.dry_run,
-                         dict(dispatcher.extras or {}))
+    return dispatcher.context(finding, value, interaction)
 
 
 async def refresh(dispatcher: Dispatcher, user_id: str, view: dict[str, Any], client: AsyncWebClient) -> None:

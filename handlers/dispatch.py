@@ -4,7 +4,7 @@ gets the same audit trail, refusals and thread notes without repeating them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,7 @@ from bot import metrics
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseAction
 from bot.core.authz import Authorizer
 from bot.core.blocks import mention_safe
-from bot.core.findings import FindingStatus
+from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ButtonValue
 from bot.core.ports import ClusterControl, Interaction, StateStore
 
@@ -24,7 +24,7 @@ class Dispatcher:
     actions: Mapping[str, ResponseAction]
     store: StateStore
     authorizer: Authorizer
-    clusters: ClusterControl | None
+    clusters_of: Callable[[str], ClusterControl | None]  # a workspace id -> its Databricks API
     dry_run: bool = False
     on_outbox: Any = lambda: None
     extras: dict[str, Any] | None = None
@@ -60,7 +60,12 @@ class Dispatcher:
         finding = await self.store.finding(value.finding_key)
         if finding is None:
             return None
-        return ActionContext(finding, value, interaction, self.store, self.clusters, self.dry_run, dict(self.extras or {}))
+        return self.context(finding, value, interaction)
+
+    def context(self, finding: Finding, value: ButtonValue, interaction: Interaction) -> ActionContext:
+        """What an action on this finding may use; its Databricks API is the finding's workspace's."""
+        clusters = self.clusters_of(finding.first_event.workspace_id)
+        return ActionContext(finding, value, interaction, self.store, clusters, self.dry_run, dict(self.extras or {}))
 
     async def _authorise(self, action: ResponseAction, ctx: ActionContext) -> Outcome | None:
         if not action.spec.responders_only:

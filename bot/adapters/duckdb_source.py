@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -73,34 +74,83 @@ ON CONFLICT DO NOTHING
 """
 
 LOCK_RETRY_SECONDS = 5.0
+# Opening the file costs ~20 ms, several times a typical query here; while one connection is
+# open DuckDB reuses the database for further connects (microseconds). Profiled in bench/ (#6):
+# a 10,000-event storm spent most of its time opening the file for per-finding lookups.
+HOLD_SECONDS = 0.25
 
 
 class DuckDBSource(SqlAuditSource):
     def __init__(self, path: str):
         self.path = path
+        self._hold_lock = threading.Lock()
+        self._held: duckdb.DuckDBPyConnection | None = None  # keeps the file open during a burst
+        self._active = 0
+        self._release_timer: threading.Timer | None = None
         with self._connect() as con:
             con.execute(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file, waiting briefly while another process (a loader) holds its lock."""
-        deadline = time.monotonic() + LOCK_RETRY_SECONDS
-        while True:
-            try:
-                con = duckdb.connect(self.path)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise SourceError(f"embedded audit store {self.path} cannot be opened: {exc}") from exc
-                time.sleep(0.05)
+        """Open the file for one operation and close it (loading: the lock is released at once)."""
+        con = self._open()
         try:
             yield con
         finally:
             con.close()
 
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for a query; the file stays open until HOLD_SECONDS after the last one
+        closes, so a burst of queries opens it once and a loader in another process still gets
+        its lock moments after this source goes idle."""
+        self._hold()
+        try:
+            con = duckdb.connect(self.path)  # cheap: the held connection keeps the database open
+            try:
+                yield con
+            finally:
+                con.close()
+        finally:
+            self._release_later()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting briefly while another process (a loader) holds its lock."""
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        while True:
+            try:
+                return duckdb.connect(self.path)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise SourceError(f"embedded audit store {self.path} cannot be opened: {exc}") from exc
+                time.sleep(0.05)
+
+    def _hold(self) -> None:
+        with self._hold_lock:
+            if self._release_timer is not None:
+                self._release_timer.cancel()
+                self._release_timer = None
+            if self._held is None:
+                self._held = self._open()
+            self._active += 1
+
+    def _release_later(self) -> None:
+        with self._hold_lock:
+            self._active -= 1
+            if self._active == 0:
+                self._release_timer = threading.Timer(HOLD_SECONDS, self._release)
+                self._release_timer.daemon = True
+                self._release_timer.start()
+
+    def _release(self) -> None:
+        with self._hold_lock:
+            if self._active == 0 and self._held is not None:
+                self._held.close()
+                self._held = None
+
     def _query(self, databricks_sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            with self._connect() as con:
+            with self._reading() as con:
                 cursor = con.execute(to_duckdb(databricks_sql), params)
                 names = [d[0] for d in cursor.description]
                 return [dict(zip(names, row)) for row in cursor.fetchall()]
@@ -111,7 +161,7 @@ class DuckDBSource(SqlAuditSource):
         return await asyncio.to_thread(self._query, databricks_sql, params)
 
     async def close(self) -> None:
-        return None
+        self._release()
 
     # -- loading (esm-bot load-events and tests) ------------------------------------------
 

@@ -599,6 +599,15 @@ class PostgresStore:
             rows = await (await conn.execute(_DUE, {"keys": keys, "now": now, "limit": limit})).fetchall()
         return [OutboxItem(r["id"], r["finding_key"], r["kind"], r["payload"], r["attempts"]) for r in rows]
 
+    async def pending_items(self, key: str, kind: str) -> list[OutboxItem]:
+        async with self._pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT id, finding_key, kind, payload, attempts FROM outbox "
+                "WHERE finding_key = %s AND kind = %s AND state = 'pending' ORDER BY id",
+                (_t(key), _t(kind)),
+            )).fetchall()
+        return [OutboxItem(r["id"], r["finding_key"], r["kind"], r["payload"], r["attempts"]) for r in rows]
+
     async def outbox_depth(self) -> int:
         row = await self._one("SELECT count(*) AS n FROM outbox WHERE state = 'pending'")
         return row["n"]

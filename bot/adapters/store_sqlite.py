@@ -120,6 +120,11 @@ MIGRATIONS: list[str] = [
         last_matched_at TEXT
     );
     """,
+    # 4: a thread's pending items found by finding (thread order, coalescing), and events by host
+    """
+    CREATE INDEX outbox_thread ON outbox (finding_key, state, id);
+    CREATE INDEX events_instance ON events (instance_id);
+    """,
 ]
 
 
@@ -375,6 +380,12 @@ class SQLiteStore:
             LIMIT :limit
             """,
             {"now": time.time(), "limit": limit},
+        )
+        return [OutboxItem(r["id"], r["finding_key"], r["kind"], json.loads(r["payload"]), r["attempts"]) for r in rows]
+
+    async def pending_items(self, key: str, kind: str) -> list[OutboxItem]:
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE finding_key = ? AND kind = ? AND state = 'pending' ORDER BY id", (key, kind)
         )
         return [OutboxItem(r["id"], r["finding_key"], r["kind"], json.loads(r["payload"]), r["attempts"]) for r in rows]
 

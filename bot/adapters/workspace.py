@@ -37,11 +37,11 @@ class DatabricksWorkspace:
 
     @classmethod
     async def connect(
-        cls, host: str | None = None, token: str | None = None, timeout_seconds: float = 10
+        cls, host: str | None = None, token: str | None = None, timeout_seconds: float = 10, profile: str | None = None
     ) -> "DatabricksWorkspace":
         """Build the client off the loop: construction already probes the host over HTTP."""
         try:
-            client = await asyncio.to_thread(_build_client, host, token, timeout_seconds)
+            client = await asyncio.to_thread(_build_client, host, token, timeout_seconds, profile)
         except Exception as err:  # the SDK raises ValueError for config/auth problems
             raise WorkspaceError(_redact(f"connect to {host or 'the configured workspace'} failed: {err}",
                                          token)) from None
@@ -118,13 +118,16 @@ class _Missing(WorkspaceError):
     """The API said the object does not exist (404, or the remapped legacy 400)."""
 
 
-def _build_client(host: str | None, token: str | None, timeout_seconds: float) -> WorkspaceClient:
+def _build_client(
+    host: str | None, token: str | None, timeout_seconds: float, profile: str | None = None
+) -> WorkspaceClient:
     # retry_timeout bounds the whole retry loop (default 300 s); http_timeout bounds one request
     # (WorkspaceClient's own keywords do not include the timeouts, so they go through a Config;
     # None values are skipped by Config, which then falls back to env/profile as usual)
     config = Config(
         host=host,
         token=token,
+        profile=profile,
         retry_timeout_seconds=max(1, int(timeout_seconds)),
         http_timeout_seconds=timeout_seconds,
     )

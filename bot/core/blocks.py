@@ -209,6 +209,7 @@ _AWS_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 @dataclass(frozen=True)
 class Links:
     workspace_url: str | None  # e.g. "https://dbc-123.cloud.databricks.com"
+    workspace_name: str | None = None  # from the workspaces file, shown beside the id
 
 
 def _workspace_base(links: Links) -> str | None:
@@ -282,7 +283,7 @@ def finding_message(
     """(fallback text, blocks) of a finding's parent message; within Slack limits for any input."""
     blocks = [
         _header(finding.detection),
-        _summary(finding),
+        _summary(finding, links),
         _cluster_block(finding.context),
         _lineage_block(_safe_lineage(finding.first_event)),
         *_command_blocks(finding.context),
@@ -314,16 +315,22 @@ def _header(detection: Detection) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER), "emoji": True}}
 
 
-def _summary(finding: Finding) -> dict[str, Any]:
+def _summary(finding: Finding, links: Links) -> dict[str, Any]:
     detection, row = finding.detection, finding.first_event
     fields = [
         field("Category", escape(detection.category)),
         field("Severity", f"{_emoji(detection.severity)} {detection.severity.label}"),
-        field("Workspace", code(row.workspace_id) if _present(row.workspace_id) else "unknown"),
+        field("Workspace", _workspace(row.workspace_id, links.workspace_name)),
         field("Instance", code(row.instance_id) if row.instance_id else "unknown"),
         field("First seen", _when(finding.first_seen)),
     ]
     return fields_section(fields, _counter_line(finding))
+
+
+def _workspace(workspace_id: str, name: str | None) -> str:
+    if not _present(workspace_id):
+        return "unknown"
+    return f"{escape(clip(name, 60))} {code(workspace_id)}" if name else code(workspace_id)
 
 
 def _counter_line(finding: Finding) -> str | None:

@@ -185,6 +185,9 @@ class StateStore(Protocol):
     async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
         """Due items, parent posts first; on PostgreSQL only those of threads this replica claimed."""
 
+    async def pending_items(self, key: str, kind: str) -> list[OutboxItem]:
+        """A finding's pending items of one kind, oldest first (for coalescing)."""
+
     async def outbox_depth(self) -> int: ...
     async def outbox_sent(self, item_id: int) -> None: ...
     async def outbox_retry(self, item_id: int, error: str, not_before: float) -> None: ...

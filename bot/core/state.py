@@ -25,3 +25,25 @@ class EventRecord:
     workspace_id: str
     instance_id: str | None
     cluster_id: str | None
+
+
+MAX_DIGEST_HOSTS = 500  # host ids kept to count distinct hosts; past that the count is a floor
+
+
+def digest_payload(events: int, hosts: set[str]) -> dict[str, Any]:
+    return {"events": events, "hosts": sorted(hosts)[:MAX_DIGEST_HOSTS]}
+
+
+def host_count(payload: dict[str, Any]) -> int:
+    hosts = payload.get("hosts")
+    return len(hosts) if isinstance(hosts, list) else int(hosts or 0)
+
+
+def merge_digests(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several pending digests of one finding as one: events add up, hosts are a union."""
+    hosts: set[str] = set()
+    for payload in payloads:
+        if isinstance(payload.get("hosts"), list):
+            hosts.update(payload["hosts"])
+    merged = digest_payload(sum(int(p.get("events", 0)) for p in payloads), hosts)
+    return {**payloads[0], **merged}

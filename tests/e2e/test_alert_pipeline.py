@@ -215,8 +215,9 @@ async def test_a_burst_on_one_cluster_costs_one_cluster_listing(bot: Bot):
     assert bot.dbx.calls_to("/api/2.1/clusters/get") == []
     [finding] = bot.findings()
     replies = bot.replies(finding)
-    assert len(replies) == 4, "three repeats one by one, then one digest"
-    assert "+56 more on 3 hosts" in replies[-1]["text"]
+    assert len(replies) == 2, "the first repeat in full, then one digest for the rest"
+    assert "+58 more on 3 hosts" in replies[-1]["text"]
+    assert len(bot.slack.calls_to("chat.postMessage")) + len(bot.slack.calls_to("chat.update")) <= 3
 
 
 async def test_a_post_slack_accepted_but_never_answered_is_not_posted_twice(bot: Bot):
@@ -230,3 +231,26 @@ async def test_a_post_slack_accepted_but_never_answered_is_not_posted_twice(bot:
     assert len(replies) == 2, [r["text"] for r in replies]
     assert len({r["metadata"]["event_payload"]["key"] for r in replies}) == 2
     assert len(bot.slack.calls_to("chat.postMessage")) == 3, "each lost answer was recovered, not re-sent"
+
+
+async def test_repeats_that_pile_up_during_a_slack_outage_cost_one_digest_and_one_update(bot: Bot):
+    bot.slack.fail("chat.postMessage", status=503, times=None)
+    bot.add(capsule8("c8-0", "Kernel Module Loaded", "i-0driver000000001", 30))
+    for batch in range(3):  # three syncs while Slack is down
+        bot.add(*(capsule8(f"c8-{batch}-{n}", "Kernel Module Loaded", "i-0exec0000000001", 29 - batch - n / 10)
+                  for n in range(7)))
+        await bot.webhook()
+        runs = bot.runtime.pipeline.runs
+        for _ in range(100):
+            if not bot.runtime.syncs.busy and bot.runtime.pipeline.runs >= runs:
+                break
+            await asyncio.sleep(0.02)
+    bot.slack.clear_faults()
+    await bot.settle(timeout=40)
+
+    [finding] = bot.findings()
+    replies = bot.replies(finding)
+    assert len(replies) == 2, [r["text"] for r in replies]
+    assert "+20 more on 1 host" in replies[-1]["text"]
+    assert len(bot.slack.calls_to("chat.update")) <= 1
+    assert "seen 22× on 2 hosts" in bot.text_of(finding).lower()

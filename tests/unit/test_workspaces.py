@@ -74,3 +74,21 @@ def test_a_malformed_file_names_the_entry_and_the_field(data, message):
     with pytest.raises(WorkspacesError, match=None) as caught:
         parse_workspaces(data)
     assert message in str(caught.value)
+
+
+def test_settings_read_each_workspaces_token_from_the_variable_it_names(tmp_path):
+    from bot.config import ConfigError, load_settings
+
+    path = tmp_path / "workspaces.yml"
+    path.write_text("workspaces:\n  - {id: '111', name: prod, host: 'https://dbc-prod.example.com', token_env: PROD_TOKEN}\n")
+    settings = load_settings({"ESM_WORKSPACES_FILE": str(path), "PROD_TOKEN": "dapi-prod-secret"})
+    assert settings.workspace_tokens["111"].reveal() == "dapi-prod-secret"
+    assert "dapi-prod-secret" not in repr(settings)
+
+    with pytest.raises(ConfigError, match="PROD_TOKEN .*prod \\(111\\).* is not set"):
+        load_settings({"ESM_WORKSPACES_FILE": str(path)})
+    path.write_text("workspaces: nope\n")
+    with pytest.raises(ConfigError, match="^ESM_WORKSPACES_FILE: .*'workspaces' must be a non-empty list"):
+        load_settings({"ESM_WORKSPACES_FILE": str(path)})
+    with pytest.raises(ConfigError, match="^ESM_WORKSPACES_FILE: cannot read"):
+        load_settings({"ESM_WORKSPACES_FILE": str(tmp_path / "missing.yml")})

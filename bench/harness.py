@@ -1,0 +1,339 @@
+"""What every scenario needs: the emulators (in this process), the bot (a separate process),
+seed rows, and read-only views of the bot's state. Everything listens on 127.0.0.1 only."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.adapters.duckdb_source import DuckDBSource
+from emulators.databricks import DatabricksEmulator
+from emulators.slack import SlackEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL = "C0BENCH"
+SLACK_TOKEN = "xoxb-bench-token-3c9d"
+SIGNING_SECRET = "bench-signing-secret-81fe"
+WEBHOOK_USER, WEBHOOK_PASSWORD = "databricks", "bench-webhook-password-77aa"
+DBX_TOKEN = "dapi-bench-token-51b0"
+RESPONDER = "U0RESPONDER"
+WORKSPACE_ID = 1234567890123456
+CAPSULE8 = "capsule8-alerts-dataplane"
+
+# Twelve detections of the shipped catalogue (Heartbeat excluded: it is never a finding).
+DETECTIONS = (
+    "Container Escape via Kernel Exploitation", "Userland Container Escape", "New File Executed in Container",
+    "Privileged Container Launched", "Processor-Level Protections Disabled", "AppArmor Disabled In Kernel",
+    "AppArmor Profile Modified", "Boot Files Modified", "Root Certificate Store Modified",
+    "Kernel Module Loaded", "Suspicious Interactive Shell", "User Command Logging Evasion",
+)
+
+ALERT_PAYLOAD = {
+    "event": "alert_state_change",
+    "url_base": "https://dbc-bench.cloud.databricks.com",
+    "alert": {
+        "title": "ESM kernel events", "description": "Capsule8 detections",
+        "alert": {"id": "bench-alert", "name": "ESM kernel events", "owner": "sec@example.com",
+                  "query_text": "SELECT 1", "warehouse_id": "w1", "evaluations": []},
+    },
+}
+ALERT_BODY = json.dumps(ALERT_PAYLOAD).encode()
+
+
+def basic_auth_header(user: str = WEBHOOK_USER, password: str = WEBHOOK_PASSWORD) -> dict[str, str]:
+    return {"Authorization": aiohttp.encode_basic_auth(user, password), "Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- emulators -------------------------------------------------------------------------------
+
+
+class TimedSlack(SlackEmulator):
+    """The Slack emulator, plus: when each chat.postMessage and response_url post arrived, and a
+    ts index so thread replies do not scan the whole channel (the stock emulator's `_find` is a
+    linear scan, which turns a 10,000-message storm quadratic inside the *emulator*)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.post_times: list[float] = []
+        self.response_times: dict[str, float] = {}
+        self._index: dict[str, tuple[int, dict[str, dict[str, Any]]]] = {}
+
+    async def _handle_api(self, request):  # type: ignore[override]
+        if request.match_info["method"] == "chat.postMessage":
+            self.post_times.append(time.perf_counter())
+        return await super()._handle_api(request)
+
+    async def _handle_response_url(self, request):  # type: ignore[override]
+        self.response_times.setdefault(request.match_info["rid"], time.perf_counter())
+        return await super()._handle_response_url(request)
+
+    def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
+        messages = self._messages.get(channel, [])
+        done, index = self._index.get(channel, (0, {}))
+        if done > len(messages):  # something was deleted: rebuild
+            done, index = 0, {}
+        for message in messages[done:]:
+            index[message["ts"]] = message
+        self._index[channel] = (len(messages), index)
+        return index.get(ts)
+
+    def api_calls(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for call in self.calls:
+            counts[call.method] = counts.get(call.method, 0) + 1
+        return counts
+
+
+def cluster_id(n: int) -> str:
+    return f"0101-000000-b{n:05d}"
+
+
+def instances_of(n: int) -> tuple[str, str]:
+    """(driver, executor) instance ids of bench cluster n."""
+    return f"i-0d{n:015d}", f"i-0e{n:015d}"
+
+
+async def start_emulators(clusters: int = 200) -> tuple[TimedSlack, DatabricksEmulator]:
+    slack = await TimedSlack(token=SLACK_TOKEN).start()
+    dbx = await DatabricksEmulator(token=DBX_TOKEN).start()
+    for n in range(clusters):
+        driver, executor = instances_of(n)
+        dbx.add_cluster(cluster_id(n), name=f"bench-cluster-{n:03d}", creator=f"owner{n % 17}@example.com",
+                        data_security_mode="USER_ISOLATION", policy_id="POLBENCH",
+                        driver_instance_id=driver, executor_instance_ids=[executor])
+    return slack, dbx
+
+
+async def stop_emulators(slack: SlackEmulator, dbx: DatabricksEmulator) -> None:
+    await slack.stop()
+    await dbx.stop()
+
+
+# -- seed rows -------------------------------------------------------------------------------
+
+
+def capsule8_row(event_id: str, detection: str, instance: str, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
+        "service_name": CAPSULE8, "action_name": detection,
+        "request_params": {"instanceId": instance, "containerId": "8c1f5e0a9b7d",
+                           "processLineage": "python3(1) > bash(2) > insmod(3)", "commandLine": "insmod ./x.ko"},
+        "response": {"status_code": 200}, "user_identity": {"email": None},
+    }
+
+
+def notebook_row(event_id: str, cluster: str, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
+        "service_name": "notebook", "action_name": "runCommand",
+        "request_params": {"clusterId": cluster, "notebookId": "nb-42", "commandText": "%sh ls /tmp"},
+        "response": {"status_code": 200}, "user_identity": {"email": "dana@example.com"},
+    }
+
+
+def storm_rows(events: int, clusters: int = 200, detections: int = 12, prefix: str = "storm",
+               spread: timedelta = timedelta(minutes=30)) -> list[dict[str, Any]]:
+    """`events` new Capsule8 rows spread evenly over clusters x detections (every pair gets
+    events/(clusters*detections) of them, alternating driver and executor) in the last `spread`."""
+    now = datetime.now(timezone.utc) - timedelta(seconds=5)
+    step = spread / max(events, 1)
+    rows = []
+    for i in range(events):
+        n = i % clusters
+        detection = DETECTIONS[(i // clusters) % detections]
+        instance = instances_of(n)[(i // (clusters * detections)) % 2]
+        rows.append(capsule8_row(f"{prefix}-{i:07d}", detection, instance, now - spread + step * i))
+    return rows
+
+
+def notebook_rows(clusters: int = 200, per_cluster: int = 2) -> list[dict[str, Any]]:
+    now = datetime.now(timezone.utc)
+    return [notebook_row(f"nb-{n}-{k}", cluster_id(n), now - timedelta(minutes=20 + k))
+            for n in range(clusters) for k in range(per_cluster)]
+
+
+def expected_groups(events: int, clusters: int = 200, detections: int = 12) -> dict[tuple[int, int], int]:
+    counts: dict[tuple[int, int], int] = {}
+    for i in range(events):
+        key = (i % clusters, (i // clusters) % detections)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+# -- the bot process -------------------------------------------------------------------------
+
+_SYNC_DONE = re.compile(r"sync done: SyncReport\((.*)\)")
+
+
+@dataclass
+class BotProcess:
+    """`python -m bot.cli serve` in its own process. With `counted=True` it runs through
+    bench/counted_bot.py, which only adds a counter of audit-source queries (written at exit)."""
+
+    workdir: Path
+    slack_api_url: str
+    dbx_host: str
+    extra_env: dict[str, str]
+    counted: bool = False
+    profile_to: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.audit_path = str(self.workdir / "audit.duckdb")
+        self.state_path = str(self.workdir / "state.sqlite3")
+        self.log_path = self.workdir / "bot.log"
+        self.counts_path = self.workdir / "query-counts.json"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
+            "SLACK_BOT_TOKEN": SLACK_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "ESM_SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": self.slack_api_url,
+            "DATABRICKS_HOST": self.dbx_host, "DATABRICKS_TOKEN": DBX_TOKEN,
+            "ESM_AUDIT_SOURCE": f"duckdb:{self.audit_path}", "ESM_STATE_PATH": self.state_path,
+            "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
+            "ESM_RESPONDERS": RESPONDER, "ESM_SLACK_POST_INTERVAL": "0", "ESM_DATABRICKS_TIMEOUT": "10",
+            "ESM_LOG_LEVEL": "INFO", "BENCH_QUERY_COUNTS": str(self.counts_path), **self.extra_env,
+        }
+
+    def source(self) -> DuckDBSource:
+        return DuckDBSource(self.audit_path)
+
+    async def start(self, timeout: float = 60.0) -> "BotProcess":
+        if self.profile_to is not None:
+            command = [sys.executable, "-m", "cProfile", "-o", str(self.profile_to), "-m", "bench.counted_bot"]
+        elif self.counted:
+            command = [sys.executable, "-m", "bench.counted_bot"]
+        else:
+            command = [sys.executable, "-m", "bot.cli"]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([*command, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                                     env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the bot exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}")
+                try:
+                    async with session.get(self.url + "/healthz") as response:
+                        if response.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"the bot did not answer /healthz within {timeout:g}s")
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(self.proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait, 10)
+
+    def proc_status(self, field: str) -> int | None:
+        """A /proc/<pid>/status field in kB (VmHWM: peak RSS, VmRSS: now)."""
+        if self.proc is None:
+            return None
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the bot process so far."""
+        if self.proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def sync_reports(self) -> list[dict[str, Any]]:
+        """The bot's own `sync done: SyncReport(...)` log lines, parsed."""
+        reports = []
+        for match in _SYNC_DONE.finditer(self.log_text()):
+            fields = {}
+            for part in re.finditer(r"(\w+)=('[^']*'|None|[\d.]+)", match.group(1)):
+                value = part.group(2)
+                fields[part.group(1)] = None if value == "None" else value.strip("'") if value.startswith("'") else float(value)
+            reports.append(fields)
+        return reports
+
+    def query_counts(self) -> dict[str, int]:
+        try:
+            return json.loads(self.counts_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def state(self) -> sqlite3.Connection:
+        """The bot's SQLite state, read-only."""
+        db = sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=5)
+        db.row_factory = sqlite3.Row
+        return db
+
+    async def webhook(self, session: aiohttp.ClientSession) -> int:
+        async with session.post(self.url + "/webhooks/dbsql", data=ALERT_BODY, headers=basic_auth_header()) as r:
+            await r.read()
+            return r.status
+
+
+def state_progress(bot: BotProcess) -> dict[str, int]:
+    """Counts from the bot's state store (read-only); zeros before its first sync."""
+    try:
+        with bot.state() as db:
+            return {
+                "events": db.execute("SELECT count(*) FROM events").fetchone()[0],
+                "findings": db.execute("SELECT count(*) FROM findings").fetchone()[0],
+                "posted": db.execute("SELECT count(*) FROM findings WHERE ts IS NOT NULL").fetchone()[0],
+                "pending": db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0],
+                "dead": db.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0],
+                "outbox": db.execute("SELECT count(*) FROM outbox").fetchone()[0],
+            }
+    except sqlite3.Error:
+        return {"events": 0, "findings": 0, "posted": 0, "pending": 0, "dead": 0, "outbox": 0}
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))  # nearest rank
+    return ordered[rank]

@@ -1,0 +1,153 @@
+"""The machine, the targets of issue #6, and the Markdown table."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_mb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_mb = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_mb": memory_mb,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+Row = dict[str, Any]
+
+
+def _row(scenario: str, metric: str, target: str, measured: Any, ok: bool | None) -> Row:
+    verdict = "—" if ok is None else ("pass" if ok else "**miss**")
+    return {"scenario": scenario, "metric": metric, "target": target, "measured": measured, "verdict": verdict}
+
+
+def _failed(scenario: str, result: dict[str, Any]) -> list[Row]:
+    return [_row(scenario, "run", "completes", result["error"], False)]
+
+
+def rows_for(results: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    builders = {"webhook": _webhook, "storm": _storm, "latency": _latency, "command": _command, "growth": _growth}
+    names = {"webhook": "1 webhook ingest", "storm": "2 storm", "latency": "3 latency to Slack",
+             "command": "4 /esm recent, warehouse +5 s", "growth": "5 growth"}
+    for key, build in builders.items():
+        if key in results:
+            result = results[key]
+            rows += _failed(names[key], result) if "error" in result else build(names[key], result)
+    return rows
+
+
+def _webhook(name: str, r: dict[str, Any]) -> list[Row]:
+    bot, base = r["bot"]["max"], r["baseline"]["max"]
+    steps = ", ".join(f"{s['offered_rps']}/s: p50 {s['p50_ms']} / p99 {s['p99_ms']} ms" for s in r["bot"]["steps"])
+    base_steps = ", ".join(f"{s['offered_rps']}/s: p99 {s['p99_ms']} ms" for s in r["baseline"]["steps"])
+    return [
+        _row(name, "throughput vs bare aiohttp + Basic auth (closed loop, 32 conns)", ">= 0.8",
+             f"{r['throughput_ratio']} ({bot['throughput_rps']:.0f} vs {base['throughput_rps']:.0f} req/s)",
+             r["throughput_ratio"] >= 0.8),
+        _row(name, "p99 at 500 req/s (open loop)", "< 25 ms",
+             f"{r['bot_p99_ms_at_500']} ms (p50 {r['bot_p50_ms_at_500']} ms)",
+             r["bot_p99_ms_at_500"] is not None and r["bot_p99_ms_at_500"] < 25),
+        _row(name, "bot latency by offered rate", "", steps, None),
+        _row(name, "baseline latency by offered rate", "", base_steps, None),
+    ]
+
+
+def _storm(name: str, r: dict[str, Any]) -> list[Row]:
+    c = r["check"]
+    rows = [
+        _row(name, f"events/s, one sync, embedded store ({r['events']} events, {r['groups']} groups)", ">= 2,000/s",
+             f"{r['events_per_s']}/s (sync {r['sync_s']} s; all Slack posts delivered {r['delivered_s']} s)",
+             (r["events_per_s"] or 0) >= 2000),
+        _row(name, "Slack API calls per finding group", "<= 3",
+             f"{r['slack_calls_per_group']} ({r['slack_calls_per_1000_events']} per 1,000 events; {r['slack_calls']})",
+             r["slack_calls_per_group"] <= 3),
+        _row(name, "Databricks API calls per cluster", "<= 1 within the TTL",
+             f"{r['databricks_calls_per_cluster']} ({r['databricks_calls']})", r["databricks_calls_per_cluster"] <= 1),
+        _row(name, "peak RSS of the bot (VmHWM)", "< 250 MB", f"{r['peak_rss_mb']} MB (idle {r['idle_rss_mb']} MB)",
+             r["peak_rss_mb"] < 250),
+        _row(name, "lost (events, findings, Slack messages)", "0", c["lost"], c["lost"] == 0),
+    ]
+    if "drain_minimum_s_at_1_per_s" in r:
+        minimum, estimate = r["drain_minimum_s_at_1_per_s"], r["drain_estimate_s_at_1_per_s"]
+        pace = r["pace"]
+        rows.append(_row(
+            name, "drain at Slack's 1 msg/s vs the minimum (messages x 1 s)", "close to the minimum",
+            f"~{estimate} s vs {minimum} s minimum (estimated: pace measured at {pace['interval_s']} s/msg "
+            f"= {pace['seconds_per_message']} s/msg over {pace['messages']} msgs, scaled to 1 s)",
+            estimate <= minimum * 1.05 + (r["stored_s"] or 0)))
+    return rows
+
+
+def _latency(name: str, r: dict[str, Any]) -> list[Row]:
+    return [
+        _row(name, f"webhook -> chat.postMessage at Slack, p50 ({r['runs']} runs)", "< 100 ms", f"{r['p50_ms']} ms",
+             r["p50_ms"] < 100),
+        _row(name, "same, p99 / max", "", f"{r['p99_ms']} / {r['max_ms']} ms", None),
+    ]
+
+
+def _command(name: str, r: dict[str, Any]) -> list[Row]:
+    return [
+        _row(name, f"time to acknowledge, p99 ({r['commands']} commands, {r['ack_load_rate_per_s']}/s under load)",
+             "< 100 ms (Slack: 3 s)", f"{r['ack_p99_ms']} ms (p50 {r['ack_p50_ms']}, max {r['ack_max_ms']})",
+             r["ack_p99_ms"] < 100),
+        _row(name, f"time to the answer ({r['answers']} commands, 4 at a time)", "warehouse delay + a little",
+             f"p50 {r['answer_p50_s']} s, p99 {r['answer_p99_s']} s", r["answer_p99_s"] < r["warehouse_delay_s"] + 1.0),
+    ]
+
+
+def _growth(name: str, r: dict[str, Any]) -> list[Row]:
+    runs = [x for x in r["runs"] if x.get("sync_s")]
+    if len(runs) < 2:
+        return [_row(name, "runs", "", "not enough runs", None)]
+    small, large = runs[0], runs[-1]
+    factor = large["events"] / small["events"]
+    time_growth = large["sync_s"] / small["sync_s"]
+    mem_growth = large["peak_rss_mb"] / small["peak_rss_mb"]
+    per_event_q = (large["audit_queries_total"] - small["audit_queries_total"]) / (large["events"] - small["events"])
+    detail = "; ".join(
+        f"{x['events']:,}: sync {x['sync_s']} s ({x['events_per_s']}/s), peak {x['peak_rss_mb']} MB, "
+        f"{x['audit_queries_total']} audit queries, {sum(x['outbox_items'].values())} Slack messages queued "
+        f"({x['outbox_items_per_group']}/group)" for x in runs)
+    return [
+        _row(name, f"sync time growth, {small['events']:,} -> {large['events']:,} events (x{factor:g})",
+             f"<= x{factor:g} (linear or better)", f"x{time_growth:.2f}", time_growth <= factor * 1.1),
+        _row(name, "peak RSS growth", f"<= x{factor:g}", f"x{mem_growth:.2f}", mem_growth <= factor),
+        _row(name, "audit queries per additional event", "~0 (no per-event query)", f"{per_event_q:.4f}",
+             per_event_q < 0.01),
+        _row(name, "Slack messages queued per finding group", "constant (<= 3)",
+             " -> ".join(str(x["outbox_items_per_group"]) for x in runs),
+             all(x["outbox_items_per_group"] <= 3 for x in runs)),
+        _row(name, "lost (store side)", "0", sum(x["check"]["lost"] for x in runs), all(x["check"]["lost"] == 0 for x in runs)),
+        _row(name, "runs", "", detail, None),
+    ]
+
+
+def render(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"esm-bot benchmark ({report['mode']} run, {report['when']}, {report['total_s']} s)",
+        f"machine: {m['cpus']} CPUs, {m['cpu_model']}, {m['memory_mb']} MB RAM, Python {m['python']}, {m['platform']}",
+        "",
+        "| scenario | metric | target | measured | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["table"]:
+        cells = [str(row[k]).replace("|", "\\|") for k in ("scenario", "metric", "target", "measured", "verdict")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

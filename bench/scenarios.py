@@ -1,0 +1,206 @@
+"""Scenarios 1, 3 and 4 (2 and 5 live in bench/storm.py). Each returns a JSON-able dict."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import loadgen
+from bench.harness import (
+    ALERT_BODY,
+    CHANNEL,
+    DBX_TOKEN,
+    DETECTIONS,
+    RESPONDER,
+    ROOT,
+    SIGNING_SECRET,
+    WEBHOOK_PASSWORD,
+    WEBHOOK_USER,
+    BotProcess,
+    basic_auth_header,
+    capsule8_row,
+    cluster_id,
+    free_port,
+    instances_of,
+    notebook_rows,
+    percentile,
+    start_emulators,
+    stop_emulators,
+    storm_rows,
+)
+from emulators.slack_signing import signed_form_headers, slash_command_body
+from emulators.thrift_sql import ThriftSQLEmulator
+
+# -- 1. webhook ingest -----------------------------------------------------------------------
+
+
+async def webhook_ingest(rates: list[int], step_s: float, closed_s: float, workers: int = 32) -> dict[str, Any]:
+    slack, dbx = await start_emulators(200)
+    folder = Path(tempfile.mkdtemp(prefix="esm-bench-webhook-"))
+    bot = BotProcess(folder, slack.api_url, dbx.host, {})
+    base_port = free_port()
+    baseline = subprocess.Popen([sys.executable, "-m", "bench.baseline", str(base_port), WEBHOOK_USER, WEBHOOK_PASSWORD],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await bot.start()
+        await _wait_http(f"http://127.0.0.1:{base_port}/healthz")
+        headers = basic_auth_header()
+        targets = {"baseline": f"http://127.0.0.1:{base_port}/webhooks/dbsql", "bot": bot.url + "/webhooks/dbsql"}
+        results: dict[str, Any] = {}
+        for name, url in targets.items():
+            await loadgen.open_loop(url, ALERT_BODY, headers, 100, 0.5)  # warm up connections and code paths
+            steps = [await loadgen.open_loop(url, ALERT_BODY, headers, rate, step_s) for rate in rates]
+            most = await loadgen.closed_loop(url, ALERT_BODY, headers, workers, closed_s)
+            results[name] = {"steps": steps, "max": most}
+        syncs = len(bot.sync_reports())
+        ratio = results["bot"]["max"]["throughput_rps"] / results["baseline"]["max"]["throughput_rps"]
+        at500 = next((s for s in results["bot"]["steps"] if s["offered_rps"] == 500), None)
+        return {**results, "throughput_ratio": round(ratio, 3), "bot_p99_ms_at_500": at500 and at500["p99_ms"],
+                "bot_p50_ms_at_500": at500 and at500["p50_ms"], "syncs_triggered": syncs,
+                "peak_rss_mb": round((bot.proc_status("VmHWM") or 0) / 1024, 1)}
+    finally:
+        baseline.terminate()
+        baseline.wait(10)
+        await bot.stop()
+        await stop_emulators(slack, dbx)
+
+
+async def _wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+# -- 3. latency to Slack ---------------------------------------------------------------------
+
+
+async def latency_to_slack(runs: int, warmup: int = 3) -> dict[str, Any]:
+    """Webhook sent -> chat.postMessage arriving at the Slack emulator, one new event per run
+    (each on a new detection x cluster pair, so each is a new finding with full enrichment)."""
+    slack, dbx = await start_emulators(200)
+    folder = Path(tempfile.mkdtemp(prefix="esm-bench-latency-"))
+    bot = BotProcess(folder, slack.api_url, dbx.host, {})
+    try:
+        source = bot.source()
+        source.insert_rows(notebook_rows(200))
+        await bot.start()
+        latencies: list[float] = []
+        async with aiohttp.ClientSession() as session:
+            for i in range(runs + warmup):
+                n, detection = i // len(DETECTIONS), DETECTIONS[i % len(DETECTIONS)]
+                at = datetime.now(timezone.utc) - timedelta(seconds=1)
+                source.insert_rows([capsule8_row(f"lat-{i:05d}", detection, instances_of(n % 200)[0], at)])
+                before = len(slack.post_times)
+                t0 = time.perf_counter()
+                status = await bot.webhook(session)
+                assert status == 202, status
+                deadline = t0 + 10
+                while len(slack.post_times) == before and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.0005)
+                if len(slack.post_times) == before:
+                    raise RuntimeError(f"run {i}: no chat.postMessage within 10 s")
+                if i >= warmup:
+                    latencies.append(slack.post_times[before] - t0)
+                await asyncio.sleep(0.01)
+        return {"runs": len(latencies), "warmup_runs": warmup, "p50_ms": _ms(percentile(latencies, 50)),
+                "p99_ms": _ms(percentile(latencies, 99)), "max_ms": _ms(max(latencies)),
+                "min_ms": _ms(min(latencies))}
+    finally:
+        await bot.stop()
+        await stop_emulators(slack, dbx)
+
+
+# -- 4. /esm recent with a slow warehouse ----------------------------------------------------
+
+
+async def command_latency(answer_rounds: int, ack_commands: int, ack_rate: float, delay_s: float = 5.0) -> dict[str, Any]:
+    """`/esm recent`, signed as Slack signs it, with ESM_AUDIT_SOURCE=databricks and the Thrift
+    SQL emulator holding every statement `delay_s`. ack = the HTTP answer to Slack's POST;
+    answer = the bot's post to the response_url arriving at the Slack emulator."""
+    slack, dbx = await start_emulators(200)
+    folder = Path(tempfile.mkdtemp(prefix="esm-bench-command-"))
+    warehouse = ThriftSQLEmulator(folder / "audit.duckdb", token=DBX_TOKEN).start()
+    bot = BotProcess(folder, slack.api_url, dbx.host, {
+        "ESM_AUDIT_SOURCE": "databricks", "ESM_WAREHOUSE_URI": warehouse.uri,
+        "ESM_WAREHOUSE_HTTP_PATH": warehouse.http_path, "ESM_WAREHOUSE_TIMEOUT": "30",
+    })
+    try:
+        warehouse.load(storm_rows(500, 20, 12, prefix="cmd"))
+        await bot.start()
+        async with aiohttp.ClientSession() as session:
+            await _command(bot, slack, session)  # warm-up: Bolt's auth.test, the first connection
+            warehouse.delay(delay_s)
+            # answers: rounds of 4 at once (the warehouse source runs 4 statements at a time)
+            sent = []
+            for _ in range(answer_rounds):
+                batch = await asyncio.gather(*(_command(bot, slack, session) for _ in range(4)))
+                sent += batch
+                await _answers(slack, [b["rid"] for b in batch], timeout=delay_s * 3 + 10)
+            answers = [slack.response_times[b["rid"]] - b["t0"] for b in sent]
+            # acks under load: commands arrive at a fixed rate while earlier ones wait on the warehouse
+            tasks = []
+            start = time.perf_counter()
+            for i in range(ack_commands):
+                wait = start + i / ack_rate - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                tasks.append(asyncio.create_task(_command(bot, slack, session)))
+            loaded = await asyncio.gather(*tasks)
+        acks = [b["ack"] for b in sent + loaded]
+        return {
+            "warehouse_delay_s": delay_s, "commands": len(acks), "ack_statuses": sorted({b["status"] for b in sent + loaded}),
+            "ack_p50_ms": _ms(percentile(acks, 50)), "ack_p99_ms": _ms(percentile(acks, 99)), "ack_max_ms": _ms(max(acks)),
+            "answers": len(answers), "answer_p50_s": _s(percentile(answers, 50)), "answer_p99_s": _s(percentile(answers, 99)),
+            "answer_max_s": _s(max(answers)), "ack_load_rate_per_s": ack_rate,
+        }
+    finally:
+        warehouse.clear_faults()
+        await bot.stop()
+        warehouse.stop()
+        await stop_emulators(slack, dbx)
+
+
+async def _command(bot: BotProcess, slack: Any, session: aiohttp.ClientSession) -> dict[str, Any]:
+    response_url = slack.new_response_url(CHANNEL)
+    body = slash_command_body(text="recent 24h", user_id=RESPONDER, channel_id=CHANNEL, response_url=response_url)
+    headers = signed_form_headers(SIGNING_SECRET, body)
+    t0 = time.perf_counter()
+    async with session.post(bot.url + "/slack/events", data=body, headers=headers) as response:
+        await response.read()
+        ack = time.perf_counter() - t0
+        return {"rid": response_url.rsplit("/", 1)[-1], "t0": t0, "ack": ack, "status": response.status}
+
+
+async def _answers(slack: Any, rids: list[str], timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if all(rid in slack.response_times for rid in rids):
+            return
+        await asyncio.sleep(0.005)
+    raise RuntimeError("no answer to /esm recent in time")
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def _s(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+__all__ = ["webhook_ingest", "latency_to_slack", "command_latency", "cluster_id"]
