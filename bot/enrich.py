@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from bot import metrics
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_COMMANDS = 10
+MAX_BATCH_COMMANDS = 500  # one cluster's commands over a whole page's window
 
 
 class Enricher:
@@ -103,12 +104,24 @@ class Enricher:
 
     # -- the context of a new finding --------------------------------------------------
 
-    async def context_for(self, finding: Finding, known: ClusterContext | None, problem: str | None) -> Context:
+    async def context_for(
+        self, finding: Finding, known: ClusterContext | None, problem: str | None, batch: "CommandBatch | None" = None
+    ) -> Context:
         problems = [f"cluster: {problem}"] if problem else []
         workspace_id = finding.first_event.workspace_id
         cluster = await self._cluster_details(workspace_id, known, problems) if known else None
-        commands = await self._commands(finding, cluster, problems)
+        commands = await self._commands(finding, cluster, problems, batch)
         return Context(cluster=cluster, commands=tuple(commands), problems=tuple(problems))
+
+    def command_batch(self, findings: Iterable[tuple[str, datetime]]) -> "CommandBatch":
+        """One notebook-command query per cluster for a page of new findings (cluster id, time),
+        instead of one per finding: a storm's findings share few clusters."""
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        for cluster_id, at in findings:
+            start, end = at - self.commands_window, at
+            low, high = spans.get(cluster_id, (start, end))
+            spans[cluster_id] = (min(low, start), max(high, end))
+        return CommandBatch(self, spans)
 
     async def _cluster_details(self, workspace_id: str, known: ClusterContext, problems: list[str]) -> ClusterContext:
         if known.name is not None:  # the live cluster list already had the details
@@ -133,13 +146,19 @@ class Enricher:
                 return found
         return await self._bounded("cluster record lookup", lambda: self.source.cluster_record(cluster_id))
 
-    async def _commands(self, finding: Finding, cluster: ClusterContext | None, problems: list[str]) -> list[NotebookCommand]:
+    async def _commands(
+        self, finding: Finding, cluster: ClusterContext | None, problems: list[str], batch: "CommandBatch | None"
+    ) -> list[NotebookCommand]:
         if cluster is None:
             problems.append("notebook commands: unknown without a cluster")
             return []
         end = finding.first_seen
         start = end - self.commands_window
         try:
+            if batch is not None:
+                found = await batch.commands(cluster.cluster_id, start, end)
+                if found is not None:
+                    return found
             return await self._bounded(
                 "notebook command lookup",
                 lambda: self.source.notebook_commands(cluster.cluster_id, start, end, MAX_COMMANDS),
@@ -151,3 +170,32 @@ class Enricher:
 
 class LookupFailed(RuntimeError):
     """An enrichment lookup failed or timed out; the message is shown on the finding."""
+
+
+class CommandBatch:
+    """The notebook commands of a page's clusters, each fetched once, sliced per finding."""
+
+    def __init__(self, enricher: Enricher, spans: dict[str, tuple[datetime, datetime]]):
+        self._enricher = enricher
+        self._spans = spans
+        self._fetches: dict[str, asyncio.Task[list[NotebookCommand]]] = {}
+
+    async def commands(self, cluster_id: str, start: datetime, end: datetime) -> list[NotebookCommand] | None:
+        """The finding's commands, newest first; None when the batch cannot answer for sure
+        (not in the batch, or the cluster's window was cut by the row limit before `start`)."""
+        if cluster_id not in self._spans:
+            return None
+        rows = await self._fetch(cluster_id)
+        if len(rows) >= MAX_BATCH_COMMANDS and rows[-1].event_time > start:
+            return None
+        return [c for c in rows if start <= c.event_time <= end][:MAX_COMMANDS]
+
+    def _fetch(self, cluster_id: str) -> asyncio.Task[list[NotebookCommand]]:
+        if cluster_id not in self._fetches:
+            low, high = self._spans[cluster_id]
+            source = self._enricher.source
+            self._fetches[cluster_id] = asyncio.ensure_future(self._enricher._bounded(
+                "notebook command lookup",
+                lambda: source.notebook_commands(cluster_id, low, high, MAX_BATCH_COMMANDS),
+            ))
+        return self._fetches[cluster_id]

@@ -130,6 +130,7 @@ class OutboxWorker:
         item, covered = await self._coalesce(item)
         if item.kind == "update":
             text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
+            await self.store.outbox_attempt(item.id)  # every try counts, for the backoff
             await self.chat.update(channel, ts, text, body)
         else:
             await self._post_in_thread(item, finding, channel, ts)

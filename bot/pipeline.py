@@ -217,14 +217,18 @@ class Pipeline:
 
     async def _enrich_new(self, plan: BatchPlan, clusters: dict[tuple[str | None, str | None], Resolved]) -> None:
         limit = asyncio.Semaphore(ENRICH_CONCURRENCY)
+        new = [c for c in plan.changes.values() if c.is_new]
+        batch = self.enricher.command_batch(
+            (c.finding.cluster_id, c.finding.first_seen) for c in new if c.finding.cluster_id
+        )
 
         async def enrich(change: FindingChange) -> None:
             async with limit:
                 known, problem = clusters[_host(change.finding.first_event)]
-                context = await self.enricher.context_for(change.finding, known, problem)
+                context = await self.enricher.context_for(change.finding, known, problem, batch)
                 change.finding = replace(change.finding, context=context)
 
-        await asyncio.gather(*(enrich(c) for c in plan.changes.values() if c.is_new))
+        await asyncio.gather(*(enrich(c) for c in new))
 
     async def _store(self, plan: BatchPlan, watermark: datetime) -> None:
         hits = [(item.row.event_id, self._hits[item.row.event_id]) for item, d, _ in plan.dispositions if d == "suppressed"]
@@ -320,8 +324,9 @@ def _count(plan: BatchPlan, report: SyncReport) -> None:
 class Coalescer:
     """Run a job on demand: one run at a time, and at most one more queued behind it."""
 
-    def __init__(self, job: Callable[[], Awaitable[Any]]):
+    def __init__(self, job: Callable[[], Awaitable[Any]], gap: float = 0.25):
         self._job = job
+        self._gap = gap  # a queued run waits this long, so a burst of triggers becomes one run
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._next_id: str | None = None  # the correlation id of the queued run's trigger
@@ -349,6 +354,7 @@ class Coalescer:
                 log.exception("sync run failed")
             if not self._again:
                 return
+            await asyncio.sleep(self._gap)
 
     async def wait_idle(self) -> None:
         while self._task is not None and not self._task.done():

@@ -617,7 +617,7 @@ class PostgresStore:
 
     async def outbox_retry(self, item_id: int, error: str, not_before: float) -> None:
         await self._run(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = %s, not_before = %s WHERE id = %s",
+            "UPDATE outbox SET last_error = %s, not_before = %s WHERE id = %s",  # the try was counted
             (_t(error[:500]), not_before, item_id),
         )
 

@@ -397,7 +397,7 @@ class SQLiteStore:
 
     async def outbox_retry(self, item_id: int, error: str, not_before: float) -> None:
         self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, not_before = ? WHERE id = ?",
+            "UPDATE outbox SET last_error = ?, not_before = ? WHERE id = ?",  # the try was counted
             (error[:500], not_before, item_id),
         )
 

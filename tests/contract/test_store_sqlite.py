@@ -290,9 +290,11 @@ async def test_sent_items_are_not_due(store):
 
 async def test_retry_defers_until_not_before_and_counts_attempts(store):
     first, second = await enqueue(store, "post", "reply")
+    await store.outbox_attempt(first)  # the worker counts each try before it calls Slack
     await store.outbox_retry(first, "ratelimited", time.time() + 3600)
     assert await store.due_outbox() == [], "the reply waits behind its deferred parent"
     assert await store.outbox_depth() == 2  # deferred items are still pending
+    await store.outbox_attempt(first)
     await store.outbox_retry(first, "ratelimited", time.time() - 1)
     due = await store.due_outbox()
     assert [(i.id, i.attempts) for i in due] == [(first, 2), (second, 0)]

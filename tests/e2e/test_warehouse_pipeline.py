@@ -72,3 +72,26 @@ async def test_a_stopped_warehouse_posts_nothing_and_the_next_webhook_catches_up
     await warehouse_bot.settle()
     [finding] = warehouse_bot.findings()
     assert "Boot Files Modified" in warehouse_bot.text_of(finding)
+
+
+async def test_many_new_findings_on_one_cluster_cost_one_notebook_command_query(warehouse_bot: Bot,
+                                                                                warehouse: ThriftSQLEmulator):
+    detections = ["Kernel Module Loaded", "BPF Program Executed", "Boot Files Modified", "AppArmor Profile Modified",
+                  "Suspicious Interactive Shell"]
+    warehouse_bot.add(
+        notebook_command("nb-early", DS_CLUSTER, 35, "dana@example.com", "%sh echo early"),
+        notebook_command("nb-late", DS_CLUSTER, 20, "dana@example.com", "%sh echo late"),
+        *(capsule8(f"c8-{n}", name, "i-0driver000000001", 30 - n * 5) for n, name in enumerate(detections)),
+    )
+    await warehouse_bot.webhook()
+    await warehouse_bot.settle()
+
+    assert len(warehouse_bot.findings()) == 5
+    command_queries = [sql for sql, _ in warehouse.statements if "runCommand" in sql]
+    assert len(command_queries) == 1
+    texts = {warehouse_bot.text_of(f).split("\n")[0]: warehouse_bot.text_of(f) for f in warehouse_bot.findings()}
+    # each finding still shows only the commands of the 30 minutes before its own first event
+    [first] = [t for h, t in texts.items() if "Kernel Module Loaded" in h]  # 30 min ago
+    [last] = [t for h, t in texts.items() if "Suspicious Interactive Shell" in h]  # 10 min ago
+    assert "echo early" in first and "echo late" not in first
+    assert "echo early" in last and "echo late" in last
