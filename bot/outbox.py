@@ -183,15 +183,22 @@ class OutboxWorker:
             self._parents_at_attempt.pop(item.id, None)
             await self.store.posted_with_message(item.id, finding.key, *existing)
             return
+        await self._pace()
+        # The post shows the finding as it is now, so the updates queued so far (each written
+        # with the finding change it announces) need not be sent after it.
+        updates = [u.id for u in await self.store.pending_items(finding.key, "update") if u.attempts == 0]
+        finding = await self.store.finding(finding.key) or finding
         text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key}}
-        await self._pace()
         await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first
         self._parents_at_attempt[item.id] = self._parents
         ts = await self.chat.post(channel, text, body, metadata=metadata)
         self._parents += 1
         self._parents_at_attempt.pop(item.id, None)
         await self.store.posted_with_message(item.id, finding.key, channel, ts)
+        for update_id in updates:
+            await self.store.outbox_sent(update_id)
+        self._covered.update(updates)
 
     async def _already_posted(self, channel: str, key: str, item_id: int) -> tuple[str, str] | None:
         """After a failed or interrupted attempt, Slack may have the message already. Every

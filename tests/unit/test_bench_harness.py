@@ -20,5 +20,7 @@ def test_a_storm_spreads_events_over_every_cluster_and_detection():
 
 
 def test_expected_messages_cap_replies_and_add_one_digest():
-    counts = expected_messages(2400 * 6)  # 6 events per group: a parent, 3 replies, 1 digest
-    assert counts == {"groups": 2400, "parents": 2400, "replies": 7200, "digests": 2400, "messages": 12000}
+    counts = expected_messages(2400 * 6)  # 6 events per group: a parent, 1 reply, 1 digest of 4
+    assert counts == {"groups": 2400, "parents": 2400, "replies": 2400, "digests": 2400, "messages": 7200}
+    counts = expected_messages(2400 * 3)  # 3 events: a parent and 2 replies (no digest of one)
+    assert counts == {"groups": 2400, "parents": 2400, "replies": 4800, "digests": 0, "messages": 7200}
