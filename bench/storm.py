@@ -108,7 +108,6 @@ async def run_storm(events: int, *, post_interval: float = 0.0, profile_to: Path
 
 
 async def _trigger_and_wait(bot: BotProcess, events: int, timeout: float, deliver: bool = True) -> dict[str, Any]:
-    peak_kb = 0
     async with aiohttp.ClientSession() as session:
         t0 = time.perf_counter()
         status = await bot.webhook(session)

@@ -250,7 +250,7 @@ def run_deploy(settings: Settings, options: DeployOptions, out: TextIO | None = 
         print(f"esm-bot deploy: {exc}", file=err)
         return 1
     except Exception as exc:  # the SDK raises ValueError for config/auth problems
-        print(f"esm-bot deploy: " + _redact(f"cannot connect to {where}: {exc}", token), file=err)
+        print("esm-bot deploy: " + _redact(f"cannot connect to {where}: {exc}", token), file=err)
         return 1
     steps = make_plan(desired, options, existing)
     _print_plan(steps, options, out)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bot.adapters.duckdb_source import DuckDBSource
-from bot.core.events import AuditRow, RowError, parse_audit_row
+from bot.core.events import AuditRow, parse_audit_row
 
 BATCH = 5000
 

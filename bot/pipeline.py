@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,7 +20,7 @@ from bot.core.state import EventRecord, digest_payload
 from bot.core.catalogue import Catalogue
 from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
 from bot.core.events import AuditRow
-from bot.core.findings import ClusterContext, Finding
+from bot.core.findings import ClusterContext
 from bot.core.ports import AuditSource, StateStore
 from bot.core.suppressions import Suppression, first_match
 from bot.enrich import Enricher

@@ -28,7 +28,7 @@ Pure: imports only the standard library and bot.core.*.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
@@ -207,9 +207,9 @@ def capsule8_sql(
     """Recent rows of the given detections (or, negated, of every other detection)."""
     names_line = f"lower(trim(action_name)) {'NOT IN' if negate else 'IN'} ({_in_list(names)})"
     lines = [
-        f"SELECT event_time, event_id, workspace_id, action_name,",
-        f"       request_params['instanceId'] AS instance_id,",
-        f"       request_params,",
+        "SELECT event_time, event_id, workspace_id, action_name,",
+        "       request_params['instanceId'] AS instance_id,",
+        "       request_params,",
         f"       count(*) OVER () AS {COUNT_COLUMN}",
         "FROM system.access.audit",
         f"WHERE service_name = {sql_literal(CAPSULE8_SERVICE)}",
