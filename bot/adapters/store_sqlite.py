@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -150,7 +149,8 @@ class SQLiteStore:
             with self._transaction():
                 for statement in filter(str.strip, script.split(";")):
                     self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {int(number)}")
+                # PRAGMA takes no bound parameters; the value is this module's own migration number
+                self._db.execute("PRAGMA user_version = " + str(int(number)))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -194,26 +194,22 @@ class SQLiteStore:
         )
 
     async def seen(self, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(list(event_ids), 500):
-            marks = ",".join("?" for _ in chunk)
-            rows = self._db.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
-            found.update(r["event_id"] for r in rows)
-        return found
+        # the ids travel as one bound JSON array: no SQL text is built from the list
+        rows = self._db.execute(
+            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(event_ids)),),
+        )
+        return {r["event_id"] for r in rows}
 
     async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]:
         """instance id -> the cluster resolved for it at ingest (the latest event's), for the
         instances the bot has stored events of; instances it never resolved are absent."""
-        found: dict[str, str] = {}
-        for chunk in _chunks(sorted({i for i in instance_ids if i}), 500):
-            marks = ",".join("?" for _ in chunk)
-            rows = self._db.execute(
-                f"SELECT instance_id, cluster_id FROM events WHERE instance_id IN ({marks}) "
-                "AND cluster_id IS NOT NULL AND cluster_id <> '' ORDER BY event_time",
-                chunk,
-            )
-            found.update((r["instance_id"], r["cluster_id"]) for r in rows)  # the latest wins
-        return found
+        rows = self._db.execute(
+            "SELECT instance_id, cluster_id FROM events WHERE instance_id IN (SELECT value FROM json_each(?)) "
+            "AND cluster_id IS NOT NULL AND cluster_id <> '' ORDER BY event_time",
+            (json.dumps(sorted({i for i in instance_ids if i})),),
+        )
+        return {r["instance_id"]: r["cluster_id"] for r in rows}  # ordered by time: the latest wins
 
     async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]:
         """The newest finding of each group key, the one a new event may join."""
@@ -428,11 +424,6 @@ _SEVERITY_RANK = (
     "CASE json_extract(findings.detection, '$.severity') WHEN 'critical' THEN 4 WHEN 'high' THEN 3 "
     "WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END"
 )
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _event_values(e: EventRecord) -> tuple[Any, ...]:

@@ -1,5 +1,5 @@
 """Terminate cluster: stop the finding's cluster through clusters.delete, which TERMINATES (the
-cluster can be started again). `permanent_delete` is never called.
+cluster can be started again). The SDK's permanent deletion is never called.
 
 Destructive: responders only, once per finding (the dispatcher's claim), honours ESM_DRY_RUN.
 The pre-flight checks that the button names this finding's cluster, that a workspace is
