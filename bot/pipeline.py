@@ -19,7 +19,7 @@ from bot import correlation, metrics
 from bot.core.state import EventRecord, digest_payload
 from bot.core.catalogue import Catalogue
 from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
-from bot.core.events import AuditRow
+from bot.core.events import AuditRow, detection_name
 from bot.core.findings import ClusterContext
 from bot.core.ports import AuditSource, StateStore
 from bot.core.suppressions import Suppression, first_match
@@ -180,7 +180,7 @@ class Pipeline:
     async def _plan(self, rows: list[AuditRow]) -> tuple[BatchPlan, dict[tuple[str | None, str | None], Resolved]]:
         clusters = await self._clusters(rows)
         items = [
-            Classified(row, self.catalogue.lookup(row.action_name), _cluster_id(clusters[_host(row)]))
+            Classified(row, self.catalogue.lookup(detection_name(row)), _cluster_id(clusters[_host(row)]))
             for row in rows
         ]
         open_findings = await self.store.latest_findings(item.group_key for item in items)

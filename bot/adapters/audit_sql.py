@@ -21,7 +21,7 @@ class SqlAuditSource:
         raise NotImplementedError
 
     async def capsule8_since(self, since: datetime, limit: int, after_id: str = "") -> list[AuditRow]:
-        params = {**queries.CAPSULE8_PARAMS, "since": since, "after_id": after_id, "limit": limit}
+        params = {**queries.SYNC_PARAMS, "since": since, "after_id": after_id, "limit": limit}
         return rows_to_audit(await self._run(queries.CAPSULE8_SINCE, params))
 
     async def capsule8_detection_since(self, detection: str, since: datetime, limit: int) -> list[AuditRow]:

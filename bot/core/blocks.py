@@ -18,7 +18,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from bot.core.events import CAPSULE8_SERVICE, AuditRow
+from bot.core.events import CAPSULE8_SERVICE, AuditRow, clamav_infections
 from bot.core.findings import (
     ClusterContext,
     Context,
@@ -286,6 +286,7 @@ def finding_message(
         _summary(finding, links),
         _cluster_block(finding.context),
         _lineage_block(_safe_lineage(finding.first_event)),
+        *_scan_blocks(finding.first_event),
         *_command_blocks(finding.context),
         *_guidance_blocks(finding.detection),
         _reproduce_block(finding),
@@ -387,6 +388,20 @@ def _safe_lineage(row: AuditRow) -> Lineage:
         return lineage_of(row)
     except RecursionError:  # a deeply nested JSON process chain; show the rest of the finding
         return Lineage(origin="unknown")
+
+
+MAX_INFECTED_SHOWN = 10
+
+
+def _scan_blocks(row: AuditRow) -> list[dict[str, Any]]:
+    """A ClamAV finding's infected files: `path` — `signature`, the first few."""
+    infections = clamav_infections(row)
+    if not infections:
+        return []
+    lines = [f"{code(path, 300)} — {code(signature, 150)}" for path, signature in infections[:MAX_INFECTED_SHOWN]]
+    if len(infections) > MAX_INFECTED_SHOWN:
+        lines.append(f"…and {len(infections) - MAX_INFECTED_SHOWN} more")
+    return [section(clip("*Infected files:*\n" + "\n".join(lines), MAX_SECTION_TEXT))]
 
 
 def _lineage_block(lineage: Lineage) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from bot.core.events import RowError, parse_audit_row
+from bot.core.events import RowError, parse_audit_row, detection_name
 from bot.core.findings import UNCATEGORISED, Detection, Severity, lineage_of
 
 # The seed's four categories. Any other non-empty category is accepted (the catalogue is data),
@@ -159,7 +159,7 @@ def example_problems(catalogue: Catalogue, example: Example) -> list[str]:
     Shared by the test suite and `esm-bot rules check`, so both judge examples the same way.
     """
     row = parse_audit_row(example.row)
-    detection = catalogue.lookup(row.action_name)
+    detection = catalogue.lookup(detection_name(row))
     want = example.expect
     actual = {"category": detection.category, "severity": detection.severity, "ignored": detection.ignore}
     expected = {"category": want.category, "severity": want.severity, "ignored": want.ignored}
@@ -332,8 +332,8 @@ def _row(value: Any, label: str, name: str, where: _Where) -> Mapping[str, Any]:
         row = parse_audit_row(value)
     except RowError as exc:
         raise where.error(label, f"is not a usable audit row: {exc}") from None
-    if normalise_name(row.action_name) != normalise_name(name):
-        raise where.error(f"{label}.action_name", f"is {row.action_name!r}, not this detection's name")
+    if normalise_name(detection_name(row)) != normalise_name(name):
+        raise where.error(f"{label}.action_name", f"is {detection_name(row)!r}, not this detection's name")
     return MappingProxyType(dict(value))
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from bot.core.catalogue import Catalogue
-from bot.core.events import AuditRow
+from bot.core.events import AuditRow, detection_name
 from bot.core.findings import Context, Detection, Finding
 
 
@@ -44,7 +44,7 @@ def finding_key(group: str, first_event_id: str) -> str:
 
 
 def classify(rows: Iterable[AuditRow], catalogue: Catalogue, cluster_of: Callable[[AuditRow], str | None]) -> list[Classified]:
-    return [Classified(row, catalogue.lookup(row.action_name), cluster_of(row)) for row in rows]
+    return [Classified(row, catalogue.lookup(detection_name(row)), cluster_of(row)) for row in rows]
 
 
 @dataclass

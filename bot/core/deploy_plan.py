@@ -35,7 +35,7 @@ from typing import Any
 
 from bot.core.blocks import sql_literal
 from bot.core.catalogue import Catalogue
-from bot.core.events import CAPSULE8_SERVICE, CLAMAV_SERVICE
+from bot.core.events import CAPSULE8_SERVICE, CLAMAV_CLEAN_SCAN, CLAMAV_INFECTION, CLAMAV_SERVICE
 from bot.core.suppressions import Suppression
 
 MARKER = "[esm-bot] "
@@ -251,10 +251,14 @@ def _time_window(schedule: Schedule) -> list[str]:
 # ------------------------------------------------------------------------------- sections
 
 
+CLAMAV_DETECTIONS = {CLAMAV_INFECTION, CLAMAV_CLEAN_SCAN}  # read from ClamAV rows: their own section
+
+
 def sections(catalogue: Catalogue, suppressions: Sequence[Suppression], schedule: Schedule, now: datetime) -> list[Section]:
     """Every category of the catalogue (ignored-only ones left out), ClamAV, then the rest."""
     usable = [s for s in suppressions if sql_suppressible(s, now)]
-    result = [_category_section(catalogue, category, usable, schedule) for category in catalogue.categories()]
+    capsule8 = [c for c in catalogue.categories() if not set(catalogue.names_in(c)) <= CLAMAV_DETECTIONS]
+    result = [_category_section(catalogue, category, usable, schedule) for category in capsule8]
     result.append(Section(CLAMAV_TITLE, clamav_sql(schedule), "ClamAV scans on classic compute that report infected files."))
     known = list(catalogue.entries)  # including ignored names (the Heartbeat): those are not findings
     result.append(

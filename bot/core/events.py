@@ -7,6 +7,7 @@ so everything here is tolerant: a missing key gives None, never an exception.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -146,3 +147,30 @@ def parse_audit_row(data: Any) -> AuditRow:
         user_identity=_mapping(data.get("user_identity"), "user_identity"),
         source_ip_address=data.get("source_ip_address") or None,
     )
+
+
+# ClamAV scan rows carry no detection name: their scan text says whether anything was found.
+CLAMAV_INFECTION = "ClamAV Infection"
+CLAMAV_CLEAN_SCAN = "ClamAV Clean Scan"
+_INFECTED_COUNT = re.compile(r"Infected files:\s*(\d+)")
+_FOUND_LINE = re.compile(r"^\s*(.+?):\s*(\S.*?)\s+FOUND\s*$", re.M)
+MAX_INFECTIONS = 50
+
+
+def scan_text(row: AuditRow) -> str:
+    result = row.response.get("result")
+    return result if isinstance(result, str) else ""
+
+
+def clamav_infections(row: AuditRow) -> list[tuple[str, str]]:
+    """(path, signature) of each `<path>: <signature> FOUND` line of a ClamAV scan."""
+    return [(m.group(1), m.group(2)) for m in _FOUND_LINE.finditer(scan_text(row)[:200_000])][:MAX_INFECTIONS]
+
+
+def detection_name(row: AuditRow) -> str:
+    """The catalogue name of a row: Capsule8's action_name, or the outcome of a ClamAV scan."""
+    if row.service_name != CLAMAV_SERVICE:
+        return row.action_name
+    count = _INFECTED_COUNT.search(scan_text(row))
+    infected = (count is not None and int(count.group(1)) > 0) or bool(clamav_infections(row))
+    return CLAMAV_INFECTION if infected else CLAMAV_CLEAN_SCAN

@@ -5,18 +5,19 @@ The warehouse runs this text as it is; the embedded DuckDB store runs the same t
 """
 from __future__ import annotations
 
-from bot.core.events import CAPSULE8_SERVICE
+from bot.core.events import CAPSULE8_SERVICE, CLAMAV_SERVICE
 
 AUDIT_COLUMNS = (
     "event_id, event_time, workspace_id, service_name, action_name, request_params, "
     "response, user_identity, source_ip_address"
 )
 
-# Keyset pagination on (event_time, event_id): pages never skip or repeat rows that share a time.
+# The sync's rows: Capsule8 detections and ClamAV scans. Keyset pagination on
+# (event_time, event_id): pages never skip or repeat rows that share a time.
 CAPSULE8_SINCE = f"""
 SELECT {AUDIT_COLUMNS}
 FROM system.access.audit
-WHERE service_name = :service
+WHERE service_name IN (:service, :clamav_service)
   AND event_date >= CAST(:since AS DATE)
   AND (event_time > :since OR (event_time = :since AND event_id > :after_id))
 ORDER BY event_time, event_id
@@ -95,3 +96,4 @@ LIMIT :limit
 """
 
 CAPSULE8_PARAMS = {"service": CAPSULE8_SERVICE}
+SYNC_PARAMS = {"service": CAPSULE8_SERVICE, "clamav_service": CLAMAV_SERVICE}

@@ -184,7 +184,8 @@ async def test_parameters_carry_their_sql_types(warehouse, emu):
     await warehouse.recent_summary(T0, workspace_id=WORKSPACE)
     capsule, recent = emu.raw_parameters
     types = {p.name: p.type for p in capsule}
-    assert types == {"service": "STRING", "since": "TIMESTAMP", "after_id": "STRING", "limit": "INT"}
+    assert types == {"service": "STRING", "clamav_service": "STRING", "since": "TIMESTAMP", "after_id": "STRING",
+                     "limit": "INT"}
     assert all(p.name and not p.ordinal for p in capsule), "named, not positional"
     since = next(p for p in capsule if p.name == "since")
     assert since.value.stringValue == "2025-03-04 10:00:00+00:00"

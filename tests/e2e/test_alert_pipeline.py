@@ -254,3 +254,22 @@ async def test_repeats_that_pile_up_during_a_slack_outage_cost_one_digest_and_on
     assert "+20 more on 1 host" in replies[-1]["text"]
     assert len(bot.slack.calls_to("chat.update")) <= 1
     assert "seen 22× on 2 hosts" in bot.text_of(finding).lower()
+
+
+async def test_a_clamav_infection_is_posted_with_its_files_and_a_clean_scan_is_not(bot: Bot):
+    scan = {"event_time": capsule8("x", "x", "x", 4)["event_time"], "workspace_id": 1234567890123456,
+            "service_name": "clamAVScanService-dataplane", "action_name": "clamAVScanFinished",
+            "request_params": {"instanceId": "i-0etl00000000001"}, "user_identity": {"email": None}}
+    bot.add(
+        {**scan, "event_id": "av-1", "response": {"status_code": 200, "result":
+            "/local_disk0/tmp/miner.bin: Unix.Coinminer.Generic-7 FOUND\n<!channel>.sh: Eicar-Test FOUND\nInfected files: 2"}},
+        {**scan, "event_id": "av-2", "response": {"status_code": 200, "result": "Scanned files: 10\nInfected files: 0"}},
+    )
+    await bot.webhook()
+    await bot.settle()
+    [finding] = bot.findings()
+    text = bot.text_of(finding)
+    assert "ClamAV Infection" in text and "Malware Scanning" in text and "nightly-etl" in text
+    assert "/local_disk0/tmp/miner.bin" in text and "Unix.Coinminer.Generic-7" in text
+    assert "<!channel>" not in json.dumps(finding["blocks"]), "scan text is escaped"
+    assert (await bot.runtime.store.counts())["ignored"] == 1, "the clean scan is stored, not posted"
