@@ -27,6 +27,16 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
+async def _post_ok(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
+    """One request, read to the end; True for a 2xx answer."""
+    try:
+        async with session.post(url, data=body) as response:
+            await response.read()
+            return response.status < 300
+    except aiohttp.ClientError:
+        return False
+
+
 async def open_loop(url: str, body: bytes, headers: dict[str, str], rate: float, seconds: float,
                     connections: int = 64) -> dict[str, Any]:
     latencies: list[float] = []
@@ -35,13 +45,7 @@ async def open_loop(url: str, body: bytes, headers: dict[str, str], rate: float,
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         async def one(due: float) -> None:
             nonlocal errors
-            try:
-                async with session.post(url, data=body) as response:
-                    await response.read()
-                    ok = response.status < 300
-            except aiohttp.ClientError:
-                ok = False
-            if ok:
+            if await _post_ok(session, url, body):
                 latencies.append(time.perf_counter() - due)
             else:
                 errors += 1
@@ -71,13 +75,7 @@ async def closed_loop(url: str, body: bytes, headers: dict[str, str], workers: i
             nonlocal errors
             while time.perf_counter() < stop_at:
                 sent = time.perf_counter()
-                try:
-                    async with session.post(url, data=body) as response:
-                        await response.read()
-                        ok = response.status < 300
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
+                if await _post_ok(session, url, body):
                     latencies.append(time.perf_counter() - sent)
                 else:
                     errors += 1

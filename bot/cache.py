@@ -20,7 +20,6 @@ class TTLCache(Generic[T]):
         self._clock = clock
         self._values: dict[str, tuple[float, T | None, BaseException | None]] = {}
         self._loading: dict[str, asyncio.Future[T]] = {}
-        self.loads = 0  # how many times a loader actually ran (for status and benchmarks)
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         cached = self._values.get(key)
@@ -35,7 +34,6 @@ class TTLCache(Generic[T]):
     async def _load(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
-        self.loads += 1
         try:
             value = await load()
         except Exception as exc:

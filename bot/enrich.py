@@ -44,10 +44,6 @@ class Enricher:
         self._timeline: TTLCache[tuple[str, bool] | None] = TTLCache(seconds)
         self._clusters: TTLCache[ClusterContext | None] = TTLCache(seconds)
 
-    @property
-    def workspace_calls(self) -> int:
-        return self._live_index.loads + self._clusters.loads
-
     async def _bounded(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         metrics.DATABRICKS_LOOKUPS.inc(lookup=what)
         try:

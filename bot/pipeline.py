@@ -356,10 +356,6 @@ class Coalescer:
                 return
             await asyncio.sleep(self._gap)
 
-    async def wait_idle(self) -> None:
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
-
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -146,8 +146,11 @@ async def build_runtime(settings: Settings) -> Runtime:
     groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
     authorizer = Authorizer(settings.responders, lambda group: groups.get(group, lambda: chat.usergroup_members(group)))
     recent = RecentService(source, store, catalogue)
-    dispatcher = Dispatcher(registry, store, authorizer, workspaces.workspace, settings.dry_run, outbox.kick, extras={"recent": recent})
-    dispatcher.extras = {**(dispatcher.extras or {}), "benign": BenignService(store, source, benign_rules, on_outbox=outbox.kick)}
+    benign = BenignService(store, source, benign_rules, on_outbox=outbox.kick)
+    dispatcher = Dispatcher(
+        registry, store, authorizer, workspaces.workspace, settings.dry_run, outbox.kick,
+        extras={"recent": recent, "benign": benign},
+    )
     return Runtime(
         settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
         recent=recent,

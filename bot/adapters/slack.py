@@ -160,9 +160,6 @@ class SlackChat:
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
 
-    async def post_ephemeral(self, channel: str, user: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
-        await self._call("chat.postEphemeral", channel=channel, user=user, text=text, blocks=blocks)
-
     async def usergroup_members(self, group_id: str) -> set[str]:
         """The user ids in a Slack user group (usergroups.users.list)."""
         response = await self._call("usergroups.users.list", usergroup=group_id)

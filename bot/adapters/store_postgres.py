@@ -49,8 +49,8 @@ from bot.core.codec import (
     context_to_json,
     detection_from_json,
     detection_to_json,
-    row_from_json,
 )
+from bot.core.events import parse_audit_row
 from bot.core.findings import Finding, FindingStatus
 from bot.core.state import EventRecord, OutboxItem
 from bot.core.suppressions import Scope, Suppression
@@ -483,9 +483,6 @@ class PostgresStore:
         row = await self._one("SELECT channel, ts FROM findings WHERE key = %s", (_t(key),))
         return None if row is None or row["ts"] is None else (row["channel"], row["ts"])
 
-    async def set_message(self, key: str, channel: str, ts: str) -> None:
-        await self._run("UPDATE findings SET channel = %s, ts = %s WHERE key = %s", (_t(channel), _t(ts), _t(key)))
-
     async def counts(self) -> dict[str, int]:
         rows = await self._all("SELECT disposition, count(*) AS n FROM events GROUP BY disposition")
         counts = {r["disposition"]: r["n"] for r in rows}
@@ -817,7 +814,7 @@ def _finding_from_row(row: dict[str, Any]) -> Finding:
         key=row["key"],
         group=row["grp"],
         detection=detection_from_json(row["detection"]),
-        first_event=row_from_json(row["first_event"]),
+        first_event=parse_audit_row(row["first_event"]),
         first_seen=_utc(row["first_seen"]),
         last_seen=_utc(row["last_seen"]),
         count=row["count"],

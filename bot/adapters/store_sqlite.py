@@ -20,9 +20,8 @@ from bot.core.codec import (
     context_to_json,
     detection_from_json,
     detection_to_json,
-    row_from_json,
 )
-from bot.core.events import parse_time
+from bot.core.events import parse_audit_row, parse_time
 from bot.core.findings import Finding, FindingStatus
 from bot.core.state import EventRecord, OutboxItem
 from bot.core.suppressions import Scope, Suppression
@@ -213,14 +212,12 @@ class SQLiteStore:
 
     async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]:
         """The newest finding of each group key, the one a new event may join."""
-        latest: dict[str, Finding] = {}
-        for group in set(groups):
-            row = self._db.execute(
-                "SELECT * FROM findings WHERE grp = ? ORDER BY first_seen DESC LIMIT 1", (group,)
-            ).fetchone()
-            if row is not None:
-                latest[group] = _finding_from_row(row)
-        return latest
+        # one query for the whole page; with max(), SQLite fills the bare columns from that row
+        rows = self._db.execute(
+            "SELECT *, max(first_seen) FROM findings WHERE grp IN (SELECT value FROM json_each(?)) GROUP BY grp",
+            (json.dumps(sorted(set(groups))),),
+        )
+        return {row["grp"]: _finding_from_row(row) for row in rows}
 
     async def record_sync(
         self,
@@ -260,9 +257,6 @@ class SQLiteStore:
     async def message_of(self, key: str) -> tuple[str, str] | None:
         row = self._db.execute("SELECT channel, ts FROM findings WHERE key = ?", (key,)).fetchone()
         return None if row is None or row["ts"] is None else (row["channel"], row["ts"])
-
-    async def set_message(self, key: str, channel: str, ts: str) -> None:
-        self._db.execute("UPDATE findings SET channel = ?, ts = ? WHERE key = ?", (channel, ts, key))
 
     async def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT disposition, count(*) AS n FROM events GROUP BY disposition")
@@ -459,7 +453,7 @@ def _finding_from_row(row: sqlite3.Row) -> Finding:
         key=row["key"],
         group=row["grp"],
         detection=detection_from_json(json.loads(row["detection"])),
-        first_event=row_from_json(json.loads(row["first_event"])),
+        first_event=parse_audit_row(json.loads(row["first_event"])),
         first_seen=parse_time(row["first_seen"]),
         last_seen=parse_time(row["last_seen"]),
         count=row["count"],

@@ -1,10 +1,9 @@
 """Findings to and from JSON-ready dicts, for the state store and the outbox."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from bot.core.events import AuditRow, parse_audit_row, parse_time
+from bot.core.events import parse_time
 from bot.core.findings import ClusterContext, Context, Detection, NotebookCommand, Severity
 
 
@@ -35,16 +34,7 @@ def _command_from_json(data: dict[str, Any]) -> NotebookCommand:
     return NotebookCommand(**{**data, "event_time": parse_time(data["event_time"])})
 
 
-def row_to_json(row: AuditRow) -> dict[str, Any]:
-    return row.to_json()
 
-
-def row_from_json(data: dict[str, Any]) -> AuditRow:
-    return parse_audit_row(data)
-
-
-def time_to_text(value: datetime) -> str:
-    return value.isoformat()
 
 
 def detection_to_json(detection: Detection) -> dict[str, Any]:
