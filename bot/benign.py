@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 from bot.core.decide import Classified
 from bot.core.findings import Detection, Severity
-from bot.core.ports import AuditSource, StateStore
+from bot.core.ports import AuditSource, BenignStore
+from bot.core.state import NewOutboxItem, NotePayload
 from bot.core.suppressions import Suppression, matches
 
 PREVIEW_WINDOW = timedelta(days=7)
@@ -37,7 +38,7 @@ class Preview:
 
 @dataclass
 class BenignService:
-    store: StateStore
+    store: BenignStore
     source: AuditSource
     rules: Sequence[Suppression] = ()  # enabled rules/benign.yml entries
     clock: Callable[[], datetime] = utcnow
@@ -90,7 +91,7 @@ class BenignService:
     async def _record(self, s: Suppression, by: str, outcome: str, message: str, *, in_thread: bool) -> None:
         if not s.finding_key:
             return
-        outbox = [("note", {"text": message})] if in_thread else []
+        outbox = [NewOutboxItem(s.finding_key, NotePayload(message))] if in_thread else []
         await self.store.record_action(s.finding_key, REMOVE_ACTION, by, outcome, message, dry_run=False, outbox=outbox)
         if outbox:
             self.on_outbox()

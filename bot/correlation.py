@@ -17,7 +17,6 @@ from contextlib import contextmanager
 
 _CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("esm_correlation_id", default=None)
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-PAYLOAD_KEY = "cid"  # where outbox payloads keep it
 
 
 def new_id(prefix: str = "") -> str:

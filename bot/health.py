@@ -17,6 +17,7 @@ from typing import Any
 from bot.adapters.databricks_checks import DatabricksProbe
 from bot.adapters.slack_checks import SlackProbe
 from bot.config import Settings
+from bot.core.ports import StatusReader
 
 CHECK_TIMEOUT = 3.0
 
@@ -34,7 +35,7 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 class Readiness:
-    def __init__(self, settings: Settings, store: Any, timeout: float = CHECK_TIMEOUT):
+    def __init__(self, settings: Settings, store: StatusReader, timeout: float = CHECK_TIMEOUT):
         self.settings = settings
         self.store = store
         self.timeout = timeout

@@ -74,5 +74,6 @@ def configure(level: str, secrets: Iterable[str] = (), fmt: str = "text") -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "urllib3", "databricks.sdk", "databricks.sql", "slack_bolt", "slack_sdk"):
+    for noisy in ("aiohttp.access", "urllib3", "databricks.sdk", "databricks.sql", "slack_bolt", "slack_sdk", "alembic",
+                  "aiosqlite", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

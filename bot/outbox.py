@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import correlation, metrics
-from bot.core.state import OutboxItem, host_count, merge_digests
+from bot.core.state import DigestPayload, NotePayload, OutboxItem, OutboxKind, ReplyPayload
 from bot.core import blocks
 from bot.core.actions import ActionSpec
 from bot.core.events import parse_audit_row
 from bot.core.findings import Finding
-from bot.core.ports import Chat, ChatError, StateStore
+from bot.core.ports import Chat, ChatError, OutboxQueue
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class OutboxSettings:
 
 
 class OutboxWorker:
-    def __init__(self, store: StateStore, chat: Chat, settings: OutboxSettings):
+    def __init__(self, store: OutboxQueue, chat: Chat, settings: OutboxSettings):
         self.store = store
         self.chat = chat
         self.settings = settings
@@ -98,7 +98,7 @@ class OutboxWorker:
 
     async def _send(self, item: OutboxItem) -> bool:
         """Send one item under the correlation id of the sync (or action) that queued it."""
-        with correlation.bound(item.payload.get(correlation.PAYLOAD_KEY)):
+        with correlation.bound(item.payload.correlation):
             return await self._send_item(item)
 
     async def _send_item(self, item: OutboxItem) -> bool:
@@ -114,13 +114,13 @@ class OutboxWorker:
         self.sent += delivered
         if delivered:
             metrics.SLACK_MESSAGES.inc(kind=item.kind)
-            if item.kind == "post":
+            if item.kind is OutboxKind.POST:
                 metrics.FINDINGS_POSTED.inc()
             log.info("outbox item %s (%s) sent for finding %s", item.id, item.kind, item.finding_key)
         return delivered
 
     async def _deliver(self, item: OutboxItem, finding: Any) -> bool:
-        if item.kind == "post":
+        if item.kind is OutboxKind.POST:
             await self._post_parent(item, finding)
             return True
         message = await self.store.message_of(finding.key)
@@ -128,7 +128,7 @@ class OutboxWorker:
             return False
         channel, ts = message
         item, covered = await self._coalesce(item)
-        if item.kind == "update":
+        if item.kind is OutboxKind.UPDATE:
             text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
             await self.store.outbox_attempt(item.id)  # every try counts, for the backoff
             await self.chat.update(channel, ts, text, body)
@@ -143,12 +143,13 @@ class OutboxWorker:
         """One parent update and one digest stand for all pending ones of a finding: an update
         renders the finding as it is now, and digests add up. A retried item goes alone, so what
         a lost answer may already have shown is never widened."""
-        if item.kind not in ("update", "digest") or item.attempts > 0:
+        if item.kind not in (OutboxKind.UPDATE, OutboxKind.DIGEST) or item.attempts > 0:
             return item, [item.id]
         pending = [p for p in await self.store.pending_items(item.finding_key, item.kind) if p.attempts == 0]
         others = [p for p in pending if p.id != item.id]
-        if item.kind == "digest" and others:
-            item = replace(item, payload=merge_digests([item.payload, *(p.payload for p in others)]))
+        if isinstance(item.payload, DigestPayload) and others:
+            digests = [p.payload for p in others if isinstance(p.payload, DigestPayload)]
+            item = replace(item, payload=item.payload.merged(digests))
         return item, [item.id, *(p.id for p in others)]
 
     async def _post_in_thread(self, item: OutboxItem, finding: Any, channel: str, thread_ts: str) -> None:
@@ -164,15 +165,17 @@ class OutboxWorker:
         await self.chat.post(channel, text, body, thread_ts=thread_ts, metadata=metadata)
 
     async def _already_replied(self, channel: str, thread_ts: str, key: str) -> bool:
-        find = getattr(self.chat, "find_reply", None)
-        return find is not None and await find(channel, thread_ts, THREAD_METADATA_EVENT, key) is not None
+        return await self.chat.find_reply(channel, thread_ts, THREAD_METADATA_EVENT, key) is not None
 
     def _reply(self, item: OutboxItem, finding: Any) -> tuple[str, list[dict[str, Any]]]:
-        if item.kind == "digest":
-            return blocks.digest_message(finding, item.payload["events"], host_count(item.payload))
-        if item.kind == "note":
-            return blocks.note_message(item.payload["text"])
-        return blocks.reply_message(parse_audit_row(item.payload["row"]), finding)
+        payload = item.payload
+        if isinstance(payload, DigestPayload):
+            return blocks.digest_message(finding, payload.events, len(payload.hosts))
+        if isinstance(payload, NotePayload):
+            return blocks.note_message(payload.text)
+        if isinstance(payload, ReplyPayload):
+            return blocks.reply_message(parse_audit_row(payload.row), finding)
+        raise ValueError(f"{item.kind} is not a thread item")
 
     async def _post_parent(self, item: OutboxItem, finding: Any) -> None:
         channel = self.settings.channel_for(finding)
@@ -186,7 +189,7 @@ class OutboxWorker:
         await self._pace()
         # The post shows the finding as it is now, so the updates queued so far (each written
         # with the finding change it announces) need not be sent after it.
-        updates = [u.id for u in await self.store.pending_items(finding.key, "update") if u.attempts == 0]
+        updates = [u.id for u in await self.store.pending_items(finding.key, OutboxKind.UPDATE) if u.attempts == 0]
         finding = await self.store.finding(finding.key) or finding
         text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key}}
@@ -206,11 +209,8 @@ class OutboxWorker:
         attempt made before this process started: past all this process posted), plus a margin
         for other messages in the channel. A fixed window missed it when hundreds of findings
         were posted while it waited for its retry, and the finding was posted twice."""
-        find = getattr(self.chat, "find_posted", None)
-        if find is None:
-            return None
         since = self._parents - self._parents_at_attempt.get(item_id, 0)
-        ts = await find(channel, METADATA_EVENT, key, limit=HISTORY_MARGIN + since)
+        ts = await self.chat.find_posted(channel, METADATA_EVENT, key, limit=HISTORY_MARGIN + since)
         return None if ts is None else (channel, ts)
 
     async def _pace(self) -> None:
@@ -223,7 +223,7 @@ class OutboxWorker:
         if exc.permanent:
             log.error("outbox item %s (%s) refused by Slack: %s", item.id, item.kind, exc)
             await self.store.outbox_dead(item.id, str(exc))
-            if item.kind == "post":  # its thread can never be posted: keep it visible, stop waiting
+            if item.kind is OutboxKind.POST:  # its thread can never be posted: keep it visible, stop waiting
                 await self.store.outbox_dead_for_finding(item.finding_key, f"parent message failed: {exc}")
             return
         self.retries += 1

@@ -16,12 +16,20 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bot import correlation, metrics
-from bot.core.state import EventRecord, digest_payload
+from bot.core.state import (
+    DigestPayload,
+    EventRecord,
+    NewOutboxItem,
+    PostPayload,
+    ReplyPayload,
+    UpdatePayload,
+    with_correlation,
+)
 from bot.core.catalogue import Catalogue
 from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
 from bot.core.events import AuditRow, detection_name
 from bot.core.findings import ClusterContext
-from bot.core.ports import AuditSource, StateStore
+from bot.core.ports import AuditSource, SuppressionStore, SyncLedger
 from bot.core.suppressions import Suppression, first_match
 from bot.enrich import Enricher
 
@@ -74,7 +82,8 @@ class Pipeline:
     def __init__(
         self,
         source: AuditSource,
-        store: StateStore,
+        store: SyncLedger,
+        suppressions: SuppressionStore,
         enricher: Enricher,
         catalogue: Catalogue,
         settings: SyncSettings,
@@ -85,6 +94,7 @@ class Pipeline:
     ):
         self.source = source
         self.store = store
+        self.suppressions = suppressions
         self.enricher = enricher
         self.catalogue = catalogue
         self.settings = settings
@@ -189,7 +199,7 @@ class Pipeline:
     async def _load_suppressions(self) -> None:
         """Slack-made ones first (their counts show on the finding they came from), then rules."""
         self._now = self.clock()
-        self._suppressions = await self.store.active_suppressions(self._now)
+        self._suppressions = await self.suppressions.active_suppressions(self._now)
         self._suppressions += [s for s in self.benign_rules if s.active(self._now)]
 
     def _suppressor(self) -> Callable[[Classified], bool]:
@@ -245,27 +255,25 @@ class Pipeline:
         suppressed = [(s.id, s.finding_key) for _, s in hits]
         await self.store.record_sync(events, findings, outbox, watermark, suppressed=suppressed)
 
-    def _outbox_for(self, change: FindingChange) -> list[tuple[str, str, dict[str, Any]]]:
+    def _outbox_for(self, change: FindingChange) -> list[NewOutboxItem]:
         """A parent post (or update); a finding's first few repeats ever as replies, every later
         one counted in a digest (the outbox folds pending digests and updates into one each)."""
         key = change.finding.key
-        items: list[tuple[str, str, dict[str, Any]]] = [(key, "post" if change.is_new else "update", {})]
+        items: list[NewOutboxItem] = [NewOutboxItem(key, PostPayload() if change.is_new else UpdatePayload())]
         repeats_before = change.finding.count - len(change.repeats) - 1
         budget = max(0, self.settings.thread_replies - repeats_before)
         shown = change.repeats if len(change.repeats) <= budget + 1 else change.repeats[:budget]  # no digest of one
-        items += [(key, "reply", {"row": row.to_json()}) for row in shown]
+        items += [NewOutboxItem(key, ReplyPayload(row.to_json())) for row in shown]
         rest = change.repeats[len(shown) :]
         if rest:
-            items.append((key, "digest", digest_payload(len(rest), {r.instance_id for r in rest if r.instance_id})))
+            items.append(NewOutboxItem(key, DigestPayload.of(len(rest), {r.instance_id for r in rest if r.instance_id})))
         return _tagged(items)
 
 
-def _tagged(items: list[tuple[str, str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, Any]]]:
+def _tagged(items: list[NewOutboxItem]) -> list[NewOutboxItem]:
     """Outbox payloads carry the sync's correlation id, so the send log lines show it."""
     cid = correlation.current()
-    if cid is None:
-        return items
-    return [(key, kind, {**payload, correlation.PAYLOAD_KEY: cid}) for key, kind, payload in items]
+    return [NewOutboxItem(i.finding_key, with_correlation(i.payload, cid)) for i in items]
 
 
 def _observe(report: SyncReport) -> None:
@@ -280,11 +288,11 @@ def _observe(report: SyncReport) -> None:
             metrics.EVENTS.inc(count, disposition=disposition)
 
 
-def _suppressed_updates(hits: list[tuple[str, Suppression]], plan: BatchPlan) -> list[tuple[str, str, dict[str, Any]]]:
+def _suppressed_updates(hits: list[tuple[str, Suppression]], plan: BatchPlan) -> list[NewOutboxItem]:
     """One parent update per originating finding per sync, so its suppressed count shows;
     none when this batch already updates (or posts) that finding."""
     keys = dict.fromkeys(s.finding_key for _, s in hits if s.finding_key and s.finding_key not in plan.changes)
-    return [(key, "update", {}) for key in keys]
+    return [NewOutboxItem(key, UpdatePayload()) for key in keys]
 
 
 def _host(row: AuditRow) -> tuple[str | None, str | None]:

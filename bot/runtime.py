@@ -12,7 +12,8 @@ from bot.core.authz import Authorizer
 from handlers import actions
 from handlers.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
-from bot.adapters.store_sqlite import SQLiteStore
+from bot.adapters.state import StateStore as SqlStateStore
+from bot.adapters.state import StateStoreError
 from bot.config import ConfigError, Settings
 from bot.core.catalogue import Catalogue, load_catalogue
 from bot.core.ports import AuditSource, StateStore
@@ -74,13 +75,14 @@ class Runtime:
 async def open_state_store(settings: Settings) -> StateStore:
     """ESM_STATE_URL (PostgreSQL, any number of replicas) if set, else the SQLite file ESM_STATE_PATH."""
     if settings.state_url is None:
-        return SQLiteStore(settings.state_path)
-    from bot.adapters.store_postgres import PostgresStore, StateStoreError
-
+        try:
+            return await SqlStateStore.open(settings.state_path)
+        except StateStoreError as exc:
+            raise ConfigError(f"ESM_STATE_PATH: {exc}") from None
     if settings.outbox_lease.total_seconds() < 1:
         raise ConfigError("ESM_OUTBOX_LEASE: must be at least 1s")
     try:
-        return await PostgresStore.connect(settings.state_url.reveal(), lease=settings.outbox_lease.total_seconds())
+        return await SqlStateStore.open(settings.state_url.reveal(), lease=settings.outbox_lease.total_seconds())
     except StateStoreError as exc:  # unreachable or refused: one line, the password masked
         raise ConfigError(f"ESM_STATE_URL: {exc}") from None
 
@@ -136,6 +138,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     pipeline = Pipeline(
         source,
+        store,
         store,
         enricher,
         catalogue,

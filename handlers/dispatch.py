@@ -14,7 +14,8 @@ from bot.core.authz import Authorizer
 from bot.core.blocks import mention_safe
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ButtonValue
-from bot.core.ports import ClusterControl, Interaction, StateStore
+from bot.core.ports import ActionStore, ClusterControl, Interaction
+from bot.core.state import NewOutboxItem, NotePayload, UpdatePayload
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Dispatcher:
     actions: Mapping[str, ResponseAction]
-    store: StateStore
+    store: ActionStore
     authorizer: Authorizer
     clusters_of: Callable[[str], ClusterControl | None]  # a workspace id -> its Databricks API
     dry_run: bool = False
@@ -94,9 +95,9 @@ class Dispatcher:
         key = ctx.finding.key
         if outcome.finding_status is not None:
             await self.store.set_finding_status(key, outcome.finding_status, ctx.user_id, _note(outcome))
-        outbox = [] if outcome.private else [("note", {"text": outcome.message})]
+        outbox = [] if outcome.private else [NewOutboxItem(key, NotePayload(outcome.message))]
         if outcome.finding_status is not None or not outcome.private:
-            outbox.append(("update", {}))
+            outbox.append(NewOutboxItem(key, UpdatePayload()))
         await self.store.record_action(
             key, action.spec.id, ctx.user_id, outcome.status.value, outcome.message, dry_run=ctx.dry_run, outbox=outbox
         )

@@ -5,24 +5,17 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.store_sqlite import SQLiteStore
+from bot.adapters.state import StateStore
 
 KINDS = ["sqlite", "postgres"]
 
 
-async def open_store(kind: str, request: pytest.FixtureRequest, path: str, **options: Any) -> Any:
-    if kind == "sqlite":
-        return SQLiteStore(path)
-    from bot.adapters.store_postgres import PostgresStore
-
-    return await PostgresStore.connect(request.getfixturevalue("pg_url"), **options)
+async def open_store(kind: str, request: pytest.FixtureRequest, path: str, **options: Any) -> StateStore:
+    target = path if kind == "sqlite" else request.getfixturevalue("pg_url")
+    return await StateStore.open(target, **options)
 
 
-async def reopen_store(store: Any) -> Any:
+async def reopen_store(store: StateStore) -> StateStore:
     """Close and open again on the same file or database (a restart)."""
     await store.close()
-    if isinstance(store, SQLiteStore):
-        return SQLiteStore(store.path)
-    from bot.adapters.store_postgres import PostgresStore
-
-    return await PostgresStore.connect(store.url)
+    return await StateStore.open(store.target)

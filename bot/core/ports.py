@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
-from bot.core.state import EventRecord, OutboxItem
+from bot.core.state import EventRecord, NewOutboxItem, OutboxItem, OutboxKind
 from bot.core.suppressions import Suppression
 
 if TYPE_CHECKING:  # bot.core.recent imports blocks, which imports this module
@@ -92,6 +92,12 @@ class Chat(Protocol):
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         """Replace a message's content. Raises ChatError."""
 
+    async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
+        """The ts of a recent top-level message whose metadata carries this key, or None."""
+
+    async def find_reply(self, channel: str, thread_ts: str, event_type: str, key: str, limit: int = 1000) -> str | None:
+        """The ts of a reply in that thread whose metadata carries this key, or None."""
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -109,10 +115,15 @@ class Interaction(Protocol):
         """Open a modal (within 3 s of the click: Slack's trigger_id expires)."""
 
 
-class ActionStore(Protocol):
-    """The state an action may read and change; every change is recorded for the audit trail."""
-
+class FindingReader(Protocol):
     async def finding(self, key: str) -> Finding | None: ...
+
+    async def message_of(self, key: str) -> tuple[str, str] | None:
+        """(channel, ts) of the finding's parent message, once posted."""
+
+
+class ActionStore(FindingReader, Protocol):
+    """The state an action may read and change; every change is recorded for the audit trail."""
 
     async def claim_action(self, key: str, action: str, user_id: str) -> bool:
         """True for the first caller only: a double click or two responders run it once."""
@@ -121,59 +132,18 @@ class ActionStore(Protocol):
 
     async def set_finding_status(self, key: str, status: FindingStatus, by: str, note: str | None) -> None: ...
 
-
-class StateStore(Protocol):
-    """The bot's own state: watermark, events seen, findings and their Slack messages, the Slack
-    outbox, response actions and benign suppressions. SQLite (bot.adapters.store_sqlite, one
-    process) and PostgreSQL (bot.adapters.store_postgres, any number of replicas) implement it;
-    each method is one transaction."""
-
-    # replica coordination (trivial on SQLite)
-    def sync_lock(self) -> AbstractAsyncContextManager[bool]:
-        """`async with store.sync_lock() as held:` held is False while another sync runs."""
-
-    async def request_sync(self) -> None:
-        """Ask whoever holds the sync lock for one more sync after theirs."""
-
-    async def take_sync_request(self) -> bool:
-        """True, once, if a sync was requested since the last take."""
-
-    # sync state
-    async def get_meta(self, key: str) -> str | None: ...
-    async def set_meta(self, key: str, value: str) -> None: ...
-    async def watermark(self) -> datetime | None: ...
-    async def seen(self, event_ids: Sequence[str]) -> set[str]: ...
-    async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]: ...
-    async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]: ...
-
-    async def record_sync(
-        self,
-        events: Sequence[EventRecord],
-        findings: Sequence[Finding],
-        outbox: Sequence[tuple[str, str, dict[str, Any]]],
-        watermark: datetime | None,
-        suppressed: Sequence[tuple[str, str | None]] = (),
-    ) -> None:
-        """Events, findings, outbox items and watermark, atomically; the watermark never moves back."""
-
-    # findings
-    async def finding(self, key: str) -> Finding | None: ...
-    async def message_of(self, key: str) -> tuple[str, str] | None: ...
-    async def counts(self) -> dict[str, int]: ...
-    async def set_finding_status(self, key: str, status: FindingStatus, by: str, note: str | None) -> None: ...
-
-    # response actions
-    async def claim_action(self, key: str, action: str, user_id: str) -> bool: ...
-    async def release_claim(self, key: str, action: str) -> None: ...
-
     async def record_action(
         self, key: str, action: str, user_id: str, outcome: str, message: str, *, dry_run: bool,
-        outbox: Sequence[tuple[str, dict[str, Any]]] = (),
-    ) -> None: ...
+        outbox: Sequence[NewOutboxItem] = (),
+    ) -> None:
+        """The audit record and the Slack messages it causes, in one transaction."""
 
     async def actions_for(self, key: str) -> list[dict[str, Any]]: ...
 
-    # benign suppressions
+
+class SuppressionStore(Protocol):
+    """Benign suppressions made in Slack, and how many events every suppression has hidden."""
+
     async def add_suppression(self, s: Suppression) -> Suppression: ...
     async def suppression(self, suppression_id: str) -> Suppression | None: ...
     async def active_suppressions(self, now: datetime) -> list[Suppression]: ...
@@ -181,11 +151,47 @@ class StateStore(Protocol):
     async def suppression_counts(self) -> dict[str, int]: ...
     async def count_suppressed(self, suppression_id: str, finding_key: str | None, events: int = 1) -> None: ...
 
-    # outbox
-    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
-        """Due items, parent posts first; on PostgreSQL only those of threads this replica claimed."""
 
-    async def pending_items(self, key: str, kind: str) -> list[OutboxItem]:
+class HostIndex(Protocol):
+    async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]:
+        """instance id -> the cluster the bot resolved for it at ingest (its latest event's)."""
+
+
+class SyncLedger(HostIndex, Protocol):
+    """What a sync reads and writes: the watermark, events seen, open findings, and (through
+    record_sync) everything a sync stores, atomically. Replicas take turns through sync_lock."""
+
+    def sync_lock(self) -> AbstractAsyncContextManager[bool]:
+        """`async with ledger.sync_lock() as held:` held is False while another sync runs."""
+
+    async def request_sync(self) -> None:
+        """Ask whoever holds the sync lock for one more sync after theirs."""
+
+    async def take_sync_request(self) -> bool:
+        """True, once, if a sync was requested since the last take."""
+
+    async def watermark(self) -> datetime | None: ...
+    async def seen(self, event_ids: Sequence[str]) -> set[str]: ...
+    async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]: ...
+
+    async def record_sync(
+        self,
+        events: Sequence[EventRecord],
+        findings: Sequence[Finding],
+        outbox: Sequence[NewOutboxItem],
+        watermark: datetime | None,
+        suppressed: Sequence[tuple[str, str | None]] = (),
+    ) -> None:
+        """Events, findings, outbox items and watermark, atomically; the watermark never moves back."""
+
+
+class OutboxQueue(FindingReader, Protocol):
+    """The Slack outbox: items written with the change that caused them, sent in thread order."""
+
+    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
+        """Due items, parent posts first; with replicas only those of threads this one claimed."""
+
+    async def pending_items(self, key: str, kind: OutboxKind) -> list[OutboxItem]:
         """A finding's pending items of one kind, oldest first (for coalescing)."""
 
     async def outbox_depth(self) -> int: ...
@@ -198,6 +204,26 @@ class StateStore(Protocol):
 
     async def outbox_dead_for_finding(self, key: str, error: str) -> None: ...
     async def posted_with_message(self, item_id: int, key: str, channel: str, ts: str) -> None: ...
+
+
+class StatusReader(Protocol):
+    """What /esm status, /readyz and the CLI report."""
+
+    async def counts(self) -> dict[str, int]: ...
+    async def watermark(self) -> datetime | None: ...
+    async def outbox_depth(self) -> int: ...
+    async def get_meta(self, key: str) -> str | None: ...
+
+
+class BenignStore(SuppressionStore, ActionStore, HostIndex, Protocol):
+    """What the benign service uses: suppressions, the audit trail, and hosts' clusters."""
+
+
+class StateStore(SyncLedger, OutboxQueue, BenignStore, StatusReader, Protocol):
+    """The whole state store, as the wiring opens and closes it (bot.adapters.state); every
+    consumer names only the small port above that it uses."""
+
+    async def set_meta(self, key: str, value: str) -> None: ...
     async def close(self) -> None: ...
 
 

@@ -1,18 +1,147 @@
-"""The records the state store takes and gives back, shared by every StateStore (bot.core.ports)."""
+"""The records the state store takes and gives back (bot.core.ports): events as stored, and the
+outbox's typed items: one enum of kinds, one dataclass per payload.
+
+An outbox payload is stored as a JSON object (its kind beside it in its own column); the shape is
+the one every earlier release wrote, so items queued before an upgrade are still sent after it.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+MAX_DIGEST_HOSTS = 500  # host ids kept to count distinct hosts; past that the count is a floor
+CORRELATION_KEY = "cid"  # where a payload keeps the correlation id of the sync that queued it
+
+
+class OutboxKind(StrEnum):
+    POST = "post"  # the finding's parent message
+    UPDATE = "update"  # the parent message rendered again
+    REPLY = "reply"  # one repeat event in the thread
+    DIGEST = "digest"  # later repeats, counted
+    NOTE = "note"  # an action's note in the thread
+
+    @property
+    def in_thread(self) -> bool:
+        return self in (OutboxKind.REPLY, OutboxKind.DIGEST, OutboxKind.NOTE)
+
+
+@dataclass(frozen=True)
+class PostPayload:
+    correlation: str | None = None
+    kind = OutboxKind.POST
+
+
+@dataclass(frozen=True)
+class UpdatePayload:
+    correlation: str | None = None
+    kind = OutboxKind.UPDATE
+
+
+@dataclass(frozen=True)
+class ReplyPayload:
+    row: dict[str, Any]  # the raw audit row, as stored (AuditRow.to_json)
+    correlation: str | None = None
+    kind = OutboxKind.REPLY
+
+
+@dataclass(frozen=True)
+class DigestPayload:
+    events: int
+    hosts: tuple[str, ...] = ()  # at most MAX_DIGEST_HOSTS, sorted
+    correlation: str | None = None
+    kind = OutboxKind.DIGEST
+
+    @classmethod
+    def of(cls, events: int, hosts: set[str], correlation: str | None = None) -> "DigestPayload":
+        return cls(events, tuple(sorted(hosts)[:MAX_DIGEST_HOSTS]), correlation)
+
+    def merged(self, others: list["DigestPayload"]) -> "DigestPayload":
+        """Several pending digests of one finding as one: events add up, hosts are a union."""
+        hosts = set(self.hosts).union(*(o.hosts for o in others))
+        return DigestPayload.of(self.events + sum(o.events for o in others), hosts, self.correlation)
+
+
+@dataclass(frozen=True)
+class NotePayload:
+    text: str
+    correlation: str | None = None
+    kind = OutboxKind.NOTE
+
+
+Payload: TypeAlias = PostPayload | UpdatePayload | ReplyPayload | DigestPayload | NotePayload
+
+
+class PayloadError(ValueError):
+    """A stored outbox payload cannot be read back; the message says which part."""
+
+
+def payload_to_json(payload: Payload) -> dict[str, Any]:
+    body: dict[str, Any]
+    if isinstance(payload, ReplyPayload):
+        body = {"row": payload.row}
+    elif isinstance(payload, DigestPayload):
+        body = {"events": payload.events, "hosts": list(payload.hosts)}
+    elif isinstance(payload, NotePayload):
+        body = {"text": payload.text}
+    else:
+        body = {}
+    if payload.correlation is not None:
+        body[CORRELATION_KEY] = payload.correlation
+    return body
+
+
+def payload_from_json(kind: str, body: Any) -> Payload:
+    try:
+        known = OutboxKind(kind)
+    except ValueError:
+        raise PayloadError(f"unknown outbox kind {kind!r}") from None
+    if not isinstance(body, dict):
+        raise PayloadError(f"{known} payload is not a JSON object")
+    cid = body.get(CORRELATION_KEY)
+    cid = cid if isinstance(cid, str) else None
+    try:
+        if known is OutboxKind.REPLY:
+            return ReplyPayload(dict(body["row"]), cid)
+        if known is OutboxKind.DIGEST:
+            hosts = body.get("hosts")
+            return DigestPayload(int(body.get("events", 0)), tuple(map(str, hosts)) if isinstance(hosts, list) else (), cid)
+        if known is OutboxKind.NOTE:
+            return NotePayload(str(body["text"]), cid)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PayloadError(f"{known} payload is malformed: {exc}") from None
+    return PostPayload(cid) if known is OutboxKind.POST else UpdatePayload(cid)
+
+
+def with_correlation(payload: Payload, correlation: str | None) -> Payload:
+    return payload if correlation is None else replace(payload, correlation=correlation)
+
+
+@dataclass(frozen=True)
+class NewOutboxItem:
+    """An item to queue: for which finding, and what."""
+
+    finding_key: str
+    payload: Payload
+
+    @property
+    def kind(self) -> OutboxKind:
+        return self.payload.kind
 
 
 @dataclass(frozen=True)
 class OutboxItem:
+    """A queued item as the store gives it back."""
+
     id: int
     finding_key: str
-    kind: str  # "post" (parent), "update" (parent), "reply", "digest" or "note" (thread)
-    payload: dict[str, Any]
-    attempts: int
+    payload: Payload
+    attempts: int = 0
+
+    @property
+    def kind(self) -> OutboxKind:
+        return self.payload.kind
 
 
 @dataclass(frozen=True)
@@ -25,25 +154,3 @@ class EventRecord:
     workspace_id: str
     instance_id: str | None
     cluster_id: str | None
-
-
-MAX_DIGEST_HOSTS = 500  # host ids kept to count distinct hosts; past that the count is a floor
-
-
-def digest_payload(events: int, hosts: set[str]) -> dict[str, Any]:
-    return {"events": events, "hosts": sorted(hosts)[:MAX_DIGEST_HOSTS]}
-
-
-def host_count(payload: dict[str, Any]) -> int:
-    hosts = payload.get("hosts")
-    return len(hosts) if isinstance(hosts, list) else int(hosts or 0)
-
-
-def merge_digests(payloads: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several pending digests of one finding as one: events add up, hosts are a union."""
-    hosts: set[str] = set()
-    for payload in payloads:
-        if isinstance(payload.get("hosts"), list):
-            hosts.update(payload["hosts"])
-    merged = digest_payload(sum(int(p.get("events", 0)) for p in payloads), hosts)
-    return {**payloads[0], **merged}

@@ -13,7 +13,8 @@ import sqlglot
 
 from bot.adapters.duckdb_source import DuckDBSource
 from bot.adapters.sql_dialect import to_duckdb
-from bot.adapters.store_sqlite import EventRecord, SQLiteStore
+from bot.adapters.state import StateStore
+from bot.core.state import EventRecord
 from bot.core import queries
 from bot.core.catalogue import load_catalogue
 from bot.core.events import CAPSULE8_SERVICE
@@ -165,7 +166,7 @@ def event(event_id: str, instance: str | None, cluster: str | None, minutes_ago:
 
 @pytest.fixture
 async def store(tmp_path):
-    db = SQLiteStore(str(tmp_path / "state.sqlite3"))
+    db = await StateStore.open(str(tmp_path / "state.sqlite3"))
     await db.record_sync(
         [event("e1", "i-a", "cl-old", 60), event("e2", "i-a", "cl-1", 5), event("e3", "i-b", "cl-1", 30),
          event("e4", "i-c", None, 20), event("e5", "i-d", "", 20)],

@@ -1,7 +1,7 @@
 """ESM_STATE_URL: the real bot on PostgreSQL state, chosen over ESM_STATE_PATH, its password never shown."""
 from __future__ import annotations
 
-from bot.adapters.store_postgres import PostgresStore
+from bot.adapters.state import StateStore
 from bot.config import load_settings
 from tests.e2e.conftest import Bot, capsule8
 from tests.e2e.test_cli import esm_bot
@@ -13,7 +13,7 @@ async def test_the_bot_posts_findings_with_postgresql_state_and_state_url_wins_o
     bot = Bot(tmp_path, slack, dbx, ESM_STATE_URL=pg_url)
     await bot.start()
     try:
-        assert isinstance(bot.runtime.store, PostgresStore)
+        assert isinstance(bot.runtime.store, StateStore) and bot.runtime.store.dialect == "postgresql"
         bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 5),
                 capsule8("c8-2", "Kernel Module Loaded", "i-0driver000000001", 4))
         status, _ = await bot.webhook()

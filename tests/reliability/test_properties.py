@@ -20,7 +20,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.adapters.store_sqlite import OutboxItem
+from bot.core.state import DigestPayload, NotePayload, OutboxItem, ReplyPayload
 from bot.core.benign_modal import build_view, default_state, draft_for, read_state
 from bot.core.blocks import Links, escape, inert, limit_violations, mention_safe, note_message
 from bot.core.catalogue import load_catalogue
@@ -101,16 +101,16 @@ def worker() -> OutboxWorker:
 @FEW
 @given(stored_rows, findings)
 def test_outbox_renders_a_reply_from_its_stored_row_within_limits(row, finding):
-    item = OutboxItem(1, "k", "reply", json.loads(json.dumps({"row": row.to_json()})), 0)
+    item = OutboxItem(1, "k", ReplyPayload(json.loads(json.dumps(row.to_json()))), 0)
     text_, blocks = worker()._reply(item, finding)
     assert limit_violations(blocks, text_) == []
     assert not any(re.search(r"<!|<#", t) for t in [text_, *mrkdwn_texts(blocks)])
 
 
 @FEW
-@given(findings, st.integers(-5, 10**12), st.integers(-5, 10**12))
+@given(findings, st.integers(-5, 10**12), st.integers(0, 600))
 def test_outbox_renders_a_digest_within_limits(finding, events, hosts):
-    item = OutboxItem(2, "k", "digest", {"events": events, "hosts": hosts}, 0)
+    item = OutboxItem(2, "k", DigestPayload.of(events, {f"i-{n}" for n in range(hosts)}), 0)
     text_, blocks = worker()._reply(item, finding)
     assert limit_violations(blocks, text_) == []
 
@@ -118,7 +118,7 @@ def test_outbox_renders_a_digest_within_limits(finding, events, hosts):
 @FEW
 @given(findings, text.filter(lambda t: t.strip()))  # an action's message is never blank
 def test_outbox_renders_an_action_note_within_limits_and_without_channel_pings(finding, note):
-    item = OutboxItem(3, "k", "note", {"text": note}, 0)
+    item = OutboxItem(3, "k", NotePayload(note), 0)
     text_, blocks = worker()._reply(item, finding)
     assert limit_violations(blocks, text_) == []
     assert (text_, blocks) == note_message(note)

@@ -1,7 +1,7 @@
 """The PostgreSQL state store as replicas see it: two or more stores on one real database.
 
-The shared contract (the same as SQLite's) runs in test_store_sqlite.py on both stores; these
-are what only PostgreSQL has: versioned migrations run once across replicas, one sync lock
+The shared contract runs in test_state_store.py on both databases; these are what only
+PostgreSQL has: migrations run once across replicas, one sync lock
 across replicas, and outbox threads claimed by exactly one replica until its lease runs out.
 """
 from __future__ import annotations
@@ -13,17 +13,19 @@ from dataclasses import replace
 import psycopg
 import pytest
 
-from bot.adapters.store_postgres import MIGRATIONS, PostgresStore, StateStoreError, redact_url
-from tests.contract.test_store_sqlite import T0, event, finding
+from bot.adapters.state import StateStore, StateStoreError, redact_url
+from bot.adapters.state.migrate import head
+from bot.core.state import NewOutboxItem, NotePayload
+from tests.contract.test_state_store import T0, event, finding, item
 
 
 @pytest.fixture
 async def replicas(pg_url):
     """Open stores on one database; all closed at the end."""
-    opened: list[PostgresStore] = []
+    opened: list[StateStore] = []
 
-    async def open_one(**options) -> PostgresStore:
-        store = await PostgresStore.connect(pg_url, **options)
+    async def open_one(**options) -> StateStore:
+        store = await StateStore.open(pg_url, **options)
         opened.append(store)
         return store
 
@@ -32,8 +34,8 @@ async def replicas(pg_url):
         await store.close()
 
 
-async def enqueue(store: PostgresStore, key: str, *kinds: str) -> None:
-    await store.record_sync([], [finding(key, group=f"g-{key}")], [(key, kind, {"kind": kind}) for kind in kinds], None)
+async def enqueue(store: StateStore, key: str, *kinds: str) -> None:
+    await store.record_sync([], [finding(key, group=f"g-{key}")], [item(key, kind, {"kind": kind}) for kind in kinds], None)
 
 
 def keys(items) -> set[str]:
@@ -43,29 +45,29 @@ def keys(items) -> set[str]:
 # ---------------------------------------------------------------- migrations
 
 
-async def test_migrations_are_versioned_and_reopening_applies_none_again(pg_url, replicas):
+async def test_migrations_run_once_and_reopening_applies_none_again(pg_url, replicas):
     store = await replicas()
-    assert await store.schema_version() == len(MIGRATIONS)
+    assert await store.schema_revision() == head()
     again = await replicas()
-    assert await again.schema_version() == len(MIGRATIONS)
+    assert await again.schema_revision() == head()
     with psycopg.connect(pg_url) as conn:
-        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+        versions = [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")]
         tables = {r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
-    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    assert versions == [head()]
     assert {"meta", "events", "findings", "outbox", "actions", "suppressions", "outbox_leases"} <= tables
 
 
 async def test_replicas_starting_together_migrate_once(pg_url, replicas):
     stores = await asyncio.gather(*(replicas(heartbeat=False) for _ in range(4)))
-    assert [await s.schema_version() for s in stores] == [len(MIGRATIONS)] * 4
+    assert [await s.schema_revision() for s in stores] == [head()] * 4
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
 
 
 async def test_an_unreachable_server_is_one_error_without_the_password():
     with pytest.raises(StateStoreError) as caught:
-        await PostgresStore.connect("postgresql://esm:s3cret-pw@127.0.0.1:1/esm", timeout=2)
+        await StateStore.open("postgresql://esm:s3cret-pw@127.0.0.1:1/esm", timeout=2)
     assert "s3cret-pw" not in str(caught.value) and "****" in str(caught.value)
 
 
@@ -98,15 +100,19 @@ async def test_only_one_replica_holds_the_sync_lock(replicas):
         assert held_b
 
 
-async def test_a_dead_replicas_sync_lock_is_released_with_its_connection(replicas):
+async def test_a_dead_replicas_sync_lock_is_released_with_its_connection(replicas, pg_url):
     a, b = await replicas(), await replicas()
     async with a.sync_lock() as held:
         assert held
-        await a._lock_conn.close()  # the process died: the server ends its session
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # the process died: its session ends
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'esm-bot sync lock'"
+            ).fetchall()
+        assert ended == [(True,)]
         async with b.sync_lock() as held_b:
             assert held_b
         with pytest.raises(StateStoreError, match="sync lock"):  # and the old holder stores nothing
-            await a.record_sync([event("e-1")], [finding()], [("f-1", "post", {})], T0)
+            await a.record_sync([event("e-1")], [finding()], [item("f-1", "post", {})], T0)
     assert await b.seen(["e-1"]) == set()
     async with a.sync_lock() as again:  # it reconnects for the next sync
         assert again
@@ -181,17 +187,17 @@ async def test_racing_replicas_never_get_the_same_item(replicas):
     stores = [await replicas(heartbeat=False) for _ in range(3)]
     for n in range(60):
         await stores[0].record_sync([], [finding(f"f-{n}", group=f"g-{n}")],
-                                    [(f"f-{n}", kind, {}) for kind in ("post", "reply", "reply")], None)
+                                    [item(f"f-{n}", kind, {}) for kind in ("post", "reply", "reply")], None)
     got: dict[int, list[int]] = {}
 
-    async def worker(index: int, store: PostgresStore) -> None:
+    async def worker(index: int, store: StateStore) -> None:
         while True:
             items = await store.due_outbox(limit=random.randint(1, 7))
             if not items:
                 return
-            for item in items:
-                got.setdefault(item.id, []).append(index)
-                await store.outbox_sent(item.id)
+            for queued in items:
+                got.setdefault(queued.id, []).append(index)
+                await store.outbox_sent(queued.id)
             await asyncio.sleep(0)
 
     await asyncio.gather(*(worker(i, s) for i, s in enumerate(stores)))
@@ -208,9 +214,9 @@ async def test_nul_characters_are_stored_as_replacement_characters(replicas):
     record = event(nul_id)
     params = {"instanceId": "i-1", "cmd": "a\x00b", "lit": "\\u0000"}
     odd = finding("f-1", first_event=replace(finding().first_event, request_params=params))
-    await store.record_sync([record], [odd], [("f-1", "reply", {"text": "x\x00y"})], T0)
+    await store.record_sync([record], [odd], [NewOutboxItem("f-1", NotePayload("x\x00y"))], T0)
     assert await store.seen([nul_id]) == {nul_id}
     loaded = await store.finding("f-1")
     assert loaded.first_event.request_params["cmd"] == "a\ufffdb"
     assert loaded.first_event.request_params["lit"] == "\\u0000"  # a literal backslash-u is kept
-    assert (await store.due_outbox())[0].payload == {"text": "x\ufffdy"}
+    assert (await store.due_outbox())[0].payload == NotePayload("x\ufffdy")

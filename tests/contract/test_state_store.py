@@ -1,15 +1,26 @@
 """The state store contract on a real SQLite file and on a real PostgreSQL server (each test
-runs on both, `[sqlite]` and `[postgres]`): schema, atomic syncs, watermark, findings, outbox."""
+runs on both, `[sqlite]` and `[postgres]`): schema, atomic syncs, watermark, findings, outbox,
+and stores made by earlier releases upgraded in place."""
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.adapters.store_sqlite import MIGRATIONS, EventRecord, SQLiteStore
+from bot.adapters.state import StateStore
+from bot.adapters.state.migrate import head
+from bot.core.state import (
+    DigestPayload,
+    EventRecord,
+    NewOutboxItem,
+    NotePayload,
+    Payload,
+    PostPayload,
+    ReplyPayload,
+    UpdatePayload,
+)
 from bot.core.events import parse_audit_row
 from tests.state_stores import KINDS, open_store, reopen_store
 from bot.core.findings import (
@@ -75,6 +86,19 @@ def event(event_id: str, finding_key: str | None = "f-1", disposition: str = "ne
     )
 
 
+def item(key: str, kind: str, body: dict) -> NewOutboxItem:
+    """An outbox item of that kind; a reply carries `body` as its row, a note its "text"."""
+    payload: Payload = {
+        "post": PostPayload(), "update": UpdatePayload(), "reply": ReplyPayload(body),
+        "digest": DigestPayload(int(body.get("events", 1))), "note": NotePayload(str(body.get("text", ""))),
+    }[kind]
+    return NewOutboxItem(key, payload)
+
+
+def n_of(queued) -> int | None:
+    return queued.payload.row.get("n") if isinstance(queued.payload, ReplyPayload) else None
+
+
 @pytest.fixture
 def path(tmp_path):
     return str(tmp_path / "state.sqlite3")
@@ -94,17 +118,12 @@ async def reopen(store):
 # ---------------------------------------------------------------- schema
 
 
-def test_migrations_create_the_schema(path):
-    SQLiteStore(path)
-    with sqlite3.connect(path) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-    assert {"meta", "events", "findings", "outbox"} <= tables
-    assert version == len(MIGRATIONS)
+async def test_migrations_create_the_schema(store):
+    assert await store.schema_revision() == head()
 
 
 async def test_reopening_is_idempotent_and_keeps_data(store):
-    await store.record_sync([event("e-1")], [finding()], [("f-1", "post", {"n": 1})], T0)
+    await store.record_sync([event("e-1")], [finding()], [item("f-1", "post", {"n": 1})], T0)
     for _ in range(2):
         store = await reopen(store)
     assert await store.seen(["e-1"]) == {"e-1"}
@@ -121,15 +140,15 @@ async def test_record_sync_stores_everything_together(store):
     await store.record_sync(
         [event("e-1"), event("e-2", disposition="repeat")],
         [finding()],
-        [("f-1", "post", {"text": "new finding"}), ("f-1", "reply", {"text": "repeat"})],
+        [item("f-1", "post", {"text": "new finding"}), item("f-1", "reply", {"text": "repeat"})],
         T0 + timedelta(minutes=5),
     )
     assert await store.seen(["e-1", "e-2", "e-3"]) == {"e-1", "e-2"}
     assert await store.finding("f-1") == finding()
     due = await store.due_outbox()
-    assert [(i.finding_key, i.kind, i.payload) for i in due] == [
-        ("f-1", "post", {"text": "new finding"}),
-        ("f-1", "reply", {"text": "repeat"}),
+    assert [NewOutboxItem(i.finding_key, i.payload) for i in due] == [
+        item("f-1", "post", {"text": "new finding"}),
+        item("f-1", "reply", {"text": "repeat"}),
     ]
     assert await store.watermark() == T0 + timedelta(minutes=5)
     counts = await store.counts()
@@ -137,13 +156,13 @@ async def test_record_sync_stores_everything_together(store):
 
 
 async def test_a_failing_finding_rolls_back_the_whole_batch(store):
-    await store.record_sync([event("e-0")], [finding("f-0")], [("f-0", "post", {})], T0)
+    await store.record_sync([event("e-0")], [finding("f-0")], [item("f-0", "post", {})], T0)
     unserialisable = finding("f-bad", first_event=unserialisable_row())
     with pytest.raises(TypeError):
         await store.record_sync(
             [event("e-1"), event("e-2")],
             [finding("f-1"), unserialisable],
-            [("f-1", "post", {"x": 1})],
+            [item("f-1", "post", {"x": 1})],
             T0 + timedelta(hours=1),
         )
     assert await store.seen(["e-1", "e-2"]) == set()
@@ -158,7 +177,7 @@ async def test_a_failing_finding_rolls_back_the_whole_batch(store):
 
 async def test_a_failing_outbox_payload_rolls_back_the_whole_batch(store):
     with pytest.raises(TypeError):
-        await store.record_sync([event("e-1")], [finding("f-1")], [("f-1", "post", {"bad": {1, 2}})], T0)
+        await store.record_sync([event("e-1")], [finding("f-1")], [item("f-1", "reply", {"bad": {1, 2}})], T0)
     assert await store.seen(["e-1"]) == set()
     assert await store.finding("f-1") is None
     assert await store.watermark() is None
@@ -269,8 +288,8 @@ async def test_unknown_finding_is_none(store):
 # ---------------------------------------------------------------- outbox
 
 
-async def enqueue(store: SQLiteStore, *kinds: str, key: str = "f-1") -> list[int]:
-    await store.record_sync([], [finding(key)], [(key, kind, {"kind": kind}) for kind in kinds], None)
+async def enqueue(store: StateStore, *kinds: str, key: str = "f-1") -> list[int]:
+    await store.record_sync([], [finding(key)], [item(key, kind, {"kind": kind}) for kind in kinds], None)
     return [i.id for i in await store.due_outbox() if i.finding_key == key]
 
 
@@ -341,7 +360,7 @@ async def test_pending_outbox_survives_reopening(store):
     await store.outbox_sent(ids[0])
     store = await reopen(store)
     due = await store.due_outbox()
-    assert [(i.id, i.kind, i.payload) for i in due] == [(ids[1], "reply", {"kind": "reply"})]
+    assert [(i.id, i.kind, i.payload) for i in due] == [(ids[1], "reply", ReplyPayload({"kind": "reply"}))]
     await store.close()
 
 
@@ -358,11 +377,11 @@ async def test_new_findings_posts_go_first_most_severe_first_and_threads_keep_th
     routine = finding("f-routine", group="g1")
     critical = finding("f-critical", group="g2", detection=replace(DETECTION, severity=Severity.CRITICAL))
     medium = finding("f-medium", group="g3", detection=replace(DETECTION, severity=Severity.MEDIUM))
-    await store.record_sync([], [routine], [("f-routine", "post", {}), ("f-routine", "reply", {"n": 1}),
-                                            ("f-routine", "reply", {"n": 2})], None)
-    await store.record_sync([], [medium, critical], [("f-medium", "post", {}), ("f-critical", "post", {})], None)
+    await store.record_sync([], [routine], [item("f-routine", "post", {}), item("f-routine", "reply", {"n": 1}),
+                                            item("f-routine", "reply", {"n": 2})], None)
+    await store.record_sync([], [medium, critical], [item("f-medium", "post", {}), item("f-critical", "post", {})], None)
 
-    due = [(item.finding_key, item.kind, item.payload.get("n")) for item in await store.due_outbox()]
+    due = [(queued.finding_key, queued.kind, n_of(queued)) for queued in await store.due_outbox()]
     assert due == [
         ("f-critical", "post", None),
         ("f-routine", "post", None),
@@ -374,9 +393,111 @@ async def test_new_findings_posts_go_first_most_severe_first_and_threads_keep_th
 
 async def test_a_deferred_item_holds_back_the_rest_of_its_thread_only(store):
     await store.record_sync([], [finding("f-1", group="g1"), finding("f-2", group="g2")],
-                            [("f-1", "reply", {"n": 1}), ("f-1", "reply", {"n": 2}), ("f-2", "reply", {"n": 3})], None)
+                            [item("f-1", "reply", {"n": 1}), item("f-1", "reply", {"n": 2}), item("f-2", "reply", {"n": 3})], None)
     [first, *_] = await store.due_outbox()
     await store.outbox_retry(first.id, "slack 503", time.time() + 60)
 
-    due = [item.payload["n"] for item in await store.due_outbox()]
+    due = [n_of(queued) for queued in await store.due_outbox()]
     assert due == [3], "reply 2 must not overtake reply 1 of the same thread"
+
+
+# ---------------------------------------------------------------- stores of earlier releases
+
+
+def _legacy_rows(finding_: Finding) -> dict[str, tuple]:
+    """One row per table, as the release before the shared migrations wrote them."""
+    import json
+
+    from bot.core.codec import context_to_json, detection_to_json
+
+    return {
+        "meta": ("watermark", T0.isoformat()),
+        "events": ("e-old", T0.isoformat(), DETECTION.name, "new_finding", finding_.key, "111", "i-1", "c-1",
+                   T0.isoformat()),
+        "findings": (finding_.key, finding_.group, json.dumps(detection_to_json(DETECTION)),
+                     json.dumps(finding_.first_event.to_json()), T0.isoformat(), T0.isoformat(), 1, json.dumps(["i-1"]),
+                     json.dumps(context_to_json(finding_.context)), "c-1", "open", None, None, 0, None, None),
+        "outbox": (finding_.key, "reply", json.dumps({"row": {"n": 7}, "cid": "wh-old"}), T0.isoformat()),
+        "suppressions": ("Kernel Module Loaded", json.dumps({"cluster_id": "c-1"}),
+                         json.dumps({"cmdline": ["insmod x"]}), "lab", "U0ALICE", T0.isoformat()),
+    }
+
+
+def _make_legacy_sqlite(path: str, finding_: Finding) -> None:
+    import sqlite3
+
+    from tests.contract.legacy_schema import SQLITE_V4
+
+    rows = _legacy_rows(finding_)
+    db = sqlite3.connect(path)
+    for script in SQLITE_V4:
+        db.executescript(script)
+    db.execute("INSERT INTO meta VALUES (?, ?)", rows["meta"])
+    db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["events"])
+    db.execute("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["findings"])
+    db.execute("INSERT INTO outbox (finding_key, kind, payload, created_at) VALUES (?, ?, ?, ?)", rows["outbox"])
+    db.execute("INSERT INTO suppressions (detection, scope, match, reason, created_by, created_at) "
+               "VALUES (?, ?, ?, ?, ?, ?)", rows["suppressions"])
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+
+
+def _make_legacy_postgres(url: str, finding_: Finding) -> None:
+    import psycopg
+
+    from tests.contract.legacy_schema import POSTGRES_V4
+
+    rows = _legacy_rows(finding_)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        for number, script in enumerate(POSTGRES_V4, start=1):
+            conn.execute(script)
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+        conn.execute("INSERT INTO meta VALUES (%s, %s)", rows["meta"])
+        conn.execute("INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows["events"])
+        conn.execute("INSERT INTO findings VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                     rows["findings"])
+        conn.execute("INSERT INTO outbox (finding_key, kind, payload, created_at) VALUES (%s, %s, %s, %s)",
+                     rows["outbox"])
+        conn.execute("INSERT INTO suppressions (detection, scope, match, reason, created_by, created_at) "
+                     "VALUES (%s, %s, %s, %s, %s, %s)", rows["suppressions"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_store_of_the_previous_release_is_upgraded_in_place(kind, request, path):
+    old = finding()
+    if kind == "sqlite":
+        _make_legacy_sqlite(path, old)
+        target = path
+    else:
+        target = request.getfixturevalue("pg_url")
+        _make_legacy_postgres(target, old)
+    store = await StateStore.open(target)
+    try:
+        assert await store.schema_revision() == head()
+        assert await store.watermark() == T0
+        assert await store.seen(["e-old", "e-new"]) == {"e-old"}
+        assert await store.finding(old.key) == old
+        [pending] = await store.due_outbox()
+        assert (pending.kind, pending.payload) == ("reply", ReplyPayload({"n": 7}, "wh-old")), \
+            "an item queued before the upgrade is still sent after it, with its correlation id"
+        [suppression] = await store.active_suppressions(T0)
+        assert (suppression.id, suppression.created_by) == ("b1", "U0ALICE")
+        # and it goes on working: a new sync lands next to the old rows
+        await store.record_sync([event("e-new")], [finding("f-2", group="g-2")], [item("f-2", "post", {})],
+                                T0 + timedelta(minutes=1))
+        assert await store.seen(["e-old", "e-new"]) == {"e-old", "e-new"}
+        assert (await store.counts())["findings"] == 2
+    finally:
+        await store.close()
+    store = await StateStore.open(target)  # opening again migrates nothing
+    assert await store.schema_revision() == head()
+    await store.close()
+
+
+async def test_a_state_file_in_a_missing_folder_is_one_clear_error(tmp_path):
+    from bot.adapters.state import StateStoreError
+
+    with pytest.raises(StateStoreError, match="does not exist"):
+        await StateStore.open(str(tmp_path / "nowhere" / "state.sqlite3"))

@@ -1,0 +1,118 @@
+"""The state store's tables, as the queries see them (the migrations in ./migrations make them).
+
+One definition for SQLite and PostgreSQL; where the two differ only in how a value is stored,
+the column type says so (bot.adapters.state.types).
+"""
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Float, Identity, Integer, MetaData, Table
+
+from bot.adapters.state.types import Doc, Id, RawJson, Str, UtcTime
+
+metadata = MetaData()
+
+meta = Table(
+    "meta", metadata,
+    Column("key", Str, primary_key=True),
+    Column("value", Str, nullable=False),
+)
+
+events = Table(
+    "events", metadata,
+    Column("event_id", Str, primary_key=True),
+    Column("event_time", UtcTime, nullable=False),
+    Column("detection", Str, nullable=False),
+    Column("disposition", Str, nullable=False),
+    Column("finding_key", Str),
+    Column("workspace_id", Str),
+    Column("instance_id", Str),
+    Column("cluster_id", Str),
+    Column("stored_at", UtcTime, nullable=False),
+)
+
+findings = Table(
+    "findings", metadata,
+    Column("key", Str, primary_key=True),
+    Column("grp", Str, nullable=False),
+    Column("detection", Doc, nullable=False),
+    Column("first_event", RawJson, nullable=False),
+    Column("first_seen", UtcTime, nullable=False),
+    Column("last_seen", UtcTime, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("hosts", Doc, nullable=False),
+    Column("context", Doc, nullable=False),
+    Column("cluster_id", Str),
+    Column("status", Str, nullable=False),
+    Column("status_by", Str),
+    Column("status_note", Str),
+    Column("suppressed_count", Integer, nullable=False, default=0),
+    Column("channel", Str),
+    Column("ts", Str),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Id, Identity(always=True), primary_key=True),
+    Column("finding_key", Str, nullable=False),
+    Column("kind", Str, nullable=False),
+    Column("payload", RawJson, nullable=False),
+    Column("state", Str, nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("not_before", Float, nullable=False, default=0.0),
+    Column("last_error", Str),
+    Column("created_at", UtcTime, nullable=False),
+    Column("sent_at", UtcTime),
+    sqlite_autoincrement=True,
+)
+
+actions = Table(
+    "actions", metadata,
+    Column("id", Id, Identity(always=True), primary_key=True),
+    Column("finding_key", Str, nullable=False),
+    Column("action", Str, nullable=False),
+    Column("user_id", Str, nullable=False),
+    Column("outcome", Str, nullable=False),
+    Column("message", Str, nullable=False),
+    Column("dry_run", Boolean(create_constraint=False), nullable=False, default=False),
+    Column("at", UtcTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+action_claims = Table(
+    "action_claims", metadata,
+    Column("finding_key", Str, primary_key=True),
+    Column("action", Str, primary_key=True),
+    Column("user_id", Str, nullable=False),
+    Column("at", UtcTime, nullable=False),
+)
+
+suppressions = Table(
+    "suppressions", metadata,
+    Column("id", Id, Identity(always=True), primary_key=True),
+    Column("detection", Str, nullable=False),
+    Column("scope", Doc, nullable=False),
+    Column("match", Doc, nullable=False),
+    Column("reason", Str, nullable=False),
+    Column("created_by", Str, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("expires_at", UtcTime),
+    Column("finding_key", Str),
+    Column("removed_by", Str),
+    Column("removed_at", UtcTime),
+    sqlite_autoincrement=True,
+)
+
+suppression_hits = Table(
+    "suppression_hits", metadata,
+    Column("suppression_id", Str, primary_key=True),
+    Column("matched", Integer, nullable=False, default=0),
+    Column("last_matched_at", UtcTime),
+)
+
+# replicas (PostgreSQL): which replica sends each thread's outbox items, until when
+outbox_leases = Table(
+    "outbox_leases", metadata,
+    Column("finding_key", Str, primary_key=True),
+    Column("replica", Str, nullable=False),
+    Column("lease_until", UtcTime, nullable=False),
+)

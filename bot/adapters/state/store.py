@@ -1,0 +1,683 @@
+"""The bot's state, on SQLite (one process) or PostgreSQL (any number of replicas), written once.
+
+SQLAlchemy Core 2 with its async engines (aiosqlite, psycopg): no database call runs on the
+event loop's thread. Each public method is one transaction; a sync's events, findings, outbox
+items and watermark land together or not at all, which is what makes a restart safe.
+
+What differs between the two databases is in three places only: the column types
+(bot.adapters.state.types), the engines below (SQLite: one writer connection, `BEGIN IMMEDIATE`,
+WAL; PostgreSQL: a pool), and replica coordination (bot.adapters.state.replicas: advisory locks
+and outbox leases on PostgreSQL, nothing to share on SQLite).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, event, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bot.adapters.state import migrate
+from bot.adapters.state.replicas import Coordination, LocalCoordination, PostgresCoordination, lock_key
+from bot.adapters.state import schema as t
+from bot.adapters.state.types import nul_safe
+from bot.adapters.state.urls import StateStoreError, connect_timeout, redact_url
+from bot.core.codec import context_from_json, context_to_json, detection_from_json, detection_to_json
+from bot.core.events import parse_audit_row, parse_time
+from bot.core.findings import Finding, FindingStatus
+from bot.core.state import (
+    EventRecord,
+    NewOutboxItem,
+    OutboxItem,
+    OutboxKind,
+    PayloadError,
+    payload_from_json,
+    payload_to_json,
+)
+from bot.core.suppressions import Scope, Suppression
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = 30.0  # seconds an outbox thread stays claimed without a heartbeat (PostgreSQL)
+BUSY_TIMEOUT_MS = 5000  # SQLite: how long a write waits for another process's lock
+ID_CHUNK = 5000  # ids per IN (...) list
+PENDING, SENT, DEAD = "pending", "sent", "dead"
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _pg_json(value: Any) -> str:
+    """JSON text for PostgreSQL, which refuses an escaped NUL in jsonb: it becomes U+FFFD."""
+    text = json.dumps(value)
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
+class StateStore:
+    """Open with `await StateStore.open(target)`; close with `await store.close()`."""
+
+    def __init__(self, target: str, writer: AsyncEngine, reader: AsyncEngine, coordination: Coordination):
+        self.target = target  # the SQLite path or the PostgreSQL URL (never shown: see __repr__)
+        self._writer = writer
+        self._reader = reader
+        self._coord = coordination
+        self.dialect = writer.dialect.name
+        self._closed = False
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        target: str,
+        *,
+        replica: str | None = None,
+        lease: float = DEFAULT_LEASE,
+        heartbeat: bool = True,
+        pool_size: int = 4,
+        timeout: float = 30.0,
+    ) -> "StateStore":
+        """`target` is a PostgreSQL URL (`postgresql://…`) or a SQLite file path. Connects,
+        migrates (once across replicas), and on PostgreSQL starts the lease heartbeat."""
+        if is_postgres_url(target):
+            writer = await _postgres_engine(target, pool_size, timeout)
+            reader = writer
+        else:
+            writer, reader = _sqlite_engines(target)
+        try:
+            schema_key = await _migrate(writer, target)
+            if writer.dialect.name == "postgresql":
+                coordination: Coordination = PostgresCoordination(
+                    writer, schema_key, replica=replica, lease=lease, heartbeat=heartbeat
+                )
+            else:
+                coordination = LocalCoordination()
+            store = cls(target, writer, reader, coordination)
+            await coordination.start()
+        except BaseException:
+            await writer.dispose()
+            if reader is not writer:
+                await reader.dispose()
+            raise
+        log.info("state store: %r", store)
+        return store
+
+    @property
+    def url(self) -> str:
+        return self.target
+
+    @property
+    def path(self) -> str:
+        return self.target
+
+    @property
+    def replica(self) -> str:
+        return self._coord.replica
+
+    def __repr__(self) -> str:
+        shown = redact_url(self.target) if self.dialect == "postgresql" else self.target
+        return f"StateStore({self.dialect}: {shown!r}, replica={self.replica!r})"
+
+    async def schema_revision(self) -> str | None:
+        async with self._reader.connect() as conn:
+            return await conn.run_sync(migrate.current)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._coord.stop()
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._reader.connect()
+
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._writer.begin()
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT, which has ON CONFLICT on both (same API)."""
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    def _stored(self, value: str) -> str:
+        """A text value as the database holds it (for mapping lookups back to the caller's)."""
+        return nul_safe(value, self.dialect)  # type: ignore[no-any-return]
+
+    # -- replica coordination ----------------------------------------------------------------
+
+    def sync_lock(self) -> AbstractAsyncContextManager[bool]:
+        """`async with store.sync_lock() as held:` held is False while another sync runs."""
+        return self._coord.sync_lock()
+
+    async def request_sync(self) -> None:
+        """Ask whoever holds the sync lock for one more sync after theirs."""
+        if self._coord.shared:
+            await self.set_meta("sync_requested", _now().isoformat())
+
+    async def take_sync_request(self) -> bool:
+        """True, once, if a sync was requested since the last take."""
+        if not self._coord.shared:
+            return False
+        async with self._write() as conn:
+            result = await conn.execute(t.meta.delete().where(t.meta.c.key == "sync_requested"))
+        return result.rowcount == 1
+
+    async def renew_leases(self) -> None:
+        await self._coord.renew()
+
+    # -- sync state --------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._read() as conn:
+            return (await conn.execute(select(t.meta.c.value).where(t.meta.c.key == key))).scalar()
+
+    async def set_meta(self, key: str, value: str) -> None:
+        stmt = self._insert(t.meta).values(key=key, value=value)
+        async with self._write() as conn:
+            await conn.execute(stmt.on_conflict_do_update(index_elements=[t.meta.c.key], set_={"value": value}))
+
+    async def watermark(self) -> datetime | None:
+        text = await self.get_meta("watermark")
+        return None if text is None else parse_time(text)
+
+    async def seen(self, event_ids: Sequence[str]) -> set[str]:
+        wanted = {self._stored(e): e for e in event_ids}
+        found: set[str] = set()
+        async with self._read() as conn:
+            for chunk in _chunks(list(wanted)):
+                rows = await conn.execute(select(t.events.c.event_id).where(t.events.c.event_id.in_(chunk)))
+                found.update(wanted[r[0]] for r in rows)
+        return found
+
+    async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]:
+        """instance id -> the cluster resolved for it at ingest (the latest event's), for the
+        instances the bot has stored events of; instances it never resolved are absent."""
+        wanted = {self._stored(i): i for i in instance_ids if i}
+        if not wanted:
+            return {}
+        ranked = (
+            select(
+                t.events.c.instance_id, t.events.c.cluster_id,
+                func.row_number().over(partition_by=t.events.c.instance_id, order_by=t.events.c.event_time.desc())
+                .label("rank"),
+            )
+            .where(t.events.c.instance_id.in_(list(wanted)), t.events.c.cluster_id.is_not(None), t.events.c.cluster_id != "")
+            .subquery()
+        )
+        async with self._read() as conn:
+            rows = await conn.execute(select(ranked.c.instance_id, ranked.c.cluster_id).where(ranked.c.rank == 1))
+            return {wanted[r.instance_id]: r.cluster_id for r in rows}
+
+    async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]:
+        """The newest finding of each group key, the one a new event may join."""
+        wanted = {self._stored(g): g for g in groups}
+        if not wanted:
+            return {}
+        ranked = (
+            select(
+                t.findings,
+                func.row_number().over(partition_by=t.findings.c.grp, order_by=t.findings.c.first_seen.desc()).label("rank"),
+            )
+            .where(t.findings.c.grp.in_(list(wanted)))
+            .subquery()
+        )
+        async with self._read() as conn:
+            rows = await conn.execute(select(ranked).where(ranked.c.rank == 1))
+            return {wanted[r.grp]: _finding_from_row(r) for r in rows}
+
+    async def record_sync(
+        self,
+        events: Sequence[EventRecord],
+        findings: Sequence[Finding],
+        outbox: Sequence[NewOutboxItem],
+        watermark: datetime | None,
+        suppressed: Sequence[tuple[str, str | None]] = (),
+    ) -> None:
+        """Store one sync's results atomically: events, findings, outbox items, watermark, and
+        for each suppressed event (suppression id, originating finding key) the counts. The
+        watermark never moves back."""
+        at = _now()
+        # every value is converted first: a row that cannot be stored fails before any write
+        event_rows = [_event_values(e, at) for e in events]
+        finding_rows = [_finding_values(f) for f in findings]
+        outbox_rows = [_outbox_values(item, at) for item in outbox]
+        for row in outbox_rows:
+            json.dumps(row["payload"])  # what json cannot encode fails here, before the transaction
+        await self._coord.check_sync_lock()
+        async with self._write() as conn:
+            if event_rows:
+                await conn.execute(self._insert(t.events).on_conflict_do_nothing(index_elements=[t.events.c.event_id]),
+                                   event_rows)
+            if finding_rows:
+                await conn.execute(self._upsert_finding(), finding_rows)
+            await self._count_suppressed(conn, suppressed)  # after the upserts, which write suppressed_count
+            if outbox_rows:
+                await conn.execute(t.outbox.insert(), outbox_rows)
+            if watermark is not None:
+                await self._advance_watermark(conn, watermark)
+
+    def _upsert_finding(self) -> Any:
+        stmt = self._insert(t.findings)
+        keep = ("first_seen", "last_seen", "count", "hosts", "context", "status", "status_by", "status_note",
+                "suppressed_count")
+        return stmt.on_conflict_do_update(
+            index_elements=[t.findings.c.key], set_={name: stmt.excluded[name] for name in keep}
+        )
+
+    async def _advance_watermark(self, conn: AsyncConnection, watermark: datetime) -> None:
+        current = (
+            await conn.execute(select(t.meta.c.value).where(t.meta.c.key == "watermark").with_for_update())
+        ).scalar()
+        if current is not None and parse_time(current) >= watermark:
+            return
+        value = watermark.astimezone(timezone.utc).isoformat()
+        stmt = self._insert(t.meta).values(key="watermark", value=value)
+        await conn.execute(stmt.on_conflict_do_update(index_elements=[t.meta.c.key], set_={"value": value}))
+
+    async def _count_suppressed(self, conn: AsyncConnection, hits: Sequence[tuple[str, str | None]]) -> None:
+        if not hits:
+            return
+        at = _now()
+        for suppression_id, n in Counter(s for s, _ in hits).items():
+            stmt = self._insert(t.suppression_hits).values(suppression_id=suppression_id, matched=n, last_matched_at=at)
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=[t.suppression_hits.c.suppression_id],
+                set_={"matched": t.suppression_hits.c.matched + n, "last_matched_at": at},
+            ))
+        for key, n in Counter(k for _, k in hits if k).items():
+            await conn.execute(
+                update(t.findings).where(t.findings.c.key == key).values(suppressed_count=t.findings.c.suppressed_count + n)
+            )
+
+    # -- findings ----------------------------------------------------------------------------
+
+    async def finding(self, key: str) -> Finding | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(t.findings).where(t.findings.c.key == key))).first()
+        return None if row is None else _finding_from_row(row)
+
+    async def message_of(self, key: str) -> tuple[str, str] | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(t.findings.c.channel, t.findings.c.ts).where(t.findings.c.key == key))).first()
+        return None if row is None or row.ts is None else (row.channel, row.ts)
+
+    async def counts(self) -> dict[str, int]:
+        async with self._read() as conn:
+            rows = await conn.execute(select(t.events.c.disposition, func.count()).group_by(t.events.c.disposition))
+            counts = {r[0]: r[1] for r in rows}
+            row = (await conn.execute(select(func.count(), func.count(t.findings.c.ts)))).one()
+        counts["findings"], counts["posted"] = row[0], row[1]
+        return counts
+
+    async def set_finding_status(self, key: str, status: FindingStatus, by: str, note: str | None) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(t.findings).where(t.findings.c.key == key)
+                .values(status=status.value, status_by=by, status_note=note)
+            )
+
+    # -- response actions --------------------------------------------------------------------
+
+    async def claim_action(self, key: str, action: str, user_id: str) -> bool:
+        """True for the first caller only: a double click or two responders run it once."""
+        stmt = self._insert(t.action_claims).values(finding_key=key, action=action, user_id=user_id, at=_now())
+        async with self._write() as conn:
+            result = await conn.execute(stmt.on_conflict_do_nothing())
+        return result.rowcount == 1
+
+    async def release_claim(self, key: str, action: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                t.action_claims.delete().where(t.action_claims.c.finding_key == key, t.action_claims.c.action == action)
+            )
+
+    async def record_action(
+        self, key: str, action: str, user_id: str, outcome: str, message: str, *, dry_run: bool,
+        outbox: Sequence[NewOutboxItem] = (),
+    ) -> None:
+        """The audit record and the Slack updates it causes, in one transaction."""
+        at = _now()
+        async with self._write() as conn:
+            await conn.execute(t.actions.insert().values(
+                finding_key=key, action=action, user_id=user_id, outcome=outcome, message=message,
+                dry_run=bool(dry_run), at=at,
+            ))
+            if outbox:
+                await conn.execute(t.outbox.insert(), [_outbox_values(item, at) for item in outbox])
+
+    async def actions_for(self, key: str) -> list[dict[str, Any]]:
+        async with self._read() as conn:
+            rows = await conn.execute(select(t.actions).where(t.actions.c.finding_key == key).order_by(t.actions.c.id))
+            return [{**r._asdict(), "dry_run": int(bool(r.dry_run)), "at": r.at.isoformat()} for r in rows]
+
+    # -- benign suppressions -----------------------------------------------------------------
+
+    async def add_suppression(self, s: Suppression) -> Suppression:
+        """Store a Slack-made suppression; returns it with its id ("b<n>")."""
+        values = {
+            "detection": s.detection, "scope": s.scope.to_json(), "match": {k: list(v) for k, v in s.match.items()},
+            "reason": s.reason, "created_by": s.created_by, "created_at": s.created_at or _now(),
+            "expires_at": s.expires_at, "finding_key": s.finding_key,
+        }
+        async with self._write() as conn:
+            row = (await conn.execute(t.suppressions.insert().values(**values).returning(t.suppressions))).one()
+        return _suppression_from_row(row)
+
+    async def suppression(self, suppression_id: str) -> Suppression | None:
+        """A Slack-made suppression by id, removed or expired ones included."""
+        number = _suppression_number(suppression_id)
+        if number is None:
+            return None
+        async with self._read() as conn:
+            row = (await conn.execute(select(t.suppressions).where(t.suppressions.c.id == number))).first()
+        return None if row is None else _suppression_from_row(row)
+
+    async def active_suppressions(self, now: datetime) -> list[Suppression]:
+        """Slack-made suppressions not removed and not expired at `now`, oldest first."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(t.suppressions).where(t.suppressions.c.removed_at.is_(None)).order_by(t.suppressions.c.id)
+            )
+            found = [_suppression_from_row(r) for r in rows]
+        return [s for s in found if s.active(now)]
+
+    async def remove_suppression(self, suppression_id: str, by: str) -> bool:
+        """Soft removal: kept for the audit trail, never matches again. False if unknown or gone."""
+        number = _suppression_number(suppression_id)
+        if number is None:
+            return False
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(t.suppressions).where(t.suppressions.c.id == number, t.suppressions.c.removed_at.is_(None))
+                .values(removed_by=by, removed_at=_now())
+            )
+        return result.rowcount == 1
+
+    async def suppression_counts(self) -> dict[str, int]:
+        """suppression id -> events it has hidden (Slack-made and rules alike)."""
+        async with self._read() as conn:
+            rows = await conn.execute(select(t.suppression_hits.c.suppression_id, t.suppression_hits.c.matched))
+            return {r[0]: r[1] for r in rows}
+
+    async def count_suppressed(self, suppression_id: str, finding_key: str | None, events: int = 1) -> None:
+        """Count matches outside a sync (the sync counts inside record_sync)."""
+        async with self._write() as conn:
+            await self._count_suppressed(conn, [(suppression_id, finding_key)] * events)
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
+        """Due items: new findings' parent posts first, the most severe first; everything else
+        (thread replies, updates) in the order it was written, which keeps each thread in order.
+        On PostgreSQL only the items of threads this replica holds (claiming free ones first)."""
+        now = time.time()
+        keys = await self._coord.claim_threads(now)
+        if keys is not None and not keys:
+            return []
+        earlier = t.outbox.alias("earlier")
+        held_back = exists().where(  # an earlier item of the thread waits for a retry: so does the rest
+            earlier.c.finding_key == t.outbox.c.finding_key, earlier.c.state == PENDING,
+            earlier.c.id < t.outbox.c.id, earlier.c.not_before > now,
+        )
+        is_post = t.outbox.c.kind == OutboxKind.POST.value
+        stmt = (
+            select(t.outbox.c.id, t.outbox.c.finding_key, t.outbox.c.kind, t.outbox.c.payload, t.outbox.c.attempts)
+            .select_from(t.outbox.outerjoin(t.findings, t.findings.c.key == t.outbox.c.finding_key))
+            .where(t.outbox.c.state == PENDING, t.outbox.c.not_before <= now, ~held_back)
+            .order_by(case((is_post, 1), else_=0).desc(), case((is_post, _severity_rank()), else_=0).desc(),
+                      t.outbox.c.id)
+            .limit(limit)
+        )
+        if keys is not None:
+            stmt = stmt.where(t.outbox.c.finding_key.in_(keys))
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return _outbox_items(rows)
+
+    async def pending_items(self, key: str, kind: OutboxKind) -> list[OutboxItem]:
+        """A finding's pending items of one kind, oldest first (for coalescing)."""
+        stmt = (
+            select(t.outbox.c.id, t.outbox.c.finding_key, t.outbox.c.kind, t.outbox.c.payload, t.outbox.c.attempts)
+            .where(t.outbox.c.finding_key == key, t.outbox.c.kind == kind.value, t.outbox.c.state == PENDING)
+            .order_by(t.outbox.c.id)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return _outbox_items(rows)
+
+    async def outbox_depth(self) -> int:
+        async with self._read() as conn:
+            return int((await conn.execute(select(func.count()).where(t.outbox.c.state == PENDING))).scalar() or 0)
+
+    async def _outbox_update(self, where: ColumnElement[bool], **values: Any) -> None:
+        async with self._write() as conn:
+            await conn.execute(update(t.outbox).where(where).values(**values))
+
+    async def outbox_sent(self, item_id: int) -> None:
+        await self._outbox_update(t.outbox.c.id == item_id, state=SENT, sent_at=_now())
+
+    async def outbox_retry(self, item_id: int, error: str, not_before: float) -> None:
+        # the try was counted by outbox_attempt
+        await self._outbox_update(t.outbox.c.id == item_id, last_error=error[:500], not_before=not_before)
+
+    async def outbox_dead(self, item_id: int, error: str) -> None:
+        """Slack refused for good (bad channel, bad auth): kept, visible, not retried."""
+        await self._outbox_update(t.outbox.c.id == item_id, state=DEAD, attempts=t.outbox.c.attempts + 1,
+                                  last_error=error[:500])
+
+    async def outbox_attempt(self, item_id: int) -> None:
+        """Committed before an item goes to Slack, so whoever sends it next checks Slack first."""
+        await self._outbox_update(t.outbox.c.id == item_id, attempts=t.outbox.c.attempts + 1)
+
+    async def outbox_dead_for_finding(self, key: str, error: str) -> None:
+        await self._outbox_update((t.outbox.c.finding_key == key) & (t.outbox.c.state == PENDING), state=DEAD,
+                                  last_error=error[:500])
+
+    async def posted_with_message(self, item_id: int, key: str, channel: str, ts: str) -> None:
+        """Record Slack's ts and the sent item together, so a restart never posts it again."""
+        async with self._write() as conn:
+            await conn.execute(update(t.findings).where(t.findings.c.key == key).values(channel=channel, ts=ts))
+            await conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(state=SENT, sent_at=_now()))
+
+
+# -- engines ---------------------------------------------------------------------------------
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def _sqlite_engines(path: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """One writer connection (writes queue in this process instead of fighting over the file's
+    lock; `BEGIN IMMEDIATE` takes the lock up front) and a small pool of readers (WAL: readers
+    never wait for the writer)."""
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise StateStoreError(f"cannot open the SQLite state store {path}: folder {parent} does not exist")
+    url = f"sqlite+aiosqlite:///{path}"
+    writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    reader = create_async_engine(url, pool_size=4, max_overflow=4)
+    for engine, begin in ((writer, "BEGIN IMMEDIATE"), (reader, "BEGIN")):
+        _sqlite_setup(engine, begin)
+    return writer, reader
+
+
+def _sqlite_setup(engine: AsyncEngine, begin: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN is off: ours follows
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def start(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+
+async def _postgres_engine(url: str, pool_size: int, timeout: float) -> AsyncEngine:
+    import psycopg
+    from psycopg.types.json import set_json_dumps
+
+    options = connect_timeout(url)
+
+    async def connect() -> Any:
+        conn = await psycopg.AsyncConnection.connect(url, **options)
+        set_json_dumps(_pg_json, conn)  # JSON goes out through psycopg's adapters: NUL-safe there
+        return conn
+
+    try:  # one plain connection first: a wrong URL or a server away fails now, in one line
+        probe = await connect()
+    except (psycopg.Error, ValueError) as exc:
+        reason = " ".join(redact_url(str(exc)).split())
+        raise StateStoreError(f"cannot connect to the PostgreSQL state store {redact_url(url)}: {reason}") from None
+    await probe.close()
+    engine = create_async_engine(
+        "postgresql+psycopg://", async_creator=connect, pool_size=max(2, pool_size), max_overflow=2,
+        pool_timeout=timeout, pool_pre_ping=True,
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.execute("SET application_name = 'esm-bot'")
+        cursor.close()
+        dbapi_connection.commit()
+
+    return engine
+
+
+async def _migrate(engine: AsyncEngine, target: str) -> int:
+    """Migrate under the schema's lock; returns the lock key of the schema the tables live in."""
+    try:
+        async with engine.begin() as conn:
+            key = 0
+            if engine.dialect.name == "postgresql":
+                schema = (await conn.exec_driver_sql("SELECT current_schema()")).scalar()
+                if schema is None:
+                    raise StateStoreError("the PostgreSQL state store has no schema to create its tables in "
+                                          "(search_path names no existing schema)")
+                key = lock_key(schema)
+            await conn.run_sync(migrate.upgrade, key)
+            return key
+    except SQLAlchemyError as exc:
+        where = redact_url(target) if is_postgres_url(target) else target
+        reason = " ".join(redact_url(str(getattr(exc, "orig", None) or exc)).split())
+        raise StateStoreError(f"cannot open the state store {where}: {reason}") from None
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+
+def _chunks(values: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(values), ID_CHUNK):
+        yield values[start : start + ID_CHUNK]
+
+
+def _severity_rank() -> Any:
+    return case(
+        {"critical": 4, "high": 3, "medium": 2, "low": 1},
+        value=t.findings.c.detection["severity"].as_string(),
+        else_=0,
+    )
+
+
+def _event_values(e: EventRecord, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id, "event_time": e.event_time, "detection": e.detection,
+        "disposition": e.disposition, "finding_key": e.finding_key, "workspace_id": e.workspace_id,
+        "instance_id": e.instance_id, "cluster_id": e.cluster_id, "stored_at": at,
+    }
+
+
+def _finding_values(f: Finding) -> dict[str, Any]:
+    values = {
+        "key": f.key, "grp": f.group, "detection": detection_to_json(f.detection),
+        "first_event": f.first_event.to_json(), "first_seen": f.first_seen, "last_seen": f.last_seen,
+        "count": f.count, "hosts": sorted(f.hosts), "context": context_to_json(f.context),
+        "cluster_id": f.cluster_id, "status": f.status.value, "status_by": f.status_by,
+        "status_note": f.status_note, "suppressed_count": f.suppressed_count,
+    }
+    for name in ("detection", "first_event", "hosts", "context"):
+        json.dumps(values[name])  # raises TypeError on what json cannot encode, before any write
+    return values
+
+
+def _outbox_values(item: NewOutboxItem, at: datetime) -> dict[str, Any]:
+    return {"finding_key": item.finding_key, "kind": item.kind.value, "payload": payload_to_json(item.payload),
+            "state": PENDING, "attempts": 0, "not_before": 0.0, "created_at": at}
+
+
+def _outbox_items(rows: Sequence[Any]) -> list[OutboxItem]:
+    items = []
+    for r in rows:
+        try:
+            payload = payload_from_json(r.kind, r.payload)
+        except PayloadError as exc:  # written by something else: visible in the log, never sent
+            log.error("outbox item %s cannot be read and is skipped: %s", r.id, exc)
+            continue
+        items.append(OutboxItem(r.id, r.finding_key, payload, r.attempts))
+    return items
+
+
+def _finding_from_row(row: Any) -> Finding:
+    return Finding(
+        key=row.key,
+        group=row.grp,
+        detection=detection_from_json(row.detection),
+        first_event=parse_audit_row(row.first_event),
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        count=row.count,
+        hosts=frozenset(row.hosts),
+        context=context_from_json(row.context),
+        cluster_id=row.cluster_id,
+        status=FindingStatus(row.status),
+        status_by=row.status_by,
+        status_note=row.status_note,
+        suppressed_count=row.suppressed_count,
+    )
+
+
+def _suppression_number(suppression_id: str) -> int | None:
+    text = (suppression_id or "").strip().lower()
+    if not text.startswith("b") or not text[1:].isdigit() or len(text) > 19:
+        return None
+    return int(text[1:])
+
+
+def _suppression_from_row(row: Any) -> Suppression:
+    return Suppression(
+        id=f"b{row.id}",
+        detection=row.detection,
+        scope=Scope.from_json(row.scope),
+        match={k: tuple(v) for k, v in row.match.items()},
+        reason=row.reason,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        finding_key=row.finding_key,
+        source="slack",
+    )
+
+
