@@ -1,8 +1,8 @@
 """/esm recent [DURATION] [FILTERS] — Capsule8 events of the last hours, grouped, to the caller only."""
 from __future__ import annotations
 
-from bot.core.blocks import escape
 from bot.core.recent import RecentArgumentError
+from bot.render.blocks import escape
 from handlers.commands import Answer, CommandContext, UsageError, Verb
 
 USAGE = (

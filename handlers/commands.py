@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.core.blocks import escape
+from bot.render.blocks import escape
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
