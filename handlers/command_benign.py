@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.core.suppressions import describe
 from bot.render.blocks import clip, escape
-from handlers.commands import Answer, CommandContext, UsageError, Verb
+from handlers.command_types import Answer, CommandContext, UsageError, Verb
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bot.core.recent import RecentArgumentError
 from bot.render.blocks import escape
-from handlers.commands import Answer, CommandContext, UsageError, Verb
+from handlers.command_types import Answer, CommandContext, UsageError, Verb
 
 USAGE = (
     '`/esm recent [24h] [cluster=…] [instance=…] [detection="…"] [category=…] [severity>=high] [workspace=…]`'
