@@ -44,22 +44,6 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
     return bolt
 
 
-async def status_text(runtime: Runtime) -> str:
-    counts = await runtime.store.counts()
-    watermark = await runtime.store.watermark()
-    report = runtime.pipeline.last_report
-    return (
-        f"*esm-bot status*\n"
-        f"• last sync: {runtime.pipeline.last_sync_at or 'never'}"
-        f"{' — error: ' + report.error if report and report.error else ''}\n"
-        f"• watermark: {watermark or 'none yet'}\n"
-        f"• events stored: {sum(v for k, v in counts.items() if k not in ('findings', 'posted'))}, "
-        f"findings: {counts.get('findings', 0)}, posted: {counts.get('posted', 0)}, "
-        f"ignored: {counts.get('ignored', 0)}, suppressed: {counts.get('suppressed', 0)}\n"
-        f"• outbox depth: {await runtime.store.outbox_depth()}"
-    )
-
-
 def build_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     if settings.poll_interval is None:  # polling bots (Databricks Apps) may go without webhooks

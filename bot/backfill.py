@@ -4,7 +4,7 @@ It is one pipeline sync that starts at `now - since` instead of the watermark (w
 moves back), with a text progress bar on stderr. Events already handled are skipped as always
 (event_id). Without `--summary` the new findings are posted as usual (the outbox is drained
 before exit, at Slack's pace); with `--summary` findings and events are stored but nothing is
-queued for Slack, and ONE digest message (bot.core.digest) sums them up per detection and
+queued for Slack, and ONE digest message (bot.render.digest) sums them up per detection and
 cluster instead.
 """
 from __future__ import annotations
@@ -15,9 +15,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TextIO
 
 from bot.config import Settings
-from bot.core.digest import Tally, digest_message
+from bot.core.digest import Tally
 from bot.core.ports import AuditSource
 from bot.pipeline import PAGE_SIZE
+from bot.render.digest import digest_message
 
 BAR_WIDTH = 30
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bot import correlation, metrics
 from bot.core.state import DigestPayload, NotePayload, OutboxItem, OutboxKind, ReplyPayload
-from bot.core import blocks
+from bot.render import blocks
 from bot.core.actions import ActionSpec
 from bot.core.events import parse_audit_row
 from bot.core.findings import Finding

@@ -14,9 +14,9 @@ from bot.core.recent import (
     ROW_LIMIT,
     RecentQuery,
     parse_recent,
-    render_recent,
     summarise,
 )
+from bot.render.recent import render_recent
 
 Answer = tuple[str, list[dict[str, Any]]]
 

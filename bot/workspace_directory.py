@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.config import Settings
-from bot.core.blocks import Links
 from bot.core.findings import Finding
 from bot.core.ports import Workspace
 from bot.core.workspaces import WorkspaceConfig, Workspaces
+from bot.render.blocks import Links
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus
-from bot.core.benign_modal import (
-    B_REASON,
-    CALLBACK_ID,
-    MODAL_ACTIONS,
-    build_view,
-    default_state,
-    draft_for,
-    read_state,
-)
+from bot.core.benign_modal import B_REASON, default_state, draft_for
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId, ButtonValue
 from bot.core.suppressions import Suppression
+from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, build_view, read_state
 from handlers.actions.mark_benign import preview_text
 from handlers.dispatch import Dispatcher
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.core.blocks import clip, escape
 from bot.core.suppressions import describe
-from handlers.commands import Answer, CommandContext, UsageError, Verb
+from bot.render.blocks import clip, escape
+from handlers.command_types import Answer, CommandContext, UsageError, Verb
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """/esm recent [DURATION] [FILTERS] — Capsule8 events of the last hours, grouped, to the caller only."""
 from __future__ import annotations
 
-from bot.core.blocks import escape
 from bot.core.recent import RecentArgumentError
-from handlers.commands import Answer, CommandContext, UsageError, Verb
+from bot.render.blocks import escape
+from handlers.command_types import Answer, CommandContext, UsageError, Verb
 
 USAGE = (
     '`/esm recent [24h] [cluster=…] [instance=…] [detection="…"] [category=…] [severity>=high] [workspace=…]`'

@@ -1,21 +1,24 @@
 """The /esm slash command: acknowledged at once, answered through response_url.
 
 Each verb is one function of a `CommandContext` returning (text, blocks); verbs live in their
-own modules and are listed in VERBS. Slow verbs (queries) are bounded by a timeout, and every
-failure becomes a clear answer to the caller rather than silence.
+own modules (handlers/command_*.py), each listing its verbs in VERBS, built from the types in
+handlers/command_types.py. Slow verbs (queries) are bounded by a timeout, and every failure
+becomes a clear answer to the caller rather than silence.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import shlex
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.core.blocks import escape
+from bot.render.blocks import escape
+from bot.status import status_text
+from handlers import command_benign, command_recent
+from handlers.command_types import Answer, CommandContext, UsageError, Verb
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -23,31 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 60.0
-Answer = tuple[str, list[dict[str, Any]] | None]
-
-
-class UsageError(ValueError):
-    """The command's words are wrong; the message names the wrong token."""
-
-
-@dataclass
-class CommandContext:
-    user_id: str
-    channel_id: str
-    args: list[str]
-    runtime: "Runtime"
-
-    async def require_responder(self) -> None:
-        allowed, why = await self.runtime.dispatcher.authorizer.allows(self.user_id)
-        if not allowed:
-            raise PermissionError(f"Refused: {why}.")
-
-
-@dataclass(frozen=True)
-class Verb:
-    name: str
-    usage: str  # one line, shown in /esm help
-    run: Callable[[CommandContext], Awaitable[Answer]]
 
 
 async def _help(ctx: CommandContext) -> Answer:
@@ -55,14 +33,10 @@ async def _help(ctx: CommandContext) -> Answer:
 
 
 async def _status(ctx: CommandContext) -> Answer:
-    from bot.app import status_text
-
     return await status_text(ctx.runtime), None
 
 
 def _verbs() -> dict[str, Verb]:
-    from handlers import command_benign, command_recent
-
     verbs = [
         Verb("help", "`/esm help` — this text", _help),
         Verb("status", "`/esm status` — last sync, watermark, counts, outbox depth", _status),

@@ -11,11 +11,11 @@ from typing import Any
 from bot import metrics
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseAction
 from bot.core.authz import Authorizer
-from bot.core.blocks import mention_safe
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ButtonValue
 from bot.core.ports import ActionStore, ClusterControl, Interaction
 from bot.core.state import NewOutboxItem, NotePayload, UpdatePayload
+from bot.render.blocks import mention_safe
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from bot.core.blocks import sql_literal
 from bot.core.catalogue import Catalogue
 from bot.core.events import CAPSULE8_SERVICE, CLAMAV_CLEAN_SCAN, CLAMAV_INFECTION, CLAMAV_SERVICE
+from bot.core.queries import sql_literal
 from bot.core.suppressions import Suppression
 
 MARKER = "[esm-bot] "

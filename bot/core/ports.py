@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
+from bot.core.recent import RecentRow
 from bot.core.state import EventRecord, NewOutboxItem, OutboxItem, OutboxKind
 from bot.core.suppressions import Suppression
-
-if TYPE_CHECKING:  # bot.core.recent imports blocks, which imports this module
-    from bot.core.recent import RecentRow
 
 
 class SourceError(RuntimeError):
@@ -59,7 +57,7 @@ class AuditSource(Protocol):
         detection: str | None = None,
         workspace_id: int | None = None,
         limit: int = 2000,
-    ) -> list["RecentRow"]:
+    ) -> list[RecentRow]:
         """Capsule8 events since `since`, one row per (detection, instance, workspace) with the
         count and first/last time, most recently active first, at most `limit` rows. Filters
         left None match everything; values are bound as parameters, never written into SQL."""

@@ -2,6 +2,10 @@
 
 The warehouse runs this text as it is; the embedded DuckDB store runs the same text translated
 (see bot/adapters/sql_dialect.py). Values never enter the text: every caller binds them.
+
+`sql_literal` is only for SQL the bot writes for others and never runs itself: the query shown
+on a finding to reproduce it (bot/render/blocks.py) and the alert queries that deploy installs
+(bot/core/deploy_plan.py). There a value has to become a quoted literal.
 """
 from __future__ import annotations
 
@@ -97,3 +101,16 @@ LIMIT :limit
 
 CAPSULE8_PARAMS = {"service": CAPSULE8_SERVICE}
 SYNC_PARAMS = {"service": CAPSULE8_SERVICE, "clamav_service": CLAMAV_SERVICE}
+
+
+def sql_literal(value: str) -> str:
+    """A Databricks SQL string literal for a human to paste.
+
+    Databricks reads `\\` as an escape and joins adjacent literals, so `'It''s'` would mean
+    `Its`: quotes are backslash-escaped, not doubled. `$` is escaped because a notebook cell
+    would otherwise read `$name` as a widget; `\\$` is just `$` to the SQL parser.
+    """
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("$", "\\$")
+    for char, sequence in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\0", "\\0")):
+        escaped = escaped.replace(char, sequence)
+    return f"'{escaped}'"

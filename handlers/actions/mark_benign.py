@@ -11,9 +11,10 @@ import logging
 from typing import Any
 
 from bot.core.actions import UNTIL_CLOSED, ActionContext, ActionSpec, Outcome, OutcomeStatus
-from bot.core.benign_modal import PREVIEW_PENDING, FormState, build_view, default_state, preview_draft
+from bot.core.benign_modal import FormState, default_state, preview_draft
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId
+from bot.render.benign_modal import PREVIEW_PENDING, build_view
 
 log = logging.getLogger(__name__)
 

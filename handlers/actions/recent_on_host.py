@@ -6,9 +6,9 @@ import asyncio
 from datetime import timedelta
 
 from bot.core.actions import ALWAYS, ActionContext, ActionSpec, Needs, Outcome, OutcomeStatus
-from bot.core.blocks import escape
 from bot.core.ids import ActionId
 from bot.core.ports import SourceError
+from bot.render.blocks import escape
 
 WINDOW = timedelta(hours=24)
 TIMEOUT_SECONDS = 60.0

@@ -11,10 +11,10 @@ import logging
 from typing import Any
 
 from bot.core.actions import UNTIL_CLOSED, ActionContext, ActionSpec, Confirm, Needs, Outcome, OutcomeStatus
-from bot.core.blocks import inert, note_message
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId
 from bot.core.ports import WorkspaceError
+from bot.render.blocks import inert, note_message
 
 log = logging.getLogger(__name__)
 

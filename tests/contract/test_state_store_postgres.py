@@ -106,7 +106,8 @@ async def test_a_dead_replicas_sync_lock_is_released_with_its_connection(replica
         assert held
         with psycopg.connect(pg_url, autocommit=True) as admin:  # the process died: its session ends
             ended = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'esm-bot sync lock'"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (f"esm-bot sync lock {a.replica}"[:63],),
             ).fetchall()
         assert ended == [(True,)]
         async with b.sync_lock() as held_b:

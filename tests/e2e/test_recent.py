@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.blocks import escape
+from bot.render.blocks import escape
 from emulators.slack import blocks_to_text
 from bot.adapters import duckdb_source
 from tests.e2e.conftest import OUTSIDER, RESPONDER, WORKSPACE_ID, Bot, capsule8

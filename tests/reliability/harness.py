@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import requests
 
 from bot.adapters.duckdb_source import DuckDBSource
-from bot.core.blocks import limit_violations
+from bot.render.blocks import limit_violations
 from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator
 from emulators.slack_signing import signed_form_headers

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from bot.core.blocks import limit_violations
 from bot.core.ids import ButtonValue
+from bot.render.blocks import limit_violations
 from emulators.slack_signing import block_actions_body, slash_command_body, view_submission_body
 from tests.reliability.harness import (
     CHANNEL,

@@ -21,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.core.state import DigestPayload, NotePayload, OutboxItem, ReplyPayload
-from bot.core.benign_modal import build_view, default_state, draft_for, read_state
-from bot.core.blocks import Links, escape, inert, limit_violations, mention_safe, note_message
+from bot.core.benign_modal import default_state, draft_for
 from bot.core.catalogue import load_catalogue
 from bot.core.recent import RecentArgumentError, parse_recent
+from bot.render.benign_modal import build_view, read_state
+from bot.render.blocks import Links, escape, inert, limit_violations, mention_safe, note_message
 from bot.outbox import OutboxSettings, OutboxWorker
 from handlers.commands import UsageError, _verbs, help_text, split_words
 from handlers.replay_guard import ReplayGuard

@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from bot.core.blocks import (
+from bot.core.queries import sql_literal
+from bot.render.blocks import (
     Links,
     clip,
     cloud_pointer,
@@ -21,7 +22,6 @@ from bot.core.blocks import (
     reply_message,
     reproduce_sql,
     slack_len,
-    sql_literal,
 )
 from bot.core.events import AuditRow
 from bot.core.findings import (

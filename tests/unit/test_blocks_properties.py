@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.core.blocks import Links, clip, digest_message, escape, finding_message, limit_violations, reply_message, slack_len
 from bot.core.events import AuditRow
 from bot.core.findings import (
     LINEAGE_KEYS,
@@ -21,6 +20,7 @@ from bot.core.findings import (
     Severity,
 )
 from bot.core.ids import ButtonValue
+from bot.render.blocks import Links, clip, digest_message, escape, finding_message, limit_violations, reply_message, slack_len
 
 # Lone surrogates included (exclude_categories=()): text decoded with `surrogatepass` has them.
 any_char = st.characters(exclude_categories=())

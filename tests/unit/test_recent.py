@@ -1,4 +1,5 @@
-"""/esm recent in the pure core: parsing the words, grouping the rows, rendering the answer."""
+"""/esm recent, all pure: parsing the words and grouping the rows (bot.core.recent), rendering
+the answer (bot.render.recent)."""
 from __future__ import annotations
 
 import json
@@ -9,21 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.core.blocks import MAX_BLOCKS, limit_violations
 from bot.core.catalogue import load_catalogue
 from bot.core.findings import UNCATEGORISED, Severity
 from bot.core.recent import (
     DEFAULT_WINDOW,
-    GROUPS_SHOWN,
     RecentArgumentError,
     RecentQuery,
     RecentRow,
     RecentSummary,
     parse_recent,
-    render_recent,
     summarise,
     window_label,
 )
+from bot.render.blocks import MAX_BLOCKS, limit_violations
+from bot.render.recent import GROUPS_SHOWN, render_recent
 
 CATALOGUE = load_catalogue(Path(__file__).resolve().parents[2] / "rules" / "detections.yml")
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

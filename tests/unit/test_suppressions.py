@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.core.benign_modal import FormState, draft_for, pattern_hint, read_state
+from bot.core.benign_modal import FormState, draft_for, pattern_hint
 from bot.core.catalogue import load_catalogue
 from bot.core.decide import Classified, Disposition, plan_batch
 from bot.core.events import parse_audit_row
@@ -24,6 +24,7 @@ from bot.core.suppressions import (
     matches,
     scope_for,
 )
+from bot.render.benign_modal import read_state
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 NOW = datetime(2025, 3, 4, 12, 0, tzinfo=timezone.utc)

@@ -5,10 +5,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from bot.core.actions import Needs
-from bot.core.blocks import MAX_CONFIRM_TEXT, Links, finding_message, limit_violations
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Context, Detection, Finding, Severity
 from bot.core.ids import ActionId
+from bot.render.blocks import MAX_CONFIRM_TEXT, Links, finding_message, limit_violations
 from handlers.actions import discover
 from handlers.actions.terminate_cluster import ACTION, cluster_of, confirm
 

@@ -151,7 +151,9 @@ class PostgresCoordination:
             await self._drop_lock_connection()
             conn = await self._engine.connect()
             self._lock_conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await self._lock_conn.execute(text("SET application_name = 'esm-bot sync lock'"))
+            # which replica holds the lock shows in pg_stat_activity (application_name: 63 bytes at most)
+            await self._lock_conn.execute(text("SELECT set_config('application_name', :name, false)"),
+                                          {"name": f"esm-bot sync lock {self.replica}"[:63]})
         return self._lock_conn
 
     async def _drop_lock_connection(self) -> None:

@@ -8,6 +8,10 @@ Two rules hold everywhere below:
   Free sentences (problems, notes) go into plain_text objects instead.
 - Every text is clipped to its Slack limit (DESIGN.md §5), measured in UTF-16 code units, the
   stricter of the ways Slack might count, so no input can make Slack reject the message.
+  `clip` and `slack_len` live in bot/core/text.py (the domain bounds its own words with them)
+  and are re-exported here with the rest of the text helpers.
+
+Pure: imports only the standard library and bot.core.*; bot.core never imports bot.render.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
+from bot.core.actions import ActionSpec, Confirm, Needs
 from bot.core.events import CAPSULE8_SERVICE, AuditRow, clamav_infections
 from bot.core.findings import (
     ClusterContext,
@@ -30,8 +35,9 @@ from bot.core.findings import (
     Severity,
     lineage_of,
 )
-from bot.core.actions import ActionSpec, Confirm, Needs
 from bot.core.ids import ButtonValue
+from bot.core.queries import sql_literal
+from bot.core.text import clip, slack_len  # re-exported: the rendering's own text helpers
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -53,7 +59,6 @@ MAX_URL = 3000
 
 COMMANDS_SHOWN = 5
 COMMANDS_TITLE = "Commands on this cluster in the 30 minutes before"
-ELLIPSIS = "…"
 
 SEVERITY_EMOJI = {
     Severity.CRITICAL: ":rotating_light:",
@@ -64,10 +69,9 @@ SEVERITY_EMOJI = {
 }
 
 # ---------------------------------------------------------------------------------------------
-# text: escaping, clipping, code spans
+# text: escaping, code spans (clipping: bot.core.text)
 # ---------------------------------------------------------------------------------------------
 
-_ENTITIES = ("&amp;", "&lt;", "&gt;")
 _SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")  # bounded: a 5,000-char "id" is not a user
 # A backtick cannot be escaped inside a Slack code span; this look-alike keeps the span closed.
 _BACKTICK_LOOKALIKE = "\u02cb"
@@ -76,49 +80,6 @@ _BACKTICK_LOOKALIKE = "\u02cb"
 def escape(text: str) -> str:
     """Slack's three control characters as entities: no mention, link or quote from data."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def slack_len(text: str) -> int:
-    """Length in UTF-16 code units (an emoji counts 2), never less than Slack's own count."""
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def clip(text: str, limit: int) -> str:
-    """`text` cut to `limit` UTF-16 units with a trailing "…", never inside a pair or entity."""
-    if slack_len(text) <= limit:
-        return text
-    if limit < 1:
-        return ""
-    cut = _cut_index(text, limit - 1)
-    cut = _outside_surrogate_pair(text, cut)
-    cut = _outside_entity(text, cut)
-    return text[:cut] + ELLIPSIS
-
-
-def _cut_index(text: str, budget: int) -> int:
-    used = 0
-    for index, char in enumerate(text):
-        used += 2 if ord(char) > 0xFFFF else 1
-        if used > budget:
-            return index
-    return len(text)
-
-
-def _outside_surrogate_pair(text: str, cut: int) -> int:
-    # Only text decoded with `surrogatepass` holds a pair as two code points; keep them together.
-    if 0 < cut < len(text) and "\ud800" <= text[cut - 1] <= "\udbff" and "\udc00" <= text[cut] <= "\udfff":
-        return cut - 1
-    return cut
-
-
-def _outside_entity(text: str, cut: int) -> int:
-    start = text.rfind("&", max(0, cut - 4), cut)
-    if start == -1:
-        return cut
-    for entity in _ENTITIES:
-        if text.startswith(entity, start) and start + len(entity) > cut:
-            return start
-    return cut
 
 
 def _one_line(text: str) -> str:
@@ -230,19 +191,6 @@ def cluster_url(links: Links, cluster_id: str | None) -> str | None:
 def cluster_events_url(links: Links, cluster_id: str | None) -> str | None:
     page = cluster_url(links, cluster_id)
     return None if page is None else f"{page}/events"
-
-
-def sql_literal(value: str) -> str:
-    """A Databricks SQL string literal for a human to paste.
-
-    Databricks reads `\\` as an escape and joins adjacent literals, so `'It''s'` would mean
-    `Its`: quotes are backslash-escaped, not doubled. `$` is escaped because a notebook cell
-    would otherwise read `$name` as a widget; `\\$` is just `$` to the SQL parser.
-    """
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("$", "\\$")
-    for char, sequence in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\0", "\\0")):
-        escaped = escaped.replace(char, sequence)
-    return f"'{escaped}'"
 
 
 def reproduce_sql(detection: str, instance_id: str | None, since: date, workspace_id: str | None = None) -> str:
