@@ -33,7 +33,6 @@ from tests.reliability.harness import (
     minutes_ago,
     notebook_command,
     record,
-    seed,
 )
 
 OUTSIDER = "U0OUTSIDER"
@@ -54,7 +53,7 @@ def rig(tmp_path_factory):
               driver_instance_id=EVIL_HOST, tags={"owner": HUGE})
     host.call(host.dbx.add_cluster, "0101-000000-plain0002", name="plain", driver_instance_id="i-0plain0000000001")
     bot = BotProcess(folder, host, ESM_RESPONDERS=RESPONDER)
-    seed(bot.audit_path, [
+    bot.seed([
         notebook_command("nb-evil", EVIL_CLUSTER, minutes_ago(12), f"{EVIL}@example.com", HUGE),
         *[capsule8(f"evil-{n}", EVIL_DETECTION, EVIL_HOST, minutes_ago(10 - n), commandLine=HUGE, filePath=EVIL,
                    processLineage=f"{EVIL} > " * 200, containerId=EVIL, origin=EVIL) for n in range(6)],
