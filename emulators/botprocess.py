@@ -205,7 +205,11 @@ class BotProcess:
                                  headers=self.webhook_headers(password), timeout=10)
         return response.status_code
 
-    async def webhook_async(self, session: aiohttp.ClientSession, password: str | None = None) -> int:
+    async def webhook_async(self, session: aiohttp.ClientSession | None = None, password: str | None = None) -> int:
+        """`webhook` on the caller's event loop, in `session` (or a session of its own)."""
+        if session is None:
+            async with aiohttp.ClientSession() as own:
+                return await self.webhook_async(own, password)
         async with session.post(self.url + "/webhooks/dbsql", data=self.alert_body,
                                 headers=self.webhook_headers(password)) as response:
             await response.read()
