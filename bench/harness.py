@@ -1,26 +1,22 @@
-"""What every scenario needs: the emulators (in this process), the bot (a separate process),
-seed rows, and read-only views of the bot's state. Everything listens on 127.0.0.1 only."""
+"""What every scenario needs: the emulators (in this process), the bot (a separate process:
+the shared harness of emulators/botprocess.py), seed rows (bot/audit_rows.py), and read-only
+views of the bot's state. Everything listens on 127.0.0.1 only."""
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
 import re
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from bot.adapters.duckdb_source import DuckDBSource
+from bot.audit_rows import capsule8_row, minutes_ago, notebook_command_row
+from emulators import botprocess
+from emulators.botprocess import BotIdentity
 from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator
 
@@ -31,8 +27,6 @@ SIGNING_SECRET = "bench-signing-secret-81fe"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "databricks", "bench-webhook-password-77aa"
 DBX_TOKEN = "dapi-bench-token-51b0"
 RESPONDER = "U0RESPONDER"
-WORKSPACE_ID = 1234567890123456
-CAPSULE8 = "capsule8-alerts-dataplane"
 
 # Twelve detections of the shipped catalogue (Heartbeat excluded: it is never a finding).
 DETECTIONS = (
@@ -51,17 +45,12 @@ ALERT_PAYLOAD = {
                   "query_text": "SELECT 1", "warehouse_id": "w1", "evaluations": []},
     },
 }
-ALERT_BODY = json.dumps(ALERT_PAYLOAD).encode()
-
-
-def basic_auth_header(user: str = WEBHOOK_USER, password: str = WEBHOOK_PASSWORD) -> dict[str, str]:
-    return {"Authorization": aiohttp.encode_basic_auth(user, password), "Content-Type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+IDENTITY = BotIdentity(channel=CHANNEL, slack_token=SLACK_TOKEN, signing_secret=SIGNING_SECRET,
+                       webhook_user=WEBHOOK_USER, webhook_password=WEBHOOK_PASSWORD, databricks_token=DBX_TOKEN,
+                       responders=RESPONDER, alert=ALERT_PAYLOAD)
+# request params of every bench Capsule8 row (a container process loading a kernel module)
+PROCESS = {"containerId": "8c1f5e0a9b7d", "processLineage": "python3(1) > bash(2) > insmod(3)",
+           "commandLine": "insmod ./x.ko"}
 
 
 # -- emulators -------------------------------------------------------------------------------
@@ -132,25 +121,6 @@ async def stop_emulators(slack: SlackEmulator, dbx: DatabricksEmulator) -> None:
 # -- seed rows -------------------------------------------------------------------------------
 
 
-def capsule8_row(event_id: str, detection: str, instance: str, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
-        "service_name": CAPSULE8, "action_name": detection,
-        "request_params": {"instanceId": instance, "containerId": "8c1f5e0a9b7d",
-                           "processLineage": "python3(1) > bash(2) > insmod(3)", "commandLine": "insmod ./x.ko"},
-        "response": {"status_code": 200}, "user_identity": {"email": None},
-    }
-
-
-def notebook_row(event_id: str, cluster: str, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
-        "service_name": "notebook", "action_name": "runCommand",
-        "request_params": {"clusterId": cluster, "notebookId": "nb-42", "commandText": "%sh ls /tmp"},
-        "response": {"status_code": 200}, "user_identity": {"email": "dana@example.com"},
-    }
-
-
 def storm_rows(events: int, clusters: int = 200, detections: int = 12, prefix: str = "storm",
                spread: timedelta = timedelta(minutes=30)) -> list[dict[str, Any]]:
     """`events` new Capsule8 rows spread evenly over clusters x detections (every pair gets
@@ -162,13 +132,13 @@ def storm_rows(events: int, clusters: int = 200, detections: int = 12, prefix: s
         n = i % clusters
         detection = DETECTIONS[(i // clusters) % detections]
         instance = instances_of(n)[(i // (clusters * detections)) % 2]
-        rows.append(capsule8_row(f"{prefix}-{i:07d}", detection, instance, now - spread + step * i))
+        rows.append(capsule8_row(f"{prefix}-{i:07d}", detection, instance, now - spread + step * i, **PROCESS))
     return rows
 
 
 def notebook_rows(clusters: int = 200, per_cluster: int = 2) -> list[dict[str, Any]]:
     now = datetime.now(timezone.utc)
-    return [notebook_row(f"nb-{n}-{k}", cluster_id(n), now - timedelta(minutes=20 + k))
+    return [notebook_command_row(f"nb-{n}-{k}", cluster_id(n), minutes_ago(20 + k, now), "dana@example.com", "%sh ls /tmp")
             for n in range(clusters) for k in range(per_cluster)]
 
 
@@ -185,78 +155,26 @@ def expected_groups(events: int, clusters: int = 200, detections: int = 12) -> d
 _SYNC_DONE = re.compile(r"sync done: SyncReport\((.*)\)")
 
 
-@dataclass
-class BotProcess:
-    """`python -m bot.cli serve` in its own process. With `counted=True` it runs through
-    bench/counted_bot.py, which only adds a counter of audit-source queries (written at exit)."""
+class BotProcess(botprocess.BotProcess):
+    """The shared bot process (emulators/botprocess.py) with the bench's identity. With
+    `counted=True` it runs through bench/counted_bot.py, which only adds a counter of
+    audit-source queries (written at exit); with `profile_to`, under cProfile as well."""
 
-    workdir: Path
-    slack_api_url: str
-    dbx_host: str
-    extra_env: dict[str, str]
-    counted: bool = False
-    profile_to: Path | None = None
+    def __init__(self, workdir: Path, slack_api_url: str, dbx_host: str, extra_env: dict[str, str],
+                 counted: bool = False, profile_to: Path | None = None):
+        self.counts_path = workdir / "query-counts.json"
+        self.counted = counted
+        self.profile_to = profile_to
+        super().__init__(workdir, IDENTITY, slack_api_url=slack_api_url, databricks_host=dbx_host, cwd=ROOT,
+                         stop_timeout=30, env={"HOME": os.environ.get("HOME", "/tmp"), "ESM_DATABRICKS_TIMEOUT": "10",
+                                               "BENCH_QUERY_COUNTS": str(self.counts_path), **extra_env})
 
-    def __post_init__(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.audit_path = str(self.workdir / "audit.duckdb")
-        self.state_path = str(self.workdir / "state.sqlite3")
-        self.log_path = self.workdir / "bot.log"
-        self.counts_path = self.workdir / "query-counts.json"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
-            "SLACK_BOT_TOKEN": SLACK_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "ESM_SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": self.slack_api_url,
-            "DATABRICKS_HOST": self.dbx_host, "DATABRICKS_TOKEN": DBX_TOKEN,
-            "ESM_AUDIT_SOURCE": f"duckdb:{self.audit_path}", "ESM_STATE_PATH": self.state_path,
-            "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-            "ESM_RESPONDERS": RESPONDER, "ESM_SLACK_POST_INTERVAL": "0", "ESM_DATABRICKS_TIMEOUT": "10",
-            "ESM_LOG_LEVEL": "INFO", "BENCH_QUERY_COUNTS": str(self.counts_path), **self.extra_env,
-        }
-
-    def source(self) -> DuckDBSource:
-        return DuckDBSource(self.audit_path)
-
-    async def start(self, timeout: float = 60.0) -> "BotProcess":
+    def command(self) -> list[str]:
         if self.profile_to is not None:
-            command = [sys.executable, "-m", "cProfile", "-o", str(self.profile_to), "-m", "bench.counted_bot"]
-        elif self.counted:
-            command = [sys.executable, "-m", "bench.counted_bot"]
-        else:
-            command = [sys.executable, "-m", "bot.cli"]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([*command, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                                     env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the bot exited with {self.proc.returncode}:\n{self.log_text()[-2000:]}")
-                try:
-                    async with session.get(self.url + "/healthz") as response:
-                        if response.status == 200:
-                            return self
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"the bot did not answer /healthz within {timeout:g}s")
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(self.proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            await asyncio.to_thread(self.proc.wait, 10)
+            return [sys.executable, "-m", "cProfile", "-o", str(self.profile_to), "-m", "bench.counted_bot"]
+        if self.counted:
+            return [sys.executable, "-m", "bench.counted_bot"]
+        return super().command()
 
     def proc_status(self, field: str) -> int | None:
         """A /proc/<pid>/status field in kB (VmHWM: peak RSS, VmRSS: now)."""
@@ -280,12 +198,6 @@ class BotProcess:
         except (OSError, IndexError, ValueError):
             return None
 
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
     def sync_reports(self) -> list[dict[str, Any]]:
         """The bot's own `sync done: SyncReport(...)` log lines, parsed."""
         reports = []
@@ -302,17 +214,6 @@ class BotProcess:
             return json.loads(self.counts_path.read_text())
         except (OSError, ValueError):
             return {}
-
-    def state(self) -> sqlite3.Connection:
-        """The bot's SQLite state, read-only."""
-        db = sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=5)
-        db.row_factory = sqlite3.Row
-        return db
-
-    async def webhook(self, session: aiohttp.ClientSession) -> int:
-        async with session.post(self.url + "/webhooks/dbsql", data=ALERT_BODY, headers=basic_auth_header()) as r:
-            await r.read()
-            return r.status
 
 
 def state_progress(bot: BotProcess) -> dict[str, int]:

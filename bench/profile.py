@@ -29,7 +29,7 @@ async def profile(events: int, py_spy: str, scenario: str) -> Path:
             source = bot.source()
             source.insert_rows(notebook_rows(200))
             source.insert_rows(storm_rows(events))
-        await bot.start()
+        await bot.start_async()
         spy = subprocess.Popen([py_spy, "record", "--pid", str(bot.proc.pid), "--format", "raw", "--threads",
                                 "--rate", "250", "--output", str(out), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -37,7 +37,7 @@ async def profile(events: int, py_spy: str, scenario: str) -> Path:
         t0 = time.perf_counter()
         if scenario == "storm":
             async with aiohttp.ClientSession() as session:
-                await bot.webhook(session)
+                await bot.webhook_async(session)
             while time.perf_counter() - t0 < 300:
                 await asyncio.sleep(0.05)
                 p = state_progress(bot)
@@ -45,14 +45,13 @@ async def profile(events: int, py_spy: str, scenario: str) -> Path:
                     break
         else:  # webhook: 500 req/s for 5 s
             from bench import loadgen
-            from bench.harness import ALERT_BODY, basic_auth_header
-            print(await loadgen.open_loop(bot.url + "/webhooks/dbsql", ALERT_BODY, basic_auth_header(), 500, 5))
+            print(await loadgen.open_loop(bot.url + "/webhooks/dbsql", bot.alert_body, bot.webhook_headers(), 500, 5))
         print(f"{scenario} took {time.perf_counter() - t0:.2f} s under the profiler")
         spy.send_signal(signal.SIGINT)
         spy.wait(30)
         return out
     finally:
-        await bot.stop()
+        await bot.stop_async()
         await stop_emulators(slack, dbx)
 
 

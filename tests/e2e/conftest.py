@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot import audit_rows
 from bot.adapters.duckdb_source import DuckDBSource
+from bot.audit_rows import WORKSPACE_ID, capsule8_row, notebook_command_row  # WORKSPACE_ID: for the tests
 from bot.app import build_app
 from bot.config import load_settings
 from bot.runtime import Runtime, build_runtime
@@ -27,7 +28,6 @@ WEBHOOK_USER, WEBHOOK_PASSWORD = "databricks", "e2e-webhook-password-92b1"
 DBX_TOKEN = "dapi-e2e-token-44c0"
 RESPONDER = "U0RESPONDER"
 OUTSIDER = "U0OUTSIDER"
-WORKSPACE_ID = 1234567890123456
 
 CURRENT_PAYLOAD = {
     "event": "alert_state_change",
@@ -46,24 +46,12 @@ LEGACY_PAYLOAD = {
 }
 
 
-def capsule8(event_id: str, detection: str, instance: str, minutes_ago: float, **params: str) -> dict[str, Any]:
-    at = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
-    return {
-        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
-        "service_name": "capsule8-alerts-dataplane", "action_name": detection,
-        "request_params": {"instanceId": instance, **params},
-        "response": {"status_code": 200}, "user_identity": {"email": None},
-    }
+def capsule8(event_id: str, detection: str, instance: str, minutes_ago: float, **params: Any) -> dict[str, Any]:
+    return capsule8_row(event_id, detection, instance, audit_rows.minutes_ago(minutes_ago), **params)
 
 
 def notebook_command(event_id: str, cluster_id: str, minutes_ago: float, user: str, text: str) -> dict[str, Any]:
-    at = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
-    return {
-        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
-        "service_name": "notebook", "action_name": "runCommand",
-        "request_params": {"clusterId": cluster_id, "notebookId": "nb-42", "commandText": text},
-        "response": {"status_code": 200}, "user_identity": {"email": user},
-    }
+    return notebook_command_row(event_id, cluster_id, audit_rows.minutes_ago(minutes_ago), user, text)
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:

@@ -11,109 +11,50 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psycopg
 import pytest
 
+from bot.audit_rows import capsule8_row
+from emulators.botprocess import BotIdentity, BotProcess
 from emulators.thrift_sql import ThriftSQLEmulator
 from tests.e2e.conftest import (
     CHANNEL,
     CURRENT_PAYLOAD,
     DBX_TOKEN,
+    RESPONDER,
     SIGNING_SECRET,
     SLACK_TOKEN,
     WEBHOOK_PASSWORD,
     WEBHOOK_USER,
-    WORKSPACE_ID,
-    basic_auth,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTERS = 20
 DETECTIONS = ("Kernel Module Loaded", "Suspicious Interactive Shell", "BPF Program Executed")
 WAVES, PER_WAVE = 6, 50  # 300 events: 20 clusters x 3 detections = 60 findings of 5 events each
+IDENTITY = BotIdentity(channel=CHANNEL, slack_token=SLACK_TOKEN, signing_secret=SIGNING_SECRET,
+                       webhook_user=WEBHOOK_USER, webhook_password=WEBHOOK_PASSWORD, databricks_token=DBX_TOKEN,
+                       responders=RESPONDER, alert=CURRENT_PAYLOAD)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Replica(BotProcess):
+    """One of the replicas: the shared bot process (emulators/botprocess.py), in a folder of its own."""
 
-
-class Replica:
-    def __init__(self, name: str, folder: Path, env: dict[str, str]):
+    def __init__(self, name: str, folder: Path, slack_api_url: str, databricks_host: str, env: dict[str, str]):
+        super().__init__(folder / name, IDENTITY, slack_api_url=slack_api_url, databricks_host=databricks_host,
+                         env=env, cwd=ROOT, stop_timeout=10)
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = folder / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-
-    async def ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"{self.name} exited: {self.log()}")
-                try:
-                    async with session.get(self.url + "/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.name} did not start: {self.log()}")
-
-    async def webhook(self) -> int:
-        import json
-
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                self.url + "/webhooks/dbsql", data=json.dumps(CURRENT_PAYLOAD).encode(),
-                headers={"Content-Type": "application/json", **basic_auth(WEBHOOK_USER, WEBHOOK_PASSWORD)},
-            ) as response:
-                return response.status
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()[-4000:]
 
 
 def storm_event(n: int, start: datetime) -> dict[str, Any]:
     cluster, detection = n % CLUSTERS, DETECTIONS[(n // CLUSTERS) % len(DETECTIONS)]
-    return {
-        "event_id": f"storm-{n:04d}", "event_time": (start + timedelta(seconds=n)).isoformat(),
-        "workspace_id": WORKSPACE_ID, "service_name": "capsule8-alerts-dataplane", "action_name": detection,
-        "request_params": {"instanceId": f"i-0storm{cluster:010d}", "commandLine": f"event {n}"},
-        "response": {"status_code": 200}, "user_identity": {"email": None},
-    }
+    return capsule8_row(f"storm-{n:04d}", detection, f"i-0storm{cluster:010d}", start + timedelta(seconds=n),
+                        commandLine=f"event {n}")
 
 
 def db(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -136,31 +77,26 @@ async def test_two_replicas_one_killed_mid_storm_post_every_finding_exactly_once
         dbx.add_cluster(f"0101-000000-st{k:04d}", name=f"storm-{k}", driver_instance_id=f"i-0storm{k:010d}")
     audit = DuckDBSource(str(tmp_path / "audit.duckdb"))
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-        "DATABRICKS_CONFIG_FILE": str(tmp_path / "no-databrickscfg"),
-        "SLACK_BOT_TOKEN": SLACK_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "ESM_SLACK_CHANNEL": CHANNEL,
-        "SLACK_API_URL": slack.api_url, "DATABRICKS_HOST": dbx.host, "DATABRICKS_TOKEN": DBX_TOKEN,
         "ESM_AUDIT_SOURCE": "databricks", "ESM_WAREHOUSE_URI": warehouse.uri,
         "ESM_WAREHOUSE_HTTP_PATH": warehouse.http_path, "ESM_WAREHOUSE_TIMEOUT": "20",
         "ESM_STATE_URL": pg_url, "ESM_OUTBOX_LEASE": "2s", "ESM_POLL_INTERVAL": "1s",
-        "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-        "ESM_DATABRICKS_TIMEOUT": "5", "ESM_SLACK_POST_INTERVAL": "0.04", "ESM_LOG_LEVEL": "INFO",
+        "ESM_DATABRICKS_TIMEOUT": "5", "ESM_SLACK_POST_INTERVAL": "0.04",
     }
-    replicas = [Replica("replica-a", tmp_path, env), Replica("replica-b", tmp_path, env)]
+    replicas = [Replica(name, tmp_path, slack.api_url, dbx.host, env) for name in ("replica-a", "replica-b")]
     try:
-        await asyncio.gather(*(r.ready() for r in replicas))
+        await asyncio.gather(*(r.start_async() for r in replicas))
         start = datetime.now(timezone.utc) - timedelta(minutes=30)
         killed: Replica | None = None
         for wave in range(WAVES):
             audit.insert_rows([storm_event(n, start) for n in range(wave * PER_WAVE, (wave + 1) * PER_WAVE)])
             live = [r for r in replicas if r is not killed]
-            assert set(await asyncio.gather(*(r.webhook() for r in live))) == {202}
+            assert set(await asyncio.gather(*(r.webhook_async() for r in live))) == {202}
             if killed is None and wave >= 2:
                 killed = await kill_a_sender_mid_delivery(replicas, pg_url, slack)
             await asyncio.sleep(0.3)
         assert killed is not None, "no replica was sending when the storm was on"
         survivor = next(r for r in replicas if r is not killed)
-        await survivor.webhook()
+        await survivor.webhook_async()
         await settled(pg_url, survivor, timeout=120)
 
         findings = {key for (key,) in db(pg_url, "SELECT key FROM findings")}
@@ -182,11 +118,11 @@ async def test_two_replicas_one_killed_mid_storm_post_every_finding_exactly_once
                        for m in slack.thread(CHANNEL, parent["ts"])]
             assert replies == thread_items[key], f"thread of {key}: once each, in the order written"
         assert sum(map(len, thread_items.values())) >= len(findings)  # every finding had repeats
-        assert "another replica is syncing" in "".join(r.log_path.read_text() for r in replicas), \
+        assert "another replica is syncing" in "".join(r.log_text() for r in replicas), \
             "the replicas contended for the sync lock"
     except BaseException:
         for r in replicas:
-            print(f"----- {r.name} -----\n{r.log()}")
+            print(f"----- {r.name} -----\n{r.log_text()[-4000:]}")
         raise
     finally:
         for r in replicas:
@@ -203,7 +139,7 @@ async def kill_a_sender_mid_delivery(replicas: list[Replica], url: str, slack) -
         pids = {int(replica.split(":")[1]): n for replica, n in holders}
         if len(slack.messages(CHANNEL)) >= 5:
             for r in replicas:
-                if pids.get(r.process.pid, 0) >= 5:
+                if r.proc is not None and pids.get(r.proc.pid, 0) >= 5:
                     r.kill()
                     return r
         await asyncio.sleep(0.05)
@@ -215,7 +151,7 @@ async def settled(url: str, survivor: Replica, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     quiet_since = None
     while time.monotonic() < deadline:
-        assert survivor.process.poll() is None, survivor.log()
+        assert survivor.alive(), survivor.log_tail()
         pending = db(url, "SELECT count(*) FROM outbox WHERE state = 'pending'")[0][0]
         events = db(url, "SELECT count(*) FROM events")[0][0]
         if pending == 0 and events == WAVES * PER_WAVE:

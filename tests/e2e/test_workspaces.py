@@ -15,10 +15,6 @@ DEV_ID = "2222222222222222"
 DEV_TOKEN = "dapi-dev-token-7731"
 
 
-def in_workspace(row: dict, workspace_id: str) -> dict:
-    return {**row, "workspace_id": int(workspace_id)}
-
-
 @pytest.fixture
 async def dev():
     async with DatabricksEmulator(token=DEV_TOKEN) as emulator:
@@ -54,8 +50,8 @@ def texts(bot: Bot, channel: str) -> list[str]:
 async def test_each_workspace_is_enriched_from_its_own_api_and_routed_to_its_channel(bot: Bot, dev):
     bot.add(
         capsule8("c8-prod", "Kernel Module Loaded", "i-0driver000000001", 5),
-        in_workspace(capsule8("c8-dev", "Kernel Module Loaded", "i-0devdriver0000001", 4), DEV_ID),
-        in_workspace(capsule8("c8-crit", "Userland Container Escape", "i-0devdriver0000001", 3), DEV_ID),
+        capsule8("c8-dev", "Kernel Module Loaded", "i-0devdriver0000001", 4, workspace_id=int(DEV_ID)),
+        capsule8("c8-crit", "Userland Container Escape", "i-0devdriver0000001", 3, workspace_id=int(DEV_ID)),
     )
     await bot.webhook()
     await bot.settle()
@@ -70,7 +66,7 @@ async def test_each_workspace_is_enriched_from_its_own_api_and_routed_to_its_cha
 
 
 async def test_terminate_goes_to_the_findings_own_workspace(bot: Bot, dev):
-    bot.add(in_workspace(capsule8("c8-dev", "Kernel Module Loaded", "i-0devdriver0000001", 4), DEV_ID))
+    bot.add(capsule8("c8-dev", "Kernel Module Loaded", "i-0devdriver0000001", 4, workspace_id=int(DEV_ID)))
     await bot.webhook()
     await bot.settle()
     [message] = bot.slack.messages("C0DEVSEC")

@@ -13,27 +13,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
-
-from bot.adapters.duckdb_source import DuckDBSource
+from bot.audit_rows import capsule8_row, minutes_ago, notebook_command_row  # minutes_ago: for the tests
 from bot.render.blocks import limit_violations
+from emulators import botprocess
+from emulators.botprocess import BotIdentity, LogScan
 from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator
-from emulators.slack_signing import signed_form_headers
 
 T = TypeVar("T")
 
@@ -47,15 +42,17 @@ SLACK_TOKEN = "xoxb-reliability-4d1c8a77e0b2"
 SIGNING_SECRET = "rel-signing-secret-9be3f05a"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "databricks", "rel-webhook-password-c71d2e"
 DBX_TOKEN = "dapi-reliability-5a0f93b1"
-SECRETS = (SLACK_TOKEN, SIGNING_SECRET, WEBHOOK_PASSWORD, DBX_TOKEN)
 RESPONDER = "U0RESPONDER"
-WORKSPACE_ID = 1234567890123456
 
 FINDING_EVENT, THREAD_EVENT = "esm_finding", "esm_thread_item"
 ALERT = {
     "event": "alert_state_change", "url_base": "https://dbc-rel.cloud.databricks.com",
     "alert": {"title": "ESM", "alert": {"id": "a-rel", "name": "ESM reliability", "evaluations": []}},
 }
+IDENTITY = BotIdentity(channel=CHANNEL, slack_token=SLACK_TOKEN, signing_secret=SIGNING_SECRET,
+                       webhook_user=WEBHOOK_USER, webhook_password=WEBHOOK_PASSWORD, databricks_token=DBX_TOKEN,
+                       responders=RESPONDER, alert=ALERT)
+SECRETS = IDENTITY.secrets
 
 
 # ------------------------------------------------------------------------------- results
@@ -131,187 +128,28 @@ def add_clusters(host: EmulatorHost, count: int, executors: int = 2) -> dict[str
 
 # ------------------------------------------------------------------------------- audit rows
 
-
-def capsule8(event_id: str, detection: str, instance: str, at: datetime, **params: str) -> dict[str, Any]:
-    return {
-        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
-        "service_name": "capsule8-alerts-dataplane", "action_name": detection,
-        "request_params": {"instanceId": instance, **params},
-        "response": {"status_code": 200}, "user_identity": {"email": None},
-    }
-
-
-def notebook_command(event_id: str, cluster_id: str, at: datetime, user: str, text: str) -> dict[str, Any]:
-    return {
-        "event_id": event_id, "event_time": at.isoformat(), "workspace_id": WORKSPACE_ID,
-        "service_name": "notebook", "action_name": "runCommand",
-        "request_params": {"clusterId": cluster_id, "notebookId": "nb-1", "commandText": text},
-        "response": {"status_code": 200}, "user_identity": {"email": user},
-    }
+capsule8 = capsule8_row
+notebook_command = partial(notebook_command_row, notebook_id="nb-1")
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def seed(audit_path: Path, rows: list[dict[str, Any]]) -> int:
-    """Insert rows into the embedded audit file (only while no bot process has it open)."""
-    return DuckDBSource(str(audit_path)).insert_rows(rows)
-
-
 # ------------------------------------------------------------------------------- the bot process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class LogScan:
-    files: int = 0
-    bytes: int = 0
-    found: int = 0
 
 
 LOG_SCAN = LogScan()  # every bot log of this test session, searched for the known secrets
 
 
-class BotProcess:
-    """`python -m bot.cli serve` in its own process; its output goes to a log file per start."""
+class BotProcess(botprocess.BotProcess):
+    """The shared bot process (emulators/botprocess.py) against this suite's emulator host; its
+    logs are searched for the known secrets whenever it stops."""
 
     def __init__(self, folder: Path, host: EmulatorHost, **env: str):
-        self.folder = folder
+        super().__init__(folder, IDENTITY, slack_api_url=host.slack.api_url, databricks_host=host.dbx.host,
+                         env={"ESM_DATABRICKS_TIMEOUT": "3", **env}, cwd=ROOT, log_scan=LOG_SCAN)
         self.host = host
-        self.audit_path = folder / "audit.duckdb"
-        self.state_path = folder / "state.sqlite3"
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder),
-            "DATABRICKS_CONFIG_FILE": str(folder / "no-databrickscfg"),
-            "SLACK_BOT_TOKEN": SLACK_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "ESM_SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": host.slack.api_url,
-            "DATABRICKS_HOST": host.dbx.host, "DATABRICKS_TOKEN": DBX_TOKEN,
-            "ESM_AUDIT_SOURCE": f"duckdb:{self.audit_path}", "ESM_STATE_PATH": str(self.state_path),
-            "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-            "ESM_SLACK_POST_INTERVAL": "0", "ESM_DATABRICKS_TIMEOUT": "3", "ESM_RESPONDERS": RESPONDER,
-            "ESM_LOG_LEVEL": "INFO", **env,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.starts = 0
-        self.kills = 0
-        self.logs: list[Path] = []
-
-    # -- lifecycle
-
-    def start(self, timeout: float = 60) -> "BotProcess":
-        port = free_port()
-        self.starts += 1
-        log_path = self.folder / f"bot-{self.starts}.log"
-        self.logs.append(log_path)
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the bot exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"the bot did not answer /healthz within {timeout}s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up, no flush, exactly like a host losing the process."""
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.kills += 1
-        self.proc = None
-
-    def stop(self) -> None:
-        """A graceful stop (SIGTERM), then search every log of this bot for the known secrets."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.proc = None
-        self.assert_no_secret_in_logs()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def assert_no_secret_in_logs(self) -> None:
-        for path in self.logs:
-            data = path.read_bytes() if path.exists() else b""
-            LOG_SCAN.files += 1
-            LOG_SCAN.bytes += len(data)
-            leaked = [s for s in SECRETS if s.encode() in data]
-            LOG_SCAN.found += len(leaked)
-            assert not leaked, f"{path} contains {len(leaked)} known secret value(s)"
-        self.logs_scanned, self.logs = list(self.logs), []
-
-    def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    # -- requests
-
-    def webhook(self, password: str = WEBHOOK_PASSWORD) -> int:
-        response = requests.post(self.url + "/webhooks/dbsql", json=ALERT, auth=(WEBHOOK_USER, password), timeout=10)
-        return response.status_code
-
-    def slack_request(self, body: bytes, headers: dict[str, str] | None = None, *, secret: str = SIGNING_SECRET,
-                      timestamp: int | None = None, signed: bool = True) -> requests.Response:
-        base = signed_form_headers(secret, body, timestamp) if signed else {"Content-Type": "application/x-www-form-urlencoded"}
-        return requests.post(self.url + "/slack/events", data=body, headers={**base, **(headers or {})}, timeout=15)
-
-    def healthy(self) -> bool:
-        try:
-            return requests.get(self.url + "/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    # -- the state store, read from outside (short read-only connections)
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        if not self.state_path.exists():
-            return []
-        con = sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=10)
-        try:
-            return con.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []
-            raise
-        finally:
-            con.close()
-
-    def scalar(self, sql: str, *params: Any) -> Any:
-        rows = self.query(sql, *params)
-        return rows[0][0] if rows else None
-
-    def stored_events(self) -> int:
-        return self.scalar("SELECT count(*) FROM events") or 0
-
-    def outbox_pending(self) -> int:
-        return self.scalar("SELECT count(*) FROM outbox WHERE state = 'pending'") or 0
-
-    def watermark(self) -> datetime | None:
-        text = self.scalar("SELECT value FROM meta WHERE key = 'watermark'")
-        return None if text is None else datetime.fromisoformat(text)
 
     def wait_drained(self, events: int, timeout: float, kick: float = 5.0) -> float:
         """Until `events` events are stored and the outbox is empty (stable for a moment);
@@ -425,7 +263,3 @@ def source_event_ids(audit_path: Path) -> set[str]:
     finally:
         con.close()
     return {r[0] for r in rows}
-
-
-def minutes_ago(minutes: float) -> datetime:
-    return now() - timedelta(minutes=minutes)

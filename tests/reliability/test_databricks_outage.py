@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bot.audit_rows import node_timeline_row
 from emulators.thrift_sql import T, ThriftSQLEmulator
 from tests.reliability.harness import (
     DBX_TOKEN,
@@ -82,8 +83,7 @@ def test_databricks_api_and_warehouse_failures_lose_nothing(host, make_bot, ware
     # the system tables know two of the clusters' drivers: the fallback when the API is down
     known = list(clusters.items())[:2]
     warehouse.source.insert_node_timeline([
-        {"account_id": "acc", "workspace_id": "1", "cluster_id": cid, "instance_id": ids[0],
-         "start_time": now() - timedelta(hours=8), "end_time": None, "driver": True, "node_type": "i3.xlarge"}
+        node_timeline_row(cid, ids[0], now() - timedelta(hours=8), None, workspace_id="1", account_id="acc")
         for cid, ids in known
     ])
     hosts = [i for ids in clusters.values() for i in ids]

@@ -15,7 +15,6 @@ import json
 import re
 import time
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,14 +25,12 @@ from emulators.slack_signing import block_actions_body, slash_command_body, view
 from tests.reliability.harness import (
     CHANNEL,
     RESPONDER,
-    SIGNING_SECRET,
     BotProcess,
     EmulatorHost,
     capsule8,
     minutes_ago,
     notebook_command,
     record,
-    seed,
 )
 
 OUTSIDER = "U0OUTSIDER"
@@ -54,7 +51,7 @@ def rig(tmp_path_factory):
               driver_instance_id=EVIL_HOST, tags={"owner": HUGE})
     host.call(host.dbx.add_cluster, "0101-000000-plain0002", name="plain", driver_instance_id="i-0plain0000000001")
     bot = BotProcess(folder, host, ESM_RESPONDERS=RESPONDER)
-    seed(bot.audit_path, [
+    bot.seed([
         notebook_command("nb-evil", EVIL_CLUSTER, minutes_ago(12), f"{EVIL}@example.com", HUGE),
         *[capsule8(f"evil-{n}", EVIL_DETECTION, EVIL_HOST, minutes_ago(10 - n), commandLine=HUGE, filePath=EVIL,
                    processLineage=f"{EVIL} > " * 200, containerId=EVIL, origin=EVIL) for n in range(6)],

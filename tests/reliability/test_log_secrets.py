@@ -15,7 +15,6 @@ from tests.reliability.harness import (
     capsule8,
     minutes_ago,
     record,
-    seed,
 )
 
 
@@ -23,8 +22,8 @@ def test_no_known_secret_in_any_log_line(host, make_bot):
     clusters = add_clusters(host, 2)
     instance = next(iter(clusters.values()))[0]
     bot = make_bot(ESM_LOG_LEVEL="DEBUG")
-    seed(bot.audit_path, [capsule8(f"sec-{n}", "Kernel Module Loaded", instance, minutes_ago(5 + n)) for n in range(3)]
-         + [capsule8("sec-x", "Boot Files Modified", instance, minutes_ago(4))])
+    bot.seed([capsule8(f"sec-{n}", "Kernel Module Loaded", instance, minutes_ago(5 + n)) for n in range(3)]
+             + [capsule8("sec-x", "Boot Files Modified", instance, minutes_ago(4))])
     host.call(host.dbx.fail, "/api/2.1/clusters", status=401, times=3)
     host.call(host.dbx.fail, "/api/2.1/clusters", status=500, times=None)
     host.call(host.slack.fail, "chat.postMessage", status=200, error="invalid_auth", times=1)

@@ -21,7 +21,6 @@ from tests.reliability.harness import (
     delivered_keys,
     now,
     record,
-    seed,
     source_event_ids,
 )
 
@@ -82,7 +81,7 @@ def test_sigkill_storm_delivers_every_finding_exactly_once_in_thread_order(host,
     kills: list[dict] = []
     expected = 0
     for life, rows in enumerate(waves):
-        expected += seed(bot.audit_path, rows)  # the bot is down: the file is ours
+        expected += bot.seed(rows)  # the bot is down: the file is ours
         bot.start()
         for _ in range(rng.randint(1, 3)):  # several alerts at once coalesce into one queued sync
             assert bot.webhook() == 202

@@ -13,7 +13,6 @@ from tests.reliability.harness import (
     check_delivery,
     now,
     record,
-    seed,
     source_event_ids,
 )
 
@@ -39,7 +38,7 @@ def test_slack_429_then_503_then_recovery_delivers_everything_once(host, make_bo
     rng = random.Random(5)
     clusters = add_clusters(host, 10)
     bot = make_bot()
-    expected = seed(bot.audit_path, outage_rows(rng, clusters))
+    expected = bot.seed(outage_rows(rng, clusters))
     slack = host.slack
     host.call(slack.fail, "chat.postMessage", status=429, times=None, retry_after=1)
     bot.start()
