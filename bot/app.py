@@ -49,7 +49,7 @@ def build_app(runtime: Runtime) -> web.Application:
     if settings.poll_interval is None:  # polling bots (Databricks Apps) may go without webhooks
         settings.require("webhook_user", "webhook_password")
     bolt = build_bolt(runtime)
-    readiness = Readiness(settings, runtime.store)
+    readiness = Readiness(settings, runtime.store, health=runtime.health)
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
 

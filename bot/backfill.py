@@ -74,7 +74,7 @@ async def run_backfill(settings: Settings, since: timedelta, *, summary: bool,
 
         report = await runtime.pipeline.sync(since=start, post=not summary, on_page=on_page)
         bar.finish()
-        result = {**vars(report), "since": start.isoformat()}
+        result = {**report.to_json(), "since": start.isoformat()}
         if report.error:
             print(f"esm-bot backfill: {report.error}", file=err)
         elif summary:

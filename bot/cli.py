@@ -101,7 +101,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             pending = await runtime.store.outbox_depth()
         finally:
             await runtime.close()
-        print(json.dumps({**vars(report), "outbox_pending": pending}))
+        print(json.dumps({**report.to_json(), "outbox_pending": pending}))
         return 1 if report.error else 0
 
     return asyncio.run(once())

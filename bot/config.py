@@ -49,7 +49,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def parse_duration(text: str, name: str = "duration") -> timedelta:
-    """`30s`, `10m`, `24h`, `7d`."""
+    """`30s`, `10m`, `24h`, `7d` (and `0`)."""
+    if (text or "").strip() == "0":
+        return timedelta(0)
     match = _DURATION.match(text or "")
     if not match:
         raise ConfigError(f"{name}: {text!r} is not a duration like 30s, 10m, 24h or 7d")
@@ -81,6 +83,12 @@ class Settings:
     responders: tuple[str, ...] = ()
     initial_lookback: timedelta = timedelta(hours=24)
     sync_overlap: timedelta = timedelta(minutes=10)
+    # never blind (#11): clocks that run ahead, rows that land late, failures that last, silent sensors
+    clock_skew: timedelta = timedelta(minutes=2)  # rows dated later than now + this never move the watermark
+    late_window: timedelta = timedelta(hours=24)  # the late-arrival sweep re-reads this far back
+    late_sweep_interval: timedelta = timedelta(minutes=15)  # at most one sweep this often; 0: every sync
+    degraded_after: timedelta = timedelta(minutes=5)  # failing this long: /readyz 503 and a channel message
+    heartbeat_gap: timedelta = timedelta(minutes=30)  # a running host's sensor silent this long is a finding
     group_window: timedelta = timedelta(minutes=60)
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
@@ -131,6 +139,11 @@ ENV_NAMES = {
     "responders": "ESM_RESPONDERS",
     "initial_lookback": "ESM_INITIAL_LOOKBACK",
     "sync_overlap": "ESM_SYNC_OVERLAP",
+    "clock_skew": "ESM_CLOCK_SKEW",
+    "late_window": "ESM_LATE_WINDOW",
+    "late_sweep_interval": "ESM_LATE_SWEEP_INTERVAL",
+    "degraded_after": "ESM_DEGRADED_AFTER",
+    "heartbeat_gap": "ESM_HEARTBEAT_GAP",
     "group_window": "ESM_GROUP_WINDOW",
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
@@ -150,7 +163,7 @@ ENV_NAMES = {
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
 _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
-              "outbox_lease"}
+              "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 

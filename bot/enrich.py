@@ -77,6 +77,17 @@ class Enricher:
                 return found, None
         return None, "; ".join(problems) or f"no cluster found for instance {instance}"
 
+    async def running_cluster_of(self, workspace_id: str, instance: str) -> ClusterContext | None:
+        """The live cluster that host belongs to, or None when no live cluster has it (the
+        cluster terminated, or the host was replaced). Raises LookupFailed when it cannot be told."""
+        workspace = self.workspace_of(workspace_id)
+        if workspace is None:
+            raise LookupFailed(f"no Databricks client for workspace {workspace_id}")
+        index = await self._live_index.get(
+            f"{workspace_id}:all", lambda: self._bounded("cluster list", workspace.instance_index)
+        )
+        return index.get(instance)
+
     async def _from_live_clusters(self, row: AuditRow, instance: str) -> ClusterContext | None:
         workspace = self.workspace_of(row.workspace_id)
         if workspace is None:

@@ -4,6 +4,8 @@
   state       a query on the state store answers
   slack       auth.test with the bot token works
   databricks  SCIM Me answers (only when DATABRICKS_HOST is set)
+  degraded    no part (state store, audit source, Slack) has failed for longer than ESM_DEGRADED_AFTER
+              (from what the syncs and the outbox saw: bot.core.degraded)
 The answer names each check with ok and a short detail; detail texts never carry a secret (the
 probes scrub tokens, and every text is masked again with the configured secret values).
 """
@@ -12,11 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from bot.adapters.databricks_checks import DatabricksProbe
 from bot.adapters.slack_checks import SlackProbe
 from bot.config import Settings
+from bot.core.degraded import Degradation
 from bot.core.ports import StatusReader
 
 CHECK_TIMEOUT = 3.0
@@ -35,9 +39,11 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 class Readiness:
-    def __init__(self, settings: Settings, store: StatusReader, timeout: float = CHECK_TIMEOUT):
+    def __init__(self, settings: Settings, store: StatusReader, timeout: float = CHECK_TIMEOUT,
+                 health: Degradation | None = None):
         self.settings = settings
         self.store = store
+        self.health = health
         self.timeout = timeout
         token = settings.slack_bot_token.reveal() if settings.slack_bot_token else ""
         self.slack = SlackProbe(token, settings.slack_api_url, timeout)
@@ -53,7 +59,12 @@ class Readiness:
             checks["databricks"] = self._databricks
         results = await asyncio.gather(*(self._bounded(fn) for fn in checks.values()))
         report = {name: {"ok": r.ok, "detail": r.detail} for name, r in zip(checks, results)}
-        return all(r.ok for r in results), report
+        if self.health is not None:
+            degraded = self.health.degraded(datetime.now(timezone.utc))
+            detail = "; ".join(p.line() for p in degraded) or "no part failing longer than ESM_DEGRADED_AFTER"
+            report["degraded"] = {"ok": not degraded, "detail": self._mask(detail)[:600],
+                                  "parts": sorted(p.part for p in degraded)}
+        return all(c["ok"] for c in report.values()), report
 
     async def _bounded(self, check: Callable[[], Awaitable[str]]) -> Check:
         try:

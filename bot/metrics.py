@@ -176,6 +176,11 @@ SYNCS = REGISTRY.counter("esm_syncs_total", "Syncs run, by result (ok, error)", 
 SYNC_SECONDS = REGISTRY.histogram("esm_sync_duration_seconds", "Wall time of one sync")
 OUTBOX_DEPTH = REGISTRY.gauge("esm_outbox_depth", "Slack outbox items waiting to be sent (read at scrape time)")
 WEBHOOKS = REGISTRY.counter("esm_webhooks_total", "Databricks SQL alert webhooks accepted")
+DEGRADED = REGISTRY.gauge("esm_degraded_parts", "Parts of the bot (state store, audit source, Slack) failing longer than ESM_DEGRADED_AFTER")
+SWEEPS = REGISTRY.counter("esm_late_sweeps_total", "Late-arrival sweeps run")
+SWEEP_ROWS = REGISTRY.counter("esm_late_sweep_rows_read_total", "Rows the late-arrival sweeps read (ids, then whole rows)")
+SWEEP_SECONDS = REGISTRY.histogram("esm_late_sweep_duration_seconds", "Wall time of one late-arrival sweep")
+LATE_ROWS = REGISTRY.counter("esm_late_rows_total", "Rows the late-arrival sweep stored: they landed after newer rows were read")
 
 
 def render() -> str:

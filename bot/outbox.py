@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from bot import correlation, metrics
@@ -22,7 +23,8 @@ from bot.render import blocks
 from bot.core.actions import ActionSpec
 from bot.core.events import parse_audit_row
 from bot.core.findings import Finding
-from bot.core.ports import Chat, ChatError, OutboxQueue
+from bot.core.degraded import SLACK, STATE_STORE, Degradation
+from bot.core.ports import Chat, ChatError, OutboxQueue, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,11 @@ class OutboxSettings:
 
 
 class OutboxWorker:
-    def __init__(self, store: OutboxQueue, chat: Chat, settings: OutboxSettings):
+    def __init__(self, store: OutboxQueue, chat: Chat, settings: OutboxSettings, health: Degradation | None = None):
         self.store = store
         self.chat = chat
         self.settings = settings
+        self.health = health  # told when Slack or the store fails (or works): degraded is loud
         self._wake = asyncio.Event()
         self._paused_until = 0.0
         self._last_post = 0.0
@@ -63,8 +66,11 @@ class OutboxWorker:
         """Drain forever; wake on a kick or every second for retries that came due."""
         while True:
             try:
-                await self.drain()
-            except Exception:  # a store failure must not end the worker
+                await self.drain()  # (a success here proves reads only: the next sync's writes clear it)
+            except StoreError as exc:  # the store is away: say so, keep going
+                log.error("outbox drain failed: %s", exc)
+                self._health(STATE_STORE, str(exc))
+            except Exception:  # a bug must not end the worker either
                 log.exception("outbox drain failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
@@ -112,6 +118,7 @@ class OutboxWorker:
             await self._failed(item, exc)
             return False
         self.sent += delivered
+        self._health(SLACK, None)
         if delivered:
             metrics.SLACK_MESSAGES.inc(kind=item.kind)
             if item.kind is OutboxKind.POST:
@@ -219,7 +226,17 @@ class OutboxWorker:
             await asyncio.sleep(wait)
         self._last_post = time.monotonic()
 
+    def _health(self, part: str, failure: str | None) -> None:
+        if self.health is None:
+            return
+        now = datetime.now(timezone.utc)
+        if failure is None:
+            self.health.success(part, now)
+        else:
+            self.health.failure(part, failure, now)
+
     async def _failed(self, item: OutboxItem, exc: ChatError) -> None:
+        self._health(SLACK, str(exc))
         if exc.permanent:
             log.error("outbox item %s (%s) refused by Slack: %s", item.id, item.kind, exc)
             await self.store.outbox_dead(item.id, str(exc))

@@ -3,7 +3,9 @@
 Triggers (webhooks, the poller, the CLI) coalesce: one sync runs, at most one more is queued.
 The watermark moves only in the same transaction that stores the events it covers, so a crash
 or an outage never skips an event; the overlap window re-reads late rows and the seen-set
-drops the ones already handled.
+drops the ones already handled. The watermark never moves past the bot's clock (less the skew
+allowance), so a host whose clock is ahead cannot blind the bot, and a sweep re-reads a longer
+window behind it (ESM_LATE_WINDOW) for rows that landed after newer ones were read.
 """
 from __future__ import annotations
 
@@ -27,11 +29,13 @@ from bot.core.state import (
 )
 from bot.core.catalogue import Catalogue
 from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
-from bot.core.events import AuditRow, detection_name
+from bot.core.events import AuditRow, detection_name, parse_audit_row
 from bot.core.findings import ClusterContext
-from bot.core.ports import AuditSource, SuppressionStore, SyncLedger
+from bot.core.degraded import AUDIT_SOURCE, STATE_STORE, Degradation
+from bot.core.ports import AuditSource, SourceError, SuppressionStore, SyncLedger
 from bot.core.suppressions import Suppression, first_match
-from bot.enrich import Enricher
+from bot.core.timing import HEARTBEAT, SENSOR_SILENT, capped_watermark, silence_row, timing_note
+from bot.enrich import Enricher, LookupFailed
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,32 @@ class SyncReport:
     seconds: float = 0.0
     error: str | None = None
     skipped: str | None = None  # why this sync did nothing itself (another replica was syncing)
+    sweep: "SweepReport | None" = None  # the late-arrival sweep, when this sync ran one
+
+    def to_json(self) -> dict[str, Any]:
+        return {**vars(self), "sweep": None if self.sweep is None else self.sweep.to_json()}
+
+
+@dataclass
+class SweepReport:
+    """What one late-arrival sweep cost and found."""
+
+    window_start: datetime
+    window_end: datetime
+    ids_read: int = 0  # step 1: the window's ids
+    rows_read: int = 0  # step 2: whole rows of the ids not seen before
+    late_rows: int = 0  # of those, stored now (a late row)
+    seconds: float = 0.0
+    truncated: bool = False  # the window held more ids than one sweep reads
+
+    @property
+    def read(self) -> int:
+        return self.ids_read + self.rows_read
+
+    def to_json(self) -> dict[str, Any]:
+        return {"window_start": self.window_start.isoformat(), "window_end": self.window_end.isoformat(),
+                "ids_read": self.ids_read, "rows_read": self.rows_read, "late_rows": self.late_rows,
+                "seconds": round(self.seconds, 3), "truncated": self.truncated}
 
 
 PageHook = Callable[[list[AuditRow], "BatchPlan | None"], None]
@@ -76,6 +106,11 @@ class SyncSettings:
     overlap: timedelta
     group_window: timedelta
     thread_replies: int
+    clock_skew: timedelta = timedelta(minutes=2)  # rows dated later than now + this: the host's clock is ahead
+    late_window: timedelta = timedelta(hours=24)  # how far back the sweep looks for late rows
+    late_sweep_interval: timedelta = timedelta(minutes=15)  # at most one sweep this often (0: every sync)
+    sweep_max_ids: int = 500_000  # ids one sweep reads at most; more is said, and read next time
+    heartbeat_gap: timedelta = timedelta(minutes=30)  # a running host's heartbeats stopped this long: a finding
 
 
 class Pipeline:
@@ -91,6 +126,7 @@ class Pipeline:
         on_outbox: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
         benign_rules: Sequence[Suppression] = (),
+        health: Degradation | None = None,
     ):
         self.source = source
         self.store = store
@@ -101,11 +137,15 @@ class Pipeline:
         self.on_outbox = on_outbox
         self.clock = clock
         self.benign_rules = tuple(benign_rules)  # enabled rules/benign.yml entries
+        self.health = health  # told which part failed (or worked): degraded is loud
         self._suppressions: list[Suppression] = []  # loaded once per sync
         self._hits: dict[str, Suppression] = {}  # event id -> the suppression that hid it
         self._now = clock()
         self.last_report: SyncReport | None = None
         self.last_sync_at: datetime | None = None
+        self.last_success_at: datetime | None = None
+        self.last_sweep: SweepReport | None = None
+        self._last_sweep_at: datetime | None = None
         self.runs = 0
         self._options = SyncOptions()
 
@@ -122,10 +162,18 @@ class Pipeline:
         try:
             await self._sync_exclusive(report)
         except Exception as exc:  # the source or store failed: nothing past the last page moved
-            report.error = str(exc)
-            log.error("sync failed: %s", exc)
+            part = AUDIT_SOURCE if isinstance(exc, SourceError) else STATE_STORE
+            report.error = f"{part}: {exc}"
+            log.error("sync failed: %s", report.error, extra={"part": part})
+            if self.health is not None:
+                self.health.failure(part, str(exc) or type(exc).__name__, self.clock())
         report.seconds = time.perf_counter() - started
         self.last_report, self.last_sync_at = report, self.clock()
+        if report.error is None:
+            self.last_success_at = self.last_sync_at
+            if self.health is not None:
+                for part in (AUDIT_SOURCE, STATE_STORE):
+                    self.health.success(part, self.last_sync_at)
         _observe(report)
         log.info("sync done: %s", report)
         return report
@@ -165,27 +213,116 @@ class Pipeline:
                     self._options.on_page(rows, plan)
                 since, after_id = rows[-1].event_time, rows[-1].event_id
             if len(rows) < PAGE_SIZE:
-                return
+                break
+        if self._options.since is None and self._sweep_due():
+            await self._sweep(report)
+        if self._options.since is None and self.settings.heartbeat_gap > timedelta(0):
+            await self._silent_sensors(report)
 
     async def _start(self) -> datetime:
         watermark = await self.store.watermark()
         if watermark is None:
             return self.clock() - self.settings.initial_lookback
-        return watermark - self.settings.overlap
+        return min(watermark, self.clock()) - self.settings.overlap
 
-    async def _process(self, rows: list[AuditRow], report: SyncReport) -> BatchPlan | None:
+    # -- the late-arrival sweep ----------------------------------------------------------
+
+    def _sweep_due(self) -> bool:
+        last = self._last_sweep_at
+        return last is None or self.clock() - last >= self.settings.late_sweep_interval
+
+    async def _sweep(self, report: SyncReport) -> None:
+        """Re-read the window behind the incremental read: ids first (cheap), then whole rows
+        only for ids the bot has not stored. What it finds is processed like any page, marked
+        late, and never moves the watermark."""
+        started, now = time.perf_counter(), self.clock()
+        watermark = await self.store.watermark()
+        end = min(watermark, now) - self.settings.overlap if watermark is not None else now
+        sweep = SweepReport(window_start=now - self.settings.late_window, window_end=end)
+        report.sweep = sweep
+        if end > sweep.window_start:
+            ids = await self.source.capsule8_ids_between(sweep.window_start, end, self.settings.sweep_max_ids)
+            sweep.ids_read = len(ids)
+            sweep.truncated = len(ids) >= self.settings.sweep_max_ids
+            unseen = sorted(set(ids) - await self._seen(ids))
+            if unseen:
+                rows = await self.source.capsule8_by_ids(unseen, sweep.window_start)
+                sweep.rows_read = len(rows)
+                for start in range(0, len(rows), PAGE_SIZE):
+                    page = rows[start : start + PAGE_SIZE]
+                    before = report.new_events
+                    await self._process(page, report, late=True)
+                    sweep.late_rows += report.new_events - before
+        sweep.seconds = time.perf_counter() - started
+        self._last_sweep_at, self.last_sweep = now, sweep
+        if sweep.truncated:
+            log.warning("late-arrival sweep read its limit of %s ids; the rest of the window waits for the next sweep",
+                        self.settings.sweep_max_ids)
+        if sweep.late_rows:
+            log.warning("late-arrival sweep found %s rows that landed after newer rows were read", sweep.late_rows)
+        _observe_sweep(sweep)
+
+    # -- sensors that went silent --------------------------------------------------------
+
+    async def _silent_sensors(self, report: SyncReport) -> None:
+        """A host that sent heartbeats and stopped for longer than the gap while its cluster still
+        runs is a finding ("ESM sensor silent"): stopping the agent is an attacker's first move.
+        A host whose cluster terminated is not; one the bot cannot check is posted, saying so."""
+        now, gap = self.clock(), self.settings.heartbeat_gap
+        hosts = await self.store.last_heartbeats(HEARTBEAT, now - max(self.settings.late_window, gap * 2), SENSOR_SILENT)
+        rows = []
+        for host in hosts:
+            if now - host.last_at <= gap:
+                continue
+            try:
+                if await self.enricher.running_cluster_of(host.workspace_id, host.instance_id) is None:
+                    continue  # no live cluster has this host: it was terminated, not silenced
+            except LookupFailed as exc:
+                log.warning("sensor of %s silent, cluster state unknown: %s", host.instance_id, exc)
+            rows.append(parse_audit_row(silence_row(host.instance_id, host.workspace_id, host.cluster_id,
+                                                    host.last_at, gap, now)))
+        if rows:
+            before = report.new_events
+            await self._process(rows, report, synthetic=True)
+            if report.new_events > before:
+                log.warning("%s host sensor(s) silent for more than %s", report.new_events - before, gap)
+
+    async def _seen(self, event_ids: Sequence[str]) -> set[str]:
+        seen: set[str] = set()
+        for start in range(0, len(event_ids), PAGE_SIZE):
+            seen |= await self.store.seen(event_ids[start : start + PAGE_SIZE])
+        return seen
+
+    async def _process(
+        self, rows: list[AuditRow], report: SyncReport, *, late: bool = False, synthetic: bool = False
+    ) -> BatchPlan | None:
         seen = await self.store.seen([r.event_id for r in rows])
         new_rows = [r for r in rows if r.event_id not in seen]
         report.new_events += len(new_rows)
+        now = self.clock()
+        # a late page (or the bot's own rows) never moves the watermark; a live one never past the bot's clock
+        watermark = (None if late or synthetic
+                     else capped_watermark(max(r.event_time for r in rows), now, self.settings.clock_skew))
         if new_rows:
             plan, clusters = await self._plan(new_rows)
             await self._enrich_new(plan, clusters)
-            await self._store(plan, max(r.event_time for r in rows))
+            if not synthetic:
+                self._note_timing(plan, now, late)
+            await self._store(plan, watermark)
             _count(plan, report)
             self.on_outbox()
             return plan
-        await self.store.record_sync([], [], [], max(r.event_time for r in rows))
+        await self.store.record_sync([], [], [], watermark)
         return None
+
+    def _note_timing(self, plan: BatchPlan, now: datetime, late: bool) -> None:
+        """A new finding whose event is dated ahead of the bot's clock, or landed late, says so."""
+        for change in plan.changes.values():
+            if not change.is_new:
+                continue
+            note = timing_note(change.finding.first_event.event_time, now, self.settings.clock_skew, late=late)
+            if note is not None:
+                change.finding = replace(change.finding, context=replace(change.finding.context, timing=note))
 
     async def _plan(self, rows: list[AuditRow]) -> tuple[BatchPlan, dict[tuple[str | None, str | None], Resolved]]:
         clusters = await self._clusters(rows)
@@ -240,7 +377,7 @@ class Pipeline:
 
         await asyncio.gather(*(enrich(c) for c in new))
 
-    async def _store(self, plan: BatchPlan, watermark: datetime) -> None:
+    async def _store(self, plan: BatchPlan, watermark: datetime | None) -> None:
         hits = [(item.row.event_id, self._hits[item.row.event_id]) for item, d, _ in plan.dispositions if d == "suppressed"]
         origin = {event_id: s.finding_key for event_id, s in hits}  # a suppressed event files under its origin
         events = [
@@ -274,6 +411,14 @@ def _tagged(items: list[NewOutboxItem]) -> list[NewOutboxItem]:
     """Outbox payloads carry the sync's correlation id, so the send log lines show it."""
     cid = correlation.current()
     return [NewOutboxItem(i.finding_key, with_correlation(i.payload, cid)) for i in items]
+
+
+def _observe_sweep(sweep: SweepReport) -> None:
+    metrics.SWEEPS.inc()
+    metrics.SWEEP_ROWS.inc(sweep.read)
+    metrics.SWEEP_SECONDS.observe(sweep.seconds)
+    if sweep.late_rows:
+        metrics.LATE_ROWS.inc(sweep.late_rows)
 
 
 def _observe(report: SyncReport) -> None:

@@ -24,6 +24,8 @@ from bot.workspace_directory import WorkspaceDirectory
 from bot.outbox import OutboxSettings, OutboxWorker
 from bot.pipeline import Coalescer, Pipeline, SyncSettings
 from bot.recent import RecentService
+from bot.core.degraded import Degradation
+from bot.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class Runtime:
     dispatcher: Dispatcher
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     recent: RecentService | None = None  # /esm recent and the "Recent on this host" button
+    health: Degradation | None = None  # which part is failing, since when (degraded is loud)
+    watchdog: Watchdog | None = None
 
     def trigger_sync(self, reason: str) -> str:
         log.debug("sync requested by %s", reason)
@@ -50,6 +54,8 @@ class Runtime:
     def start_background(self) -> None:
         loop = asyncio.get_running_loop()
         self.tasks.append(loop.create_task(self.outbox.run()))
+        if self.watchdog is not None:
+            self.tasks.append(loop.create_task(self.watchdog.run()))
         if self.settings.poll_interval is not None:
             self.tasks.append(loop.create_task(self._poll(self.settings.poll_interval.total_seconds())))
 
@@ -129,12 +135,14 @@ async def build_runtime(settings: Settings) -> Runtime:
         timeout=settings.databricks_timeout,
     )
     chat = SlackChat(settings.slack_bot_token.reveal(), settings.slack_api_url)
+    health = Degradation(settings.degraded_after)
     registry = actions.discover()
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
         store, chat, OutboxSettings(
             workspaces.channel_for, workspaces.links_for, settings.slack_post_interval, actions.specs(registry)
-        )
+        ),
+        health=health,
     )
     pipeline = Pipeline(
         source,
@@ -142,9 +150,14 @@ async def build_runtime(settings: Settings) -> Runtime:
         store,
         enricher,
         catalogue,
-        SyncSettings(settings.initial_lookback, settings.sync_overlap, settings.group_window, settings.thread_replies),
+        SyncSettings(
+            settings.initial_lookback, settings.sync_overlap, settings.group_window, settings.thread_replies,
+            clock_skew=settings.clock_skew, late_window=settings.late_window,
+            late_sweep_interval=settings.late_sweep_interval, heartbeat_gap=settings.heartbeat_gap,
+        ),
         on_outbox=outbox.kick,
         benign_rules=benign_rules,
+        health=health,
     )
     groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
     authorizer = Authorizer(settings.responders, lambda group: groups.get(group, lambda: chat.usergroup_members(group)))
@@ -156,5 +169,5 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     return Runtime(
         settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
-        recent=recent,
+        recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel),
     )

@@ -35,10 +35,10 @@ def sample_rows(now: datetime | None = None) -> list[dict[str, Any]]:
         _capsule8(2, t(48), "Kernel Module Loaded", "i-0b22bb22bb22bb221", containerId="8c1f5e0a9b7e", processLineage="python3(2214) > bash(9201) > insmod(9209)", commandLine="insmod ./helper.ko"),
         _command(3, t(41), etl, "etl-sp@example.com", "777001", "%sh cp corp-root-ca.crt /usr/local/share/ca-certificates/ && update-ca-certificates"),
         _capsule8(3, t(40), "Root Certificate Store Modified", "i-0a11aa11aa11aa110", containerId="5b2e9c1d3a4f", filePath="/usr/local/share/ca-certificates/corp-root-ca.crt", commandLine="update-ca-certificates"),
-        _capsule8(4, t(35), "Heartbeat", "i-0a11aa11aa11aa111"),
         _capsule8(5, t(30), "Suspicious Interactive Shell", "i-0c33cc33cc33cc330", containerId="0000000000000000", processLineage="sshd(812) > bash(30112)", commandLine="bash -i"),
         _capsule8(6, t(20), "Userfaultfd Usage", "i-0d44dd44dd44dd440", processLineage="java(4410) > exploit(4499)"),
         _capsule8(7, t(12), "Packet Socket Opened On Host", "i-0a11aa11aa11aa112", commandLine="tcpdump -i any -w /tmp/cap.pcap"),
+        _capsule8(4, t(8), "Heartbeat", "i-0a11aa11aa11aa111"),  # a live sensor: stored, never posted
         _capsule8(8, t(10), "Kernel Module Loaded", "i-0b22bb22bb22bb220", containerId="8c1f5e0a9b7d", processLineage="python3(2211) > bash(9320) > modprobe(9329)", commandLine="modprobe helper"),
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import metrics
@@ -13,7 +13,7 @@ from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseActi
 from bot.core.authz import Authorizer
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ButtonValue
-from bot.core.ports import ActionStore, ClusterControl, Interaction
+from bot.core.ports import ActionStore, ClusterControl, Interaction, StoreError
 from bot.core.state import NewOutboxItem, NotePayload, UpdatePayload
 from bot.render.blocks import mention_safe
 
@@ -31,7 +31,14 @@ class Dispatcher:
     extras: dict[str, Any] | None = None
 
     async def click(self, action_id: str, raw_value: Any, interaction: Interaction) -> Outcome:
-        outcome = await self._click(action_id, raw_value, interaction)
+        try:
+            outcome = await self._click(action_id, raw_value, interaction)
+        except StoreError as exc:  # never a silent click: say so, and that nothing was done
+            log.error("%s by %s not run: %s", action_id, interaction.user_id, exc)
+            outcome = Outcome.refused(
+                "esm-bot could not record this, so nothing was done: its state store is unavailable "
+                f"({exc}). Try again in a minute."
+            )
         text = mention_safe(outcome.message)  # answers quote cluster names and other outside data
         await interaction.reply_private(text, list(outcome.blocks) if outcome.blocks else None)
         return outcome
@@ -86,9 +93,20 @@ class Dispatcher:
         except Exception as exc:  # an action's bug must still be answered and recorded
             log.exception("action %s failed", spec.id)
             outcome = Outcome(OutcomeStatus.FAILED, f"{spec.label} failed: {type(exc).__name__}")
-        if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN, OutcomeStatus.REFUSED):
-            await self.store.release_claim(ctx.finding.key, spec.id)  # allow another try
-        return await self.complete(action, ctx, outcome)
+        try:
+            if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN,
+                                                       OutcomeStatus.REFUSED):
+                await self.store.release_claim(ctx.finding.key, spec.id)  # allow another try
+            return await self.complete(action, ctx, outcome)
+        except StoreError as exc:
+            if not spec.destructive:  # recording was the action (acknowledge, …): nothing happened
+                raise
+            # it acted on the world: say what happened, and that the audit trail lacks it
+            log.error("action %s on %s by %s (%s) not recorded: %s", spec.id, ctx.finding.key, ctx.user_id,
+                      outcome.status.value, exc)
+            return replace(outcome, private=True, message=(
+                f"{outcome.message} — esm-bot could not record this in its audit trail (state store "
+                f"unavailable: {exc}); tell your team what was done."))
 
     async def complete(self, action: ResponseAction, ctx: ActionContext, outcome: Outcome) -> Outcome:
         """Record an outcome: finding status, audit record, thread note and parent update."""

@@ -3,6 +3,7 @@ only in how a statement is executed (`_run`), so the queries and the row shapes 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,20 @@ class SqlAuditSource:
     async def capsule8_since(self, since: datetime, limit: int, after_id: str = "") -> list[AuditRow]:
         params = {**queries.SYNC_PARAMS, "since": since, "after_id": after_id, "limit": limit}
         return rows_to_audit(await self._run(queries.CAPSULE8_SINCE, params))
+
+    async def capsule8_ids_between(self, since: datetime, until: datetime, limit: int) -> list[str]:
+        params = {**queries.SYNC_PARAMS, "since": since, "until": until, "limit": limit}
+        return [str(r["event_id"]) for r in await self._run(queries.SWEEP_IDS, params)]
+
+    async def capsule8_by_ids(self, event_ids: Sequence[str], since: datetime) -> list[AuditRow]:
+        found: list[AuditRow] = []
+        ids = list(event_ids)
+        for start in range(0, len(ids), queries.SWEEP_CHUNK):
+            chunk = ids[start : start + queries.SWEEP_CHUNK]
+            params: dict[str, Any] = {**queries.SYNC_PARAMS, "since": since}
+            params.update({f"id{i}": event_id for i, event_id in enumerate(chunk)})
+            found += rows_to_audit(await self._run(queries.rows_by_id(len(chunk)), params))
+        return sorted(found, key=lambda r: (r.event_time, r.event_id))
 
     async def capsule8_detection_since(self, detection: str, since: datetime, limit: int) -> list[AuditRow]:
         params = {**queries.CAPSULE8_PARAMS, "detection": detection, "since": since, "limit": limit}

@@ -32,7 +32,8 @@ KNOWN_CATEGORIES = (
 ORIGINS = ("container", "host", "unknown")
 
 ENTRY_FIELDS = frozenset(
-    {"name", "category", "severity", "description", "guidance", "also_in", "confirmed", "ignore", "examples"}
+    {"name", "category", "severity", "description", "guidance", "also_in", "confirmed", "ignore", "synthetic",
+     "examples"}
 )
 EXAMPLE_FIELDS = frozenset({"row", "expect"})
 EXPECT_FIELDS = frozenset({"category", "severity", "ignored", "origin"})
@@ -75,6 +76,7 @@ class CatalogueEntry:
     also_in: tuple[str, ...] = ()
     confirmed: bool = True  # False: the action_name string is a guess, not seen in Databricks queries
     examples: tuple[Example, ...] = ()
+    synthetic: bool = False  # raised by esm-bot itself (e.g. a silent sensor), never in the audit table
 
     @property
     def name(self) -> str:
@@ -127,27 +129,29 @@ class Catalogue:
     def is_known(self, action_name: str) -> bool:
         return self.entry_for(action_name) is not None
 
-    def categories(self, *, include_ignored: bool = False) -> list[str]:
+    def categories(self, *, include_ignored: bool = False, include_synthetic: bool = True) -> list[str]:
         """Primary categories in order of first appearance, then any only named in also_in.
 
         Categories holding only ignored entries (e.g. the Heartbeat's) are left out by default:
-        no alert or channel should be built for them.
+        no alert or channel should be built for them. `include_synthetic=False` leaves out the
+        detections esm-bot raises itself (no audit row will ever match them).
         """
-        entries = self._entries(include_ignored)
+        entries = self._entries(include_ignored, include_synthetic)
         primary = [entry.detection.category for entry in entries]
         secondary = [category for entry in entries for category in entry.also_in]
         return list(dict.fromkeys(primary + secondary))  # dict keeps first-seen order
 
-    def names_in(self, category: str, *, include_ignored: bool = False) -> list[str]:
+    def names_in(self, category: str, *, include_ignored: bool = False, include_synthetic: bool = True) -> list[str]:
         """Detection names filed under the category, primary or via also_in, in catalogue order."""
-        return [entry.name for entry in self._entries(include_ignored) if entry.in_category(category)]
+        return [entry.name for entry in self._entries(include_ignored, include_synthetic) if entry.in_category(category)]
 
     def examples(self) -> list[tuple[str, int, Example]]:
         """(detection name, example index, example) for every example of every entry."""
         return [(entry.name, i, ex) for entry in self.entries.values() for i, ex in enumerate(entry.examples)]
 
-    def _entries(self, include_ignored: bool) -> list[CatalogueEntry]:
-        return [e for e in self.entries.values() if include_ignored or not e.detection.ignore]
+    def _entries(self, include_ignored: bool, include_synthetic: bool = True) -> list[CatalogueEntry]:
+        return [e for e in self.entries.values()
+                if (include_ignored or not e.detection.ignore) and (include_synthetic or not e.synthetic)]
 
 
 # ---------------------------------------------------------------------------------- checking
@@ -257,6 +261,7 @@ def _parse_entry(raw: Any, where: _Where) -> CatalogueEntry:
         also_in=_also_in(raw.get("also_in"), category, where),
         confirmed=_flag(raw, "confirmed", where, default=True),
         examples=_examples(raw.get("examples"), detection.name, where),
+        synthetic=_flag(raw, "synthetic", where, default=False),
     )
 
 

@@ -12,6 +12,7 @@ def context_to_json(context: Context) -> dict[str, Any]:
         "cluster": None if context.cluster is None else vars(context.cluster).copy(),
         "commands": [_command_to_json(c) for c in context.commands],
         "problems": list(context.problems),
+        **({"timing": context.timing} if context.timing else {}),
     }
 
 
@@ -23,6 +24,7 @@ def context_from_json(data: dict[str, Any] | None) -> Context:
         cluster=ClusterContext(**cluster) if cluster else None,
         commands=tuple(_command_from_json(c) for c in data.get("commands", [])),
         problems=tuple(data.get("problems", [])),
+        timing=data.get("timing") if isinstance(data.get("timing"), str) else None,
     )
 
 

@@ -257,7 +257,9 @@ CLAMAV_DETECTIONS = {CLAMAV_INFECTION, CLAMAV_CLEAN_SCAN}  # read from ClamAV ro
 def sections(catalogue: Catalogue, suppressions: Sequence[Suppression], schedule: Schedule, now: datetime) -> list[Section]:
     """Every category of the catalogue (ignored-only ones left out), ClamAV, then the rest."""
     usable = [s for s in suppressions if sql_suppressible(s, now)]
-    capsule8 = [c for c in catalogue.categories() if not set(catalogue.names_in(c)) <= CLAMAV_DETECTIONS]
+    # detections esm-bot raises itself (a silent sensor) are never in the audit table: no alert
+    capsule8 = [c for c in catalogue.categories(include_synthetic=False)
+                if not set(catalogue.names_in(c, include_synthetic=False)) <= CLAMAV_DETECTIONS]
     result = [_category_section(catalogue, category, usable, schedule) for category in capsule8]
     result.append(Section(CLAMAV_TITLE, clamav_sql(schedule), "ClamAV scans on classic compute that report infected files."))
     known = list(catalogue.entries)  # including ignored names (the Heartbeat): those are not findings
@@ -272,7 +274,7 @@ def sections(catalogue: Catalogue, suppressions: Sequence[Suppression], schedule
 
 
 def _category_section(catalogue: Catalogue, category: str, suppressions: Sequence[Suppression], schedule: Schedule) -> Section:
-    names = catalogue.names_in(category)
+    names = catalogue.names_in(category, include_synthetic=False)
     wanted = {_normal(n) for n in names}
     mine = [s for s in suppressions if _normal(_canonical(catalogue, s.detection)) in wanted]
     description = f"Capsule8 detections in the esm-bot category {category}: {', '.join(names)}."

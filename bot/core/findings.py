@@ -158,6 +158,7 @@ class Context:
     cluster: ClusterContext | None = None
     commands: tuple[NotebookCommand, ...] = ()
     problems: tuple[str, ...] = ()
+    timing: str | None = None  # the event's time said plainly when it is odd (late, or ahead of the clock)
 
 
 class FindingStatus(StrEnum):

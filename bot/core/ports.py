@@ -10,12 +10,16 @@ from typing import Any, Protocol
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
 from bot.core.recent import RecentRow
-from bot.core.state import EventRecord, NewOutboxItem, OutboxItem, OutboxKind
+from bot.core.state import EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind
 from bot.core.suppressions import Suppression
 
 
 class SourceError(RuntimeError):
     """The audit source (warehouse or embedded store) failed; the message says why."""
+
+
+class StoreError(RuntimeError):
+    """The state store failed (unreachable, locked, corrupt); the message says why, no secret."""
 
 
 class WorkspaceError(RuntimeError):
@@ -32,8 +36,15 @@ class ChatError(RuntimeError):
 
 
 class AuditSource(Protocol):
-    async def capsule8_since(self, since: datetime, limit: int) -> list[AuditRow]:
-        """Capsule8 rows with event_time >= since, oldest first, at most `limit`."""
+    async def capsule8_since(self, since: datetime, limit: int, after_id: str = "") -> list[AuditRow]:
+        """Capsule8 and ClamAV rows after (since, after_id) in (event_time, event_id) order,
+        oldest first, at most `limit` (keyset pagination)."""
+
+    async def capsule8_ids_between(self, since: datetime, until: datetime, limit: int) -> list[str]:
+        """The ids of Capsule8 and ClamAV rows with since <= event_time < until (the sweep)."""
+
+    async def capsule8_by_ids(self, event_ids: Sequence[str], since: datetime) -> list[AuditRow]:
+        """Those rows, whole, oldest first (`since` prunes partitions: no row is older)."""
 
     async def capsule8_detection_since(self, detection: str, since: datetime, limit: int) -> list[AuditRow]:
         """Capsule8 rows of one detection with event_time >= since, newest first, at most `limit`."""
@@ -170,6 +181,10 @@ class SyncLedger(HostIndex, Protocol):
 
     async def watermark(self) -> datetime | None: ...
     async def seen(self, event_ids: Sequence[str]) -> set[str]: ...
+
+    async def last_heartbeats(self, detection: str, since: datetime, exclude: str = "") -> list[HeartbeatSeen]:
+        """The hosts that sent an event of that (heartbeat) detection at or after `since`, each with
+        its newest event of any detection but `exclude` (a host that still reports is alive)."""
     async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]: ...
 
     async def record_sync(

@@ -28,6 +28,37 @@ ORDER BY event_time, event_id
 LIMIT :limit
 """
 
+# The late-arrival sweep, step 1: only what de-duplication needs (the ids) of a window behind the
+# incremental read, pruned on event_date. Step 2 reads whole rows for the ids the bot has not seen.
+SWEEP_IDS = """
+SELECT event_id
+FROM system.access.audit
+WHERE service_name IN (:service, :clamav_service)
+  AND event_date >= CAST(:since AS DATE)
+  AND event_time >= :since
+  AND event_time < :until
+LIMIT :limit
+"""
+
+SWEEP_CHUNK = 200  # ids per statement in step 2
+
+
+def rows_by_id(count: int) -> str:
+    """Step 2: whole rows of `count` ids, bound as :id0 … :id{count-1} (the text names only the
+    parameters, never a value), oldest first."""
+    if not 0 < count <= SWEEP_CHUNK:
+        raise ValueError(f"between 1 and {SWEEP_CHUNK} ids per statement, not {count}")
+    names = ", ".join(f":id{i}" for i in range(count))
+    return f"""
+SELECT {AUDIT_COLUMNS}
+FROM system.access.audit
+WHERE service_name IN (:service, :clamav_service)
+  AND event_date >= CAST(:since AS DATE)
+  AND event_id IN ({names})
+ORDER BY event_time, event_id
+"""
+
+
 NOTEBOOK_COMMANDS = """
 SELECT event_time,
        user_identity.email AS user_email,

@@ -154,3 +154,13 @@ class EventRecord:
     workspace_id: str
     instance_id: str | None
     cluster_id: str | None
+
+
+@dataclass(frozen=True)
+class HeartbeatSeen:
+    """A host's newest stored Capsule8 heartbeat."""
+
+    instance_id: str
+    workspace_id: str
+    cluster_id: str | None
+    last_at: datetime

@@ -232,6 +232,7 @@ def finding_message(
     blocks = [
         _header(finding.detection),
         _summary(finding, links),
+        *_timing_blocks(finding.context),
         _cluster_block(finding.context),
         _lineage_block(_safe_lineage(finding.first_event)),
         *_scan_blocks(finding.first_event),
@@ -274,6 +275,14 @@ def _summary(finding: Finding, links: Links) -> dict[str, Any]:
         field("First seen", _when(finding.first_seen)),
     ]
     return fields_section(fields, _counter_line(finding))
+
+
+def _timing_blocks(ctx: Context) -> list[dict[str, Any]]:
+    """When the event's time is odd (it landed late; the host's clock is ahead), one line says so."""
+    if not ctx.timing:
+        return []
+    return [{"type": "context", "elements": [
+        {"type": "plain_text", "text": clip(f"⏱ Time: {ctx.timing}", MAX_TEXT), "emoji": True}]}]
 
 
 def _workspace(workspace_id: str, name: str | None) -> str:

@@ -94,7 +94,7 @@ async def test_readyz_checks_state_slack_and_databricks(bot: Bot):
     report = json.loads(body)
     assert status == 200, report
     assert report["status"] == "ready"
-    assert set(report["checks"]) == {"state", "slack", "databricks"}
+    assert set(report["checks"]) == {"state", "slack", "databricks", "degraded"}
     assert all(check["ok"] for check in report["checks"].values())
     assert bot.slack.calls_to("auth.test")
     assert bot.dbx.calls_to("/scim/v2/Me")

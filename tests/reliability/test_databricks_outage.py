@@ -144,5 +144,6 @@ def test_databricks_api_and_warehouse_failures_lose_nothing(host, make_bot, ware
     assert failed_syncs >= 1, "no sync actually failed: the fault injection did not bite"
     assert unknown >= 1 and explained >= 1, "a finding without its cluster says why"
     assert commands_failed >= 1, "a finding whose commands could not be read says so"
-    assert watermark == max(times.values())
+    newest = max(times.values())  # the watermark reaches the newest event, or the bot's clock less the skew
+    assert watermark is not None and newest - timedelta(minutes=3) <= watermark <= newest
     assert bot.healthy()

@@ -126,5 +126,6 @@ def test_sigkill_storm_delivers_every_finding_exactly_once_in_thread_order(host,
     )
     assert lost == set(), f"{len(lost)} events never stored, e.g. {sorted(lost)[:5]}"
     assert_exactly_once(delivery, bot, host)
-    assert watermark == datetime.fromisoformat(newest), (watermark, newest)
+    newest_at = datetime.fromisoformat(newest)  # reached, or the bot's clock less the skew allowance
+    assert watermark is not None and newest_at - timedelta(minutes=3) <= watermark <= newest_at, (watermark, newest)
     assert during_delivery >= 1, "no SIGKILL landed during delivery: the storm is too small for this machine"

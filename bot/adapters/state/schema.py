@@ -5,7 +5,7 @@ the column type says so (bot.adapters.state.types).
 """
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Identity, Integer, MetaData, Table
+from sqlalchemy import Boolean, Column, Float, Identity, Index, Integer, MetaData, Table
 
 from bot.adapters.state.types import Doc, Id, RawJson, Str, UtcTime
 
@@ -28,6 +28,9 @@ events = Table(
     Column("instance_id", Str),
     Column("cluster_id", Str),
     Column("stored_at", UtcTime, nullable=False),
+    Index("events_time", "event_time"),
+    Index("events_instance", "instance_id"),
+    Index("events_detection_time", "detection", "event_time"),
 )
 
 findings = Table(

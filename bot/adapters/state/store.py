@@ -16,8 +16,8 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from bot.core.events import parse_audit_row, parse_time
 from bot.core.findings import Finding, FindingStatus
 from bot.core.state import (
     EventRecord,
+    HeartbeatSeen,
     NewOutboxItem,
     OutboxItem,
     OutboxKind,
@@ -49,7 +50,7 @@ from bot.core.suppressions import Scope, Suppression
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 30.0  # seconds an outbox thread stays claimed without a heartbeat (PostgreSQL)
-BUSY_TIMEOUT_MS = 5000  # SQLite: how long a write waits for another process's lock
+BUSY_TIMEOUT_MS = 2000  # SQLite: how long a write waits for another process's lock (a click answers within 3 s)
 ID_CHUNK = 5000  # ids per IN (...) list
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
@@ -146,11 +147,17 @@ class StateStore:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self._reader.connect()
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _store_errors("read"):
+            async with self._reader.connect() as conn:
+                yield conn
 
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self._writer.begin()
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        with _store_errors("write"):
+            async with self._writer.begin() as conn:
+                yield conn
 
     def _insert(self, table: Any) -> Any:
         """The dialect's INSERT, which has ON CONFLICT on both (same API)."""
@@ -205,6 +212,27 @@ class StateStore:
                 rows = await conn.execute(select(t.events.c.event_id).where(t.events.c.event_id.in_(chunk)))
                 found.update(wanted[r[0]] for r in rows)
         return found
+
+    async def last_heartbeats(self, detection: str, since: datetime, exclude: str = "") -> list[HeartbeatSeen]:
+        """The hosts that sent an event of that (heartbeat) detection at or after `since`, each with
+        its newest event of any detection but `exclude` (a host that still reports is alive)."""
+        beating = select(t.events.c.instance_id).where(
+            t.events.c.detection == detection, t.events.c.event_time >= since,
+            t.events.c.instance_id.is_not(None), t.events.c.instance_id != "",
+        )
+        ranked = (
+            select(
+                t.events.c.instance_id, t.events.c.workspace_id, t.events.c.cluster_id, t.events.c.event_time,
+                func.row_number().over(partition_by=t.events.c.instance_id, order_by=t.events.c.event_time.desc())
+                .label("rank"),
+            )
+            .where(t.events.c.instance_id.in_(beating), t.events.c.event_time >= since,
+                   t.events.c.detection != exclude)
+            .subquery()
+        )
+        async with self._read() as conn:
+            rows = await conn.execute(select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.instance_id))
+            return [HeartbeatSeen(r.instance_id, r.workspace_id or "", r.cluster_id or None, r.event_time) for r in rows]
 
     async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]:
         """instance id -> the cluster resolved for it at ingest (the latest event's), for the
@@ -495,6 +523,19 @@ class StateStore:
         async with self._write() as conn:
             await conn.execute(update(t.findings).where(t.findings.c.key == key).values(channel=channel, ts=ts))
             await conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(state=SENT, sent_at=_now()))
+
+
+@contextmanager
+def _store_errors(what: str) -> Iterator[None]:
+    """A database failure as one StateStoreError naming the cause (never the statement or its
+    values); anything else (a value json cannot encode, a bug) passes through as it is."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = " ".join(redact_url(str(getattr(exc, "orig", None) or exc)).split())[:300]
+        raise StateStoreError(f"state store {what} failed: {reason}") from exc
+    except OSError as exc:
+        raise StateStoreError(f"state store {what} failed: {exc}") from exc
 
 
 # -- engines ---------------------------------------------------------------------------------

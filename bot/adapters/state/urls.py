@@ -6,7 +6,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
-class StateStoreError(RuntimeError):
+
+from bot.core.ports import StoreError
+
+
+class StateStoreError(StoreError):
     """The state store cannot be opened or cannot go on safely; the message says why (no secret)."""
 
 
