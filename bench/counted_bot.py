@@ -39,6 +39,6 @@ if os.environ.get("BENCH_DUCKDB_HOLD") and hasattr(duckdb_source, "HOLD_SECONDS"
 atexit.register(_write)
 
 if __name__ == "__main__":
-    from bot.cli import main
+    from bot.cli.main import main
 
     raise SystemExit(main())

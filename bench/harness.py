@@ -1,5 +1,5 @@
 """What every scenario needs: the emulators (in this process), the bot (a separate process:
-the shared harness of emulators/botprocess.py), seed rows (bot/audit_rows.py), and read-only
+the shared harness of emulators/botprocess.py), seed rows (bot/cli/audit_rows.py), and read-only
 views of the bot's state. Everything listens on 127.0.0.1 only."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from bot.audit_rows import capsule8_row, minutes_ago, notebook_command_row
+from bot.cli.audit_rows import capsule8_row, minutes_ago, notebook_command_row
 from emulators import botprocess
 from emulators.botprocess import BotIdentity
 from emulators.databricks import DatabricksEmulator

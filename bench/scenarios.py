@@ -32,7 +32,7 @@ from bench.harness import (
     stop_emulators,
     storm_rows,
 )
-from bot.audit_rows import capsule8_row
+from bot.cli.audit_rows import capsule8_row
 from emulators.botprocess import free_port
 from emulators.slack_signing import signed_form_headers, slash_command_body
 from emulators.thrift_sql import ThriftSQLEmulator

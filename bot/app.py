@@ -16,8 +16,8 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import metrics
-from bot.health import Readiness
+from bot.observability import metrics
+from bot.services.health import Readiness
 from bot.runtime import Runtime
 from handlers import benign_modal, commands, interactions
 from handlers.replay_guard import ReplayGuard

@@ -7,25 +7,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.adapters.duckdb_source import DuckDBSource
-from bot.cache import TTLCache
+from bot.services.cache import TTLCache
 from bot.core.authz import Authorizer
 from handlers import actions
-from handlers.dispatch import Dispatcher
+from bot.services.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
 from bot.adapters.state import StateStore as SqlStateStore
 from bot.adapters.state import StateStoreError
 from bot.config import ConfigError, Settings
 from bot.core.catalogue import Catalogue, load_catalogue
 from bot.core.ports import AuditSource, StateStore
-from bot.benign import BenignService
+from bot.services.benign import BenignService
 from bot.core.suppressions import load_benign_rules
-from bot.enrich import Enricher
-from bot.workspace_directory import WorkspaceDirectory
-from bot.outbox import OutboxSettings, OutboxWorker
-from bot.pipeline import Coalescer, Pipeline, SyncSettings
-from bot.recent import RecentService
+from bot.services.enrich import Enricher
+from bot.services.workspace_directory import WorkspaceDirectory
+from bot.services.outbox import OutboxSettings, OutboxWorker
+from bot.services.pipeline import Coalescer, Pipeline, SyncSettings
+from bot.services.recent import RecentService
 from bot.core.degraded import Degradation
-from bot.watchdog import Watchdog
+from bot.services.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Runtime:
 
     async def _poll(self, seconds: float) -> None:
         """Sync on a timer too; it shares the one coalesced sync with the webhooks."""
-        from bot import correlation
+        from bot.observability import correlation
 
         while True:
             with correlation.bound(correlation.new_id("poll-")):

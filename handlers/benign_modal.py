@@ -19,7 +19,7 @@ from bot.core.ids import ActionId, ButtonValue
 from bot.core.suppressions import Suppression
 from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, build_view, read_state
 from handlers.actions.mark_benign import preview_text
-from handlers.dispatch import Dispatcher
+from bot.services.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.render.blocks import escape
-from bot.status import status_text
+from bot.services.status import status_text
 from handlers import command_benign, command_recent
 from handlers.command_types import Answer, CommandContext, UsageError, Verb
 
@@ -33,7 +33,8 @@ async def _help(ctx: CommandContext) -> Answer:
 
 
 async def _status(ctx: CommandContext) -> Answer:
-    return await status_text(ctx.runtime), None
+    runtime = ctx.runtime
+    return await status_text(runtime.store, runtime.pipeline, runtime.health), None
 
 
 def _verbs() -> dict[str, Verb]:

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.dispatch import Dispatcher
+from bot.services.dispatch import Dispatcher
 
 ACTION_PATTERN = re.compile(r"^esm\.")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from bot import correlation, metrics
+from bot.observability import correlation, metrics
 from bot.config import Secret
 from bot.core.alert_payload import PayloadError, parse_alert_payload
 

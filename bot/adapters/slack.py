@@ -27,7 +27,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot import metrics
+from bot.observability import metrics
 from bot.core.ports import ChatError
 
 DEFAULT_API_URL = "https://slack.com/api/"

@@ -97,7 +97,7 @@ LIMIT 1
 
 # /esm recent and the "Recent on this host" button: one row per (detection, host, workspace).
 # Optional filters are NULL when unused; a NULL :param leaves its line true. Category, severity
-# and cluster are not columns of the audit table: bot/recent.py filters them in Python.
+# and cluster are not columns of the audit table: bot/services/recent.py filters them in Python.
 RECENT_EVENTS = """
 SELECT action_name,
        request_params['instanceId'] AS instance_id,

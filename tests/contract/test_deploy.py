@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.config import RULES_DIR
 from emulators.databricks_jobs import JobsEmulator
 

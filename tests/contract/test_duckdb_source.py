@@ -12,7 +12,7 @@ from bot.adapters.duckdb_source import DuckDBSource
 from bot.adapters.sql_dialect import to_duckdb
 from bot.core import queries
 from bot.core.events import CAPSULE8_SERVICE, AuditRow, parse_audit_row
-from bot.loader import load_jsonl
+from bot.cli.loader import load_jsonl
 
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=timezone.utc)
 CLUSTER = "0304-100000-abcd1234"

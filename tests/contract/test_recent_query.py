@@ -20,7 +20,7 @@ from bot.core.catalogue import load_catalogue
 from bot.core.events import CAPSULE8_SERVICE
 from bot.core.ports import SourceError
 from bot.core.recent import RecentQuery
-from bot.recent import RecentService
+from bot.services.recent import RecentService
 
 CATALOGUE = load_catalogue(Path(__file__).resolve().parents[2] / "rules" / "detections.yml")
 

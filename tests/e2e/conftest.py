@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot import audit_rows
+from bot.cli import audit_rows
 from bot.adapters.duckdb_source import DuckDBSource
-from bot.audit_rows import WORKSPACE_ID, capsule8_row, notebook_command_row  # WORKSPACE_ID: for the tests
+from bot.cli.audit_rows import WORKSPACE_ID, capsule8_row, notebook_command_row  # WORKSPACE_ID: for the tests
 from bot.app import build_app
 from bot.config import load_settings
 from bot.runtime import Runtime, build_runtime

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from bot.cli import main
+from bot.cli.main import main
 from emulators.slack import blocks_to_text
 from tests.e2e.conftest import CHANNEL, Bot, capsule8
 

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.config import load_settings
-from bot.doctor import run_doctor
+from bot.cli.doctor import run_doctor
 from emulators.thrift_sql import ThriftSQLEmulator
 from tests.e2e.conftest import CHANNEL, DBX_TOKEN, SIGNING_SECRET, SLACK_TOKEN, WEBHOOK_PASSWORD, Bot
 

@@ -10,7 +10,7 @@ import re
 import aiohttp
 import pytest
 
-from bot import logs, metrics
+from bot.observability import logs, metrics
 from tests.e2e.conftest import DBX_TOKEN, SLACK_TOKEN, WEBHOOK_PASSWORD, Bot, capsule8
 
 
@@ -121,7 +121,7 @@ async def test_readyz_times_out_a_slow_dependency(bot: Bot):
 
 
 def configure_into(stream: io.StringIO, fmt: str, secrets: list[str]) -> None:
-    """bot.logs.configure as the CLI calls it, with its handler writing into `stream`."""
+    """bot.observability.logs.configure as the CLI calls it, with its handler writing into `stream`."""
     logs.configure("INFO", secrets, fmt)
     logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
 
@@ -161,8 +161,8 @@ async def test_json_logs_carry_one_correlation_id_from_webhook_to_slack_post(bot
     mine = [r for r in records if r["correlation_id"] == "req-e2e-42"]
     messages = " | ".join(r["message"] for r in mine)
     assert "triggered a sync" in messages
-    assert any(r["logger"] == "bot.pipeline" and r["message"].startswith("sync done") for r in mine), messages
-    sends = [r for r in mine if r["logger"] == "bot.outbox" and "sent for finding" in r["message"]]
+    assert any(r["logger"] == "bot.services.pipeline" and r["message"].startswith("sync done") for r in mine), messages
+    sends = [r for r in mine if r["logger"] == "bot.services.outbox" and "sent for finding" in r["message"]]
     assert {s["message"].split("(")[1].split(")")[0] for s in sends} == {"post", "reply"}, messages
 
 
@@ -196,7 +196,7 @@ def test_json_logs_mask_secrets_in_messages_extras_and_tracebacks(captured_logs)
 
 
 def test_text_logs_show_the_correlation_id(captured_logs):
-    from bot import correlation
+    from bot.observability import correlation
 
     configure_into(captured_logs, "text", [SLACK_TOKEN])
     with correlation.bound("cid-7"):

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.audit_rows import capsule8_row
+from bot.cli.audit_rows import capsule8_row
 from emulators.botprocess import BotIdentity, BotProcess
 from emulators.thrift_sql import ThriftSQLEmulator
 from tests.e2e.conftest import (

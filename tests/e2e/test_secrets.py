@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from bot import logs
+from bot.observability import logs
 from tests.e2e.conftest import (
     DBX_TOKEN,
     SIGNING_SECRET,

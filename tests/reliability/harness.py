@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.audit_rows import capsule8_row, minutes_ago, notebook_command_row  # minutes_ago: for the tests
+from bot.cli.audit_rows import capsule8_row, minutes_ago, notebook_command_row  # minutes_ago: for the tests
 from bot.render.blocks import limit_violations
 from emulators import botprocess
 from emulators.botprocess import BotIdentity, LogScan

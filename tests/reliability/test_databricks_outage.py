@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot.audit_rows import node_timeline_row
+from bot.cli.audit_rows import node_timeline_row
 from emulators.thrift_sql import T, ThriftSQLEmulator
 from tests.reliability.harness import (
     DBX_TOKEN,

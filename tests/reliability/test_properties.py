@@ -26,7 +26,7 @@ from bot.core.catalogue import load_catalogue
 from bot.core.recent import RecentArgumentError, parse_recent
 from bot.render.benign_modal import build_view, read_state
 from bot.render.blocks import Links, escape, inert, limit_violations, mention_safe, note_message
-from bot.outbox import OutboxSettings, OutboxWorker
+from bot.services.outbox import OutboxSettings, OutboxWorker
 from handlers.commands import UsageError, _verbs, help_text, split_words
 from handlers.replay_guard import ReplayGuard
 from bot.core.events import RowError, parse_audit_row

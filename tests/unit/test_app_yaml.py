@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from bot.config import load_settings
-from bot.doctor import missing_for_serve
+from bot.cli.doctor import missing_for_serve
 
 APP = yaml.safe_load((Path(__file__).resolve().parents[2] / "app.yaml").read_text(encoding="utf-8"))
 SECRETS = {"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "ESM_WEBHOOK_PASSWORD", "DATABRICKS_TOKEN"}

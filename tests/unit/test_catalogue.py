@@ -114,13 +114,21 @@ def test_unconfirmed_detections_are_present_and_marked() -> None:
 def test_heartbeat_is_ignored_and_kept_out_of_finding_categories() -> None:
     heartbeat = REAL.lookup("Heartbeat")
     assert heartbeat.ignore
-    assert heartbeat.category not in REAL.categories()
+    assert heartbeat.category not in REAL.categories(include_synthetic=False)
     assert heartbeat.category in REAL.categories(include_ignored=True)
     assert "Heartbeat" not in REAL.names_in(heartbeat.category)
 
 
+def test_the_silent_sensor_is_a_finding_the_bot_raises_itself_with_no_alert_of_its_own() -> None:
+    silent = REAL.lookup("ESM sensor silent")
+    assert not silent.ignore and silent.severity.label == "high"
+    assert REAL.names_in(silent.category) == ["ESM sensor silent"]
+    assert REAL.names_in(silent.category, include_synthetic=False) == []
+
+
 def test_categories_are_the_seed_four_in_catalogue_order_then_malware_scanning() -> None:
-    assert REAL.categories() == [*CONFIRMED, "Malware Scanning"]
+    assert REAL.categories(include_synthetic=False) == [*CONFIRMED, "Malware Scanning"]
+    assert REAL.categories() == [*CONFIRMED, "Agent Health", "Malware Scanning"]
 
 
 def test_severities_follow_the_triage_rules() -> None:

@@ -10,7 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.slack_scopes import METHOD_SCOPES, SLASH_COMMAND_SCOPE, load_manifest
+from bot.adapters.slack_scopes import METHOD_SCOPES, SLASH_COMMAND_SCOPE, load_manifest
 from emulators.slack_signing import slash_command_body
 from handlers import commands
 
@@ -64,7 +64,7 @@ def test_the_bot_scopes_cover_every_method_the_code_calls(manifest):
 
 
 def test_the_doctor_fallback_scopes_are_the_manifest_scopes():
-    from bot.slack_scopes import FALLBACK_SCOPES
+    from bot.adapters.slack_scopes import FALLBACK_SCOPES
 
     assert set(FALLBACK_SCOPES) == bot_scopes(HTTP)
 

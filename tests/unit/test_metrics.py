@@ -1,9 +1,9 @@
-"""bot.metrics renders the Prometheus text exposition format."""
+"""bot.observability.metrics renders the Prometheus text exposition format."""
 from __future__ import annotations
 
 import pytest
 
-from bot.metrics import Registry
+from bot.observability.metrics import Registry
 
 
 def test_counters_gauges_and_histograms_render_as_prometheus_text():

@@ -12,8 +12,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from bot import metrics
-from bot.cache import TTLCache
+from bot.observability import metrics
+from bot.services.cache import TTLCache
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Context, Finding, NotebookCommand
 from bot.core.ports import AuditSource, Workspace

@@ -2,20 +2,20 @@
 outbox of a runtime. It answers even when the state store is the broken part (each read of it is
 bounded and its failure is shown), and every text that came from outside is escaped.
 
-Its own module so that the slash command (handlers/commands.py) can reach it without importing
-the aiohttp application (bot/app.py), which imports the handlers.
+It takes the parts it reads (not the runtime), so the slash command (handlers/commands.py) and any
+other caller reach it without importing the wiring.
 """
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from bot.core.degraded import Degradation
+from bot.core.ports import StatusReader
 from bot.render.blocks import escape
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from bot.services.pipeline import Pipeline
 
 T = TypeVar("T")
 STORE_TIMEOUT = 2.0
@@ -34,12 +34,11 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "never"
 
 
-async def status_text(runtime: Runtime) -> str:
-    pipeline = runtime.pipeline
+async def status_text(store: StatusReader, pipeline: Pipeline, health: Degradation | None) -> str:
     lines = ["*esm-bot status*"]
-    problems = runtime.health.failing() if runtime.health is not None else []
+    problems = health.failing() if health is not None else []
     now = pipeline.clock()
-    degraded = {p.part for p in runtime.health.degraded(now)} if runtime.health is not None else set()
+    degraded = {p.part for p in health.degraded(now)} if health is not None else set()
     if problems:
         for problem in problems:
             state = "DEGRADED" if problem.part in degraded else "failing"
@@ -49,7 +48,7 @@ async def status_text(runtime: Runtime) -> str:
     report = pipeline.last_report
     lines.append(f"• last successful sync: {_when(pipeline.last_success_at)}; last sync: {_when(pipeline.last_sync_at)}"
                  + (f" — error: {escape(report.error)}" if report and report.error else ""))
-    watermark = await _bounded(runtime.store.watermark())
+    watermark = await _bounded(store.watermark())
     lines.append(f"• watermark: {escape(str(watermark)) if watermark else 'none yet'}")
     sweep = pipeline.last_sweep
     if sweep is not None:
@@ -60,7 +59,7 @@ async def status_text(runtime: Runtime) -> str:
         )
     else:
         lines.append("• late-arrival sweep: not run yet")
-    counts = await _bounded(runtime.store.counts())
+    counts = await _bounded(store.counts())
     if isinstance(counts, dict):
         lines.append(
             f"• events stored: {sum(v for k, v in counts.items() if k not in ('findings', 'posted'))}, "
@@ -69,6 +68,6 @@ async def status_text(runtime: Runtime) -> str:
         )
     else:
         lines.append(f"• state store: {escape(counts)}")
-    depth = await _bounded(runtime.store.outbox_depth())
+    depth = await _bounded(store.outbox_depth())
     lines.append(f"• outbox depth: {escape(str(depth))}")
     return "\n".join(lines)

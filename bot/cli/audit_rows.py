@@ -2,7 +2,7 @@
 (and `esm-bot load-events`, and the warehouse emulator's `load`) take for `system.access.audit`,
 and what `insert_node_timeline` / `insert_clusters` take for `system.compute.*`.
 
-The one builder of test and sample data: `esm-bot sample-events` and the demo (bot/samples.py),
+The one builder of test and sample data: `esm-bot sample-events` and the demo (bot/cli/samples.py),
 the end-to-end tests, the reliability suite and the benchmarks all build their rows here."""
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bot import correlation, metrics
+from bot.observability import correlation, metrics
 from bot.core.state import (
     DigestPayload,
     EventRecord,
@@ -35,7 +35,7 @@ from bot.core.degraded import AUDIT_SOURCE, STATE_STORE, Degradation
 from bot.core.ports import AuditSource, SourceError, SuppressionStore, SyncLedger
 from bot.core.suppressions import Suppression, first_match
 from bot.core.timing import HEARTBEAT, SENSOR_SILENT, capped_watermark, silence_row, timing_note
-from bot.enrich import Enricher, LookupFailed
+from bot.services.enrich import Enricher, LookupFailed
 
 log = logging.getLogger(__name__)
 

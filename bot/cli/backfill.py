@@ -17,7 +17,7 @@ from typing import TextIO
 from bot.config import Settings
 from bot.core.digest import Tally
 from bot.core.ports import AuditSource
-from bot.pipeline import PAGE_SIZE
+from bot.services.pipeline import PAGE_SIZE
 from bot.render.digest import digest_message
 
 BAR_WIDTH = 30

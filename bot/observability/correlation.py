@@ -4,7 +4,7 @@ starts to the Slack posts that sync queues.
 It lives in a contextvar: asyncio tasks copy the context they are created in, so the sync task a
 webhook starts carries the webhook's id without any parameter passing. Outbox items record the id
 in their payload (the outbox worker is one long-lived task, so it sets the id per item it sends).
-Every log record gets it as `record.correlation_id` (see bot/logs.py).
+Every log record gets it as `record.correlation_id` (see bot/observability/logs.py).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bot import logs
+from bot.observability import logs
 from bot.config import ConfigError, Settings, load_settings
 
 
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return COMMANDS[args.command](args, settings)
     except ConfigError as exc:
         if args.command == "doctor":  # the doctor reports it in its own one-line-per-check format
-            from bot.doctor import config_failure
+            from bot.cli.doctor import config_failure
 
             return config_failure(exc)
         print(f"esm-bot: configuration error: {exc}", file=sys.stderr)
@@ -91,7 +91,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from bot.runtime import build_runtime
 
     async def once() -> int:
-        from bot import correlation
+        from bot.observability import correlation
 
         correlation.set_id(correlation.new_id("cli-"))
         runtime = await build_runtime(settings)
@@ -108,7 +108,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_load_events(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.loader import load_jsonl
+    from bot.cli.loader import load_jsonl
 
     if settings.duckdb_path is None:
         raise ConfigError("ESM_AUDIT_SOURCE must be duckdb:<path> for load-events")
@@ -122,7 +122,7 @@ def cmd_load_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sample_events(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.samples import sample_rows
+    from bot.cli.samples import sample_rows
 
     for row in sample_rows():
         print(json.dumps(row))
@@ -130,13 +130,13 @@ def cmd_sample_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
 
 
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.rules_check import check_rules
+    from bot.cli.rules_check import check_rules
 
     problems = check_rules(settings.rules_dir)
     for problem in problems:
@@ -146,7 +146,7 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.deploy import DeployOptions, run_deploy
+    from bot.cli.deploy import DeployOptions, run_deploy
 
     options = DeployOptions(dry_run=args.dry_run, remove=args.remove,
                             rotate_webhook_secret=args.rotate_webhook_secret, public_url=args.public_url)
@@ -154,7 +154,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.backfill import run_backfill
+    from bot.cli.backfill import run_backfill
     from bot.config import parse_duration
 
     since = parse_duration(args.since, "--since")
@@ -162,7 +162,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.doctor import run_doctor
+    from bot.cli.doctor import run_doctor
 
     return asyncio.run(run_doctor(settings))
 

@@ -1,7 +1,7 @@
 """Benign suppressions as a service: preview, create, list, remove.
 
 Shared by the Mark benign action and modal (through ActionContext.extras["benign"]) and by
-`/esm benign`. The pipeline applies the same suppressions itself (bot/pipeline.py).
+`/esm benign`. The pipeline applies the same suppressions itself (bot/services/pipeline.py).
 """
 from __future__ import annotations
 

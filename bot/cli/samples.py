@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bot.audit_rows import capsule8_row, cluster_row, minutes_ago, node_timeline_row, notebook_command_row
+from bot.cli.audit_rows import capsule8_row, cluster_row, minutes_ago, node_timeline_row, notebook_command_row
 
 # (cluster id, name, owner, access mode, driver instance, executor instances)
 SAMPLE_CLUSTERS = [

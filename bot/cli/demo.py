@@ -21,7 +21,7 @@ from bot.adapters.duckdb_source import DuckDBSource
 from bot.app import build_app
 from bot.config import load_settings
 from bot.runtime import Runtime, build_runtime
-from bot.samples import SAMPLE_CLUSTERS, sample_cluster_records, sample_node_timeline, sample_rows
+from bot.cli.samples import SAMPLE_CLUSTERS, sample_cluster_records, sample_node_timeline, sample_rows
 from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator, blocks_to_text
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from bot import metrics
+from bot.observability import metrics
 from bot.core.degraded import Degradation, Problem, degraded_text, recovered_text
 from bot.core.ports import Chat, ChatError
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from bot import correlation, metrics
+from bot.observability import correlation, metrics
 from bot.core.state import DigestPayload, NotePayload, OutboxItem, OutboxKind, ReplyPayload
 from bot.render import blocks
 from bot.core.actions import ActionSpec

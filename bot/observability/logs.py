@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from bot.correlation import CorrelationFilter
+from bot.observability.correlation import CorrelationFilter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s]: %(message)s"
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "correlation_id"}

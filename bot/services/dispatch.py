@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import metrics
+from bot.observability import metrics
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseAction
 from bot.core.authz import Authorizer
 from bot.core.findings import Finding, FindingStatus

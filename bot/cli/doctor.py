@@ -20,8 +20,8 @@ from typing import Any, TextIO
 from bot.adapters.databricks_checks import TERMINATE_LEVELS, DatabricksProbe, DatabricksProbeError, Identity
 from bot.adapters.slack_checks import SlackProbe, SlackProbeError
 from bot.config import ENV_NAMES, ConfigError, Settings
-from bot.health import secret_values
-from bot.slack_scopes import manifest_bot_scopes, methods_needing
+from bot.services.health import secret_values
+from bot.adapters.slack_scopes import manifest_bot_scopes, methods_needing
 
 TIMEOUT = 10.0
 TABLES = ("system.access.audit", "system.compute.node_timeline", "system.compute.clusters")
