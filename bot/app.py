@@ -34,7 +34,7 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
     settings.require("slack_bot_token")
     if settings.slack_app_token is None:
         settings.require("slack_signing_secret")
-    client = AsyncWebClient(token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url)
+    client = AsyncWebClient(token=settings.secret("slack_bot_token"), base_url=settings.slack_api_url)
     signing_secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     # Bolt answers Slack as soon as a listener calls ack(); the slow part runs on afterwards
     bolt = AsyncApp(client=client, signing_secret=signing_secret)

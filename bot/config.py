@@ -109,6 +109,13 @@ class Settings:
     def duckdb_path(self) -> str | None:
         return self.audit_source.split(":", 1)[1] if self.audit_source.startswith("duckdb:") else None
 
+    def secret(self, name: str) -> str:
+        """A required secret's value; a ConfigError naming its variable when it is unset."""
+        value = getattr(self, name)
+        if not isinstance(value, Secret):
+            raise ConfigError(f"{ENV_NAMES[name]} is required for this command but is not set")
+        return value.reveal()
+
     def require(self, *names: str) -> "Settings":
         """Fail with the environment variable's name when a setting a command needs is unset."""
         for name in names:
@@ -297,7 +304,9 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     if "workspace_url" not in values and "databricks_host" in values:
         values["workspace_url"] = values["databricks_host"]
     if "workspaces_file" in values:
-        values["workspaces"], values["workspace_tokens"] = _load_workspaces(values["workspaces_file"], environ)
+        workspaces_file = values["workspaces_file"]
+        assert isinstance(workspaces_file, Path)
+        values["workspaces"], values["workspace_tokens"] = _load_workspaces(workspaces_file, environ)
     return Settings(**values)  # type: ignore[arg-type]
 
 

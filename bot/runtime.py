@@ -134,7 +134,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         commands_window=settings.commands_window,
         timeout=settings.databricks_timeout,
     )
-    chat = SlackChat(settings.slack_bot_token.reveal(), settings.slack_api_url)
+    chat = SlackChat(settings.secret("slack_bot_token"), settings.slack_api_url)
     health = Degradation(settings.degraded_after)
     registry = actions.discover()
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only

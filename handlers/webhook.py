@@ -79,9 +79,10 @@ def webhook_handler(auth: BasicAuth, trigger_sync: Callable[[str], str]):
         cid = correlation.from_header(request.headers.get("X-Request-Id"))
         with correlation.bound(cid):  # the sync task this starts copies the id from here
             sync = trigger_sync(f"webhook:{notice.alert_id}")
-            log.info("alert %s (%s payload) triggered a sync: %s", notice.alert_id, notice.shape, sync)
+            log.info("alert %s (%s payload) triggered a sync: %s", notice.alert_id, notice.shape, sync,
+                     extra={"alert_id": notice.alert_id, "payload_shape": notice.shape, "sync": sync})
         metrics.WEBHOOKS.inc()
-        body = {"accepted": True, "alert_id": notice.alert_id, "sync": sync, "correlation_id": cid}
-        return web.json_response(body, status=202, headers={"X-Request-Id": cid})
+        answer = {"accepted": True, "alert_id": notice.alert_id, "sync": sync, "correlation_id": cid}
+        return web.json_response(answer, status=202, headers={"X-Request-Id": cid})
 
     return handle

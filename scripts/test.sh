@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment, install esm-bot with its test extras, check the rules and the
-# layout contract, and run the whole test suite. Extra arguments go to pytest.
+# Set up a virtual environment, install esm-bot with its test extras, check the rules, the
+# layout contracts and the types, and run the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -25,6 +25,7 @@ if [ -z "${ESM_TEST_POSTGRES_URL:-}" ]; then
 fi
 esm-bot rules check
 lint-imports
+mypy  # configured in pyproject.toml: strict on bot/core, the default elsewhere
 set +e
 python -m pytest "$@"
 status=$?

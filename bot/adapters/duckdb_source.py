@@ -172,10 +172,10 @@ class DuckDBSource(SqlAuditSource):
             return 0
         columns = {name: [r[name] for r in records] for name in records[0]}
         with self._connect() as con:
-            before = con.execute("SELECT count(*) FROM access.audit").fetchone()[0]
+            before = (con.execute("SELECT count(*) FROM access.audit").fetchone() or (0,))[0]
             con.execute(INSERT_AUDIT, columns)
-            after = con.execute("SELECT count(*) FROM access.audit").fetchone()[0]
-        return after - before
+            after = (con.execute("SELECT count(*) FROM access.audit").fetchone() or (0,))[0]
+        return int(after - before)
 
     def insert_node_timeline(self, rows: Iterable[dict[str, Any]]) -> None:
         self._insert_plain("compute.node_timeline", rows)

@@ -78,7 +78,7 @@ class SlackProbe:
                 raise SlackProbeError(f"{method}: no answer within {self._timeout:g}s", "timeout") from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise SlackProbeError(self._scrub(f"{method}: {type(exc).__name__}: {exc}"), "unreachable") from None
-            return dict(response.data), response.headers  # type: ignore[arg-type]
+            return dict(response.data), response.headers
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "xox*-***") if self._token else text

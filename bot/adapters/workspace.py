@@ -134,7 +134,7 @@ def _build_client(
     return WorkspaceClient(config=config)
 
 
-def _reason(err: Exception, host: str) -> str:
+def _reason(err: BaseException, host: str) -> str:
     if isinstance(err, DatabricksError):
         code = err.error_code or type(err).__name__
         return f"{code}: {err}"

@@ -48,7 +48,7 @@ async def count_since(source: AuditSource, since: datetime) -> int:
     """How many Capsule8 rows the backfill will read: the same keyset pages, counted."""
     total, start, after_id = 0, since, ""
     while True:
-        rows = await source.capsule8_since(start, PAGE_SIZE, after_id)  # type: ignore[call-arg]
+        rows = await source.capsule8_since(start, PAGE_SIZE, after_id)
         total += len(rows)
         if len(rows) < PAGE_SIZE:
             return total
@@ -67,7 +67,7 @@ async def run_backfill(settings: Settings, since: timedelta, *, summary: bool,
         bar.draw()
         tally = Tally(since=start)
 
-        def on_page(rows, plan) -> None:  # type: ignore[no-untyped-def]
+        def on_page(rows, plan) -> None:
             bar.advance(len(rows))
             if plan is not None:
                 tally.add_plan(plan.dispositions)

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -26,7 +27,7 @@ from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator, blocks_to_text
 
 CHANNEL = "C0ESMDEMO"
-ALERT = {
+ALERT: dict[str, Any] = {
     "event": "alert_state_change",
     "url_base": "https://dbc-demo.cloud.databricks.com",
     "alert": {"title": "ESM: Kernel Related Events", "alert": {"id": "demo-alert", "name": "ESM: Kernel Related Events"}},

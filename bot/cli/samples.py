@@ -16,7 +16,7 @@ SAMPLE_CLUSTERS = [
 TIMELINE_ONLY = ("0101-090000-old004", "i-0d44dd44dd44dd440")  # a terminated cluster, known only to system tables
 
 
-def _capsule8(n: int, at: datetime, detection: str, instance: str, **params: str) -> dict[str, Any]:
+def _capsule8(n: int, at: datetime, detection: str, instance: str, **params: Any) -> dict[str, Any]:
     return capsule8_row(f"demo-c8-{n:04d}", detection, instance, at, **params)
 
 

@@ -412,7 +412,7 @@ def differences(desired: Any, existing: Any, path: str = "", skip: Sequence[str]
     return []
 
 
-def _list_differences(desired: list, existing: Any, path: str, skip: Sequence[str]) -> list[str]:
+def _list_differences(desired: list[Any], existing: Any, path: str, skip: Sequence[str]) -> list[str]:
     if not isinstance(existing, list) or len(existing) != len(desired):
         return [path]
     if all(not isinstance(v, (Mapping, list)) for v in desired):
@@ -427,8 +427,8 @@ def _same_scalar(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return float(a) == float(b)
     if isinstance(a, (int, float)) and b is None:
-        return a == 0  # and zero numbers
-    return a == b
+        return bool(a == 0)  # and zero numbers
+    return bool(a == b)
 
 
 def _join(path: str, key: str) -> str:

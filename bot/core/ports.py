@@ -249,3 +249,7 @@ class ClusterControl(Protocol):
         """Terminate (reversible: clusters.delete). Never a permanent delete."""
 
     async def active_runs_on_cluster(self, cluster_id: str) -> list[dict[str, Any]]: ...
+
+
+class WorkspaceApi(Workspace, ClusterControl, Protocol):
+    """A workspace's API as the bot uses it: enrichment and the response actions."""

@@ -113,7 +113,7 @@ def _set_id(field_name: str) -> Any:
     def setter(word: str, op: str, value: str, query: RecentQuery, catalogue: Catalogue) -> RecentQuery:
         if len(value) > MAX_ID_CHARS or not all(c.isprintable() and not c.isspace() for c in value):
             raise _error(word, f"is not an id: at most {MAX_ID_CHARS} characters, no spaces or control characters")
-        return replace(query, **{field_name: value})
+        return replace(query, **{field_name: value})  # type: ignore[arg-type]  # an id field: str
 
     return setter
 

@@ -34,6 +34,20 @@ class RedactSecrets(logging.Filter):
         return text
 
 
+class OneLine(logging.Filter):
+    """A message never starts a new log line: CR and LF from outside data (an alert id, a
+    detection name) are shown as \\r and \\n, so no one can forge a log line (tracebacks, which the
+    formatter adds after the message, keep their lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n" in message or "\r" in message or "\x85" in message or "\u2028" in message:
+            for char, shown in (("\r", "\\r"), ("\n", "\\n"), ("\x85", "\\x85"), ("\u2028", "\\u2028")):
+                message = message.replace(char, shown)
+            record.msg, record.args = message, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, message, correlation_id, any `extra=` fields,
     and the exception text. The whole line passes through the secret mask too (tracebacks and
@@ -70,6 +84,7 @@ def configure(level: str, secrets: Iterable[str] = (), fmt: str = "text") -> Non
     redact = RedactSecrets(secrets)
     handler.setFormatter(JsonFormatter(redact) if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(CorrelationFilter())
+    handler.addFilter(OneLine())
     handler.addFilter(redact)
     root = logging.getLogger()
     root.handlers[:] = [handler]

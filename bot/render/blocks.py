@@ -417,12 +417,12 @@ def _no_commands_reason(ctx: Context) -> str:
 
 
 def _command_block(command: NotebookCommand) -> dict[str, Any]:
-    parts = [_when(command.event_time), code(command.user, 200) if _present(command.user) else "unknown user"]
+    parts = [_when(command.event_time), code(command.user or "", 200) if _present(command.user) else "unknown user"]
     if _present(command.notebook_id):
         parts.append(f"notebook {code(command.notebook_id or '', 200)}")
     if _present(command.status):
         parts.append(code(command.status or "", 50))
-    body = code_block(command.command_text, 2000) if _present(command.command_text) else "_no command text_"
+    body = code_block(command.command_text or "", 2000) if _present(command.command_text) else "_no command text_"
     return section(" · ".join(parts) + "\n" + body)
 
 
@@ -526,7 +526,7 @@ def button(spec: ActionSpec, value: str, finding: Finding) -> dict[str, Any]:
 
 
 def _confirm(dialog: Confirm) -> dict[str, Any]:
-    confirm = {
+    confirm: dict[str, Any] = {
         "title": plain(clip(escape(dialog.title), MAX_CONFIRM_TITLE)),
         "text": plain(clip(escape(dialog.text), MAX_CONFIRM_TEXT)),
         "confirm": plain(clip(escape(dialog.confirm), MAX_CONFIRM_BUTTON)),
@@ -596,7 +596,7 @@ def limit_violations(blocks: list[dict[str, Any]], text: str | None = None) -> l
         problems += _text_problems("fallback text", {"type": "mrkdwn", "text": text}, MAX_TEXT)
     for index, block in enumerate(blocks):
         kind = block.get("type") if isinstance(block, dict) else None
-        check = _BLOCK_CHECKS.get(kind, _no_checks)
+        check = _BLOCK_CHECKS.get(str(kind), _no_checks)
         problems += check(f"block {index} ({kind})", block)
     problems += _duplicates("block_id", [b.get("block_id") for b in blocks if isinstance(b, dict)])
     problems += _duplicates("action_id", [e.get("action_id") for e in _elements_of_actions(blocks)])

@@ -119,7 +119,10 @@ class Dispatcher:
         await self.store.record_action(
             key, action.spec.id, ctx.user_id, outcome.status.value, outcome.message, dry_run=ctx.dry_run, outbox=outbox
         )
-        log.info("action %s on %s by %s: %s", action.spec.id, key, ctx.user_id, outcome.status.value)
+        log.info("action %s on %s by %s: %s", action.spec.id, key, ctx.user_id, outcome.status.value, extra={
+            "action": action.spec.id, "finding": key, "user": ctx.user_id, "outcome": outcome.status.value,
+            "detection": ctx.finding.detection.name, "cluster_id": ctx.finding.cluster_id, "dry_run": ctx.dry_run,
+        })
         metrics.ACTIONS.inc(action=action.spec.id, outcome=outcome.status.value)
         if outbox:
             self.on_outbox()

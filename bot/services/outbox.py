@@ -123,7 +123,8 @@ class OutboxWorker:
             metrics.SLACK_MESSAGES.inc(kind=item.kind)
             if item.kind is OutboxKind.POST:
                 metrics.FINDINGS_POSTED.inc()
-            log.info("outbox item %s (%s) sent for finding %s", item.id, item.kind, item.finding_key)
+            log.info("outbox item %s (%s) sent for finding %s", item.id, item.kind, item.finding_key,
+                     extra=_fields(item, finding))
         return delivered
 
     async def _deliver(self, item: OutboxItem, finding: Any) -> bool:
@@ -238,7 +239,7 @@ class OutboxWorker:
     async def _failed(self, item: OutboxItem, exc: ChatError) -> None:
         self._health(SLACK, str(exc))
         if exc.permanent:
-            log.error("outbox item %s (%s) refused by Slack: %s", item.id, item.kind, exc)
+            log.error("outbox item %s (%s) refused by Slack: %s", item.id, item.kind, exc, extra=_fields(item))
             await self.store.outbox_dead(item.id, str(exc))
             if item.kind is OutboxKind.POST:  # its thread can never be posted: keep it visible, stop waiting
                 await self.store.outbox_dead_for_finding(item.finding_key, f"parent message failed: {exc}")
@@ -248,7 +249,8 @@ class OutboxWorker:
         delay = exc.retry_after if exc.retry_after is not None else _backoff(item.attempts)
         if exc.retry_after is not None:  # rate limits apply to the channel, not one message
             self._paused_until = time.monotonic() + exc.retry_after
-        log.warning("outbox item %s (%s) will retry in %.1fs: %s", item.id, item.kind, delay, exc)
+        log.warning("outbox item %s (%s) will retry in %.1fs: %s", item.id, item.kind, delay, exc,
+                    extra={**_fields(item), "retry_in": round(delay, 1)})
         await self.store.outbox_retry(item.id, str(exc), time.time() + delay)
 
 
@@ -256,3 +258,12 @@ def _backoff(attempts: int) -> float:
     """Exponential backoff with jitter: 1, 2, 4 … seconds, capped, each ±50%."""
     base = min(MAX_BACKOFF, 2.0 ** attempts)
     return base * random.uniform(0.5, 1.5)
+
+
+def _fields(item: OutboxItem, finding: Finding | None = None) -> dict[str, Any]:
+    """The structured fields of a log line about an outbox item (ESM_LOG_FORMAT=json keys)."""
+    fields: dict[str, Any] = {"finding": item.finding_key, "outbox_item": item.id, "kind": item.kind.value}
+    if finding is not None:
+        fields.update(detection=finding.detection.name, cluster_id=finding.cluster_id,
+                      instance_id=finding.first_event.instance_id, workspace_id=finding.first_event.workspace_id)
+    return fields

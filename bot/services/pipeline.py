@@ -175,7 +175,11 @@ class Pipeline:
                 for part in (AUDIT_SOURCE, STATE_STORE):
                     self.health.success(part, self.last_sync_at)
         _observe(report)
-        log.info("sync done: %s", report)
+        log.info("sync done: %s", report, extra={
+            "fetched": report.fetched, "new_events": report.new_events, "new_findings": report.new_findings,
+            "repeats": report.repeats, "suppressed": report.suppressed, "seconds": round(report.seconds, 3),
+            "sync_error": report.error, "late_rows": report.sweep.late_rows if report.sweep else None,
+        })
         return report
 
     async def _sync_exclusive(self, report: SyncReport) -> None:
@@ -278,7 +282,8 @@ class Pipeline:
                 if await self.enricher.running_cluster_of(host.workspace_id, host.instance_id) is None:
                     continue  # no live cluster has this host: it was terminated, not silenced
             except LookupFailed as exc:
-                log.warning("sensor of %s silent, cluster state unknown: %s", host.instance_id, exc)
+                log.warning("sensor of %s silent, cluster state unknown: %s", host.instance_id, exc,
+                            extra={"instance_id": host.instance_id, "cluster_id": host.cluster_id})
             rows.append(parse_audit_row(silence_row(host.instance_id, host.workspace_id, host.cluster_id,
                                                     host.last_at, gap, now)))
         if rows:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.core.findings import Finding
-from bot.core.ports import Workspace
+from bot.core.ports import WorkspaceApi
 from bot.core.workspaces import WorkspaceConfig, Workspaces
 from bot.render.blocks import Links
 
@@ -18,13 +18,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkspaceDirectory:
-    default: Workspace | None
-    listed: Mapping[str, Workspace | None]
+    default: WorkspaceApi | None
+    listed: Mapping[str, WorkspaceApi | None]
     config: Workspaces
     default_channel: str
     default_url: str | None
 
-    def workspace(self, workspace_id: str) -> Workspace | None:
+    def workspace(self, workspace_id: str) -> WorkspaceApi | None:
         """The client for an event's workspace; unlisted workspaces use the default one."""
         if workspace_id in self.listed:
             return self.listed[workspace_id]
@@ -55,7 +55,7 @@ class WorkspaceDirectory:
         )
 
 
-async def _connect_default(settings: Settings) -> Workspace | None:
+async def _connect_default(settings: Settings) -> WorkspaceApi | None:
     """Only with DATABRICKS_HOST set; the SDK's unified auth finds the credentials itself."""
     if not settings.databricks_host:
         return None
@@ -63,12 +63,12 @@ async def _connect_default(settings: Settings) -> Workspace | None:
     return await _connect(settings.databricks_host, token, None, settings.databricks_timeout)
 
 
-async def _connect_listed(settings: Settings, config: WorkspaceConfig) -> Workspace | None:
+async def _connect_listed(settings: Settings, config: WorkspaceConfig) -> WorkspaceApi | None:
     token = settings.workspace_tokens.get(config.id)
     return await _connect(config.host, token.reveal() if token else None, config.profile, settings.databricks_timeout)
 
 
-async def _connect(host: str, token: str | None, profile: str | None, timeout: float) -> Workspace | None:
+async def _connect(host: str, token: str | None, profile: str | None, timeout: float) -> WorkspaceApi | None:
     from bot.adapters.workspace import DatabricksWorkspace
 
     try:

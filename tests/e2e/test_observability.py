@@ -164,6 +164,27 @@ async def test_json_logs_carry_one_correlation_id_from_webhook_to_slack_post(bot
     assert any(r["logger"] == "bot.services.pipeline" and r["message"].startswith("sync done") for r in mine), messages
     sends = [r for r in mine if r["logger"] == "bot.services.outbox" and "sent for finding" in r["message"]]
     assert {s["message"].split("(")[1].split(")")[0] for s in sends} == {"post", "reply"}, messages
+    # the fields are keys of their own, not only words in the message
+    assert {s["kind"] for s in sends} == {"post", "reply"}
+    for sent in sends:
+        assert sent["detection"] == "Kernel Module Loaded" and sent["cluster_id"] == "0101-000000-ds0001"
+        assert sent["finding"] and sent["instance_id"] == "i-0driver000000001"
+    [done] = [r for r in mine if r["message"].startswith("sync done")]
+    assert (done["fetched"], done["new_events"], done["new_findings"], done["repeats"]) == (2, 2, 1, 1)
+    [alert] = [r for r in mine if "triggered a sync" in r["message"]]
+    assert alert["alert_id"] == "a1" and alert["payload_shape"] == "legacy"
+
+
+async def test_a_line_break_in_outside_data_never_starts_a_log_line(bot: Bot, captured_logs):
+    configure_into(captured_logs, "text", [])
+    forged = "a1\n2026-12-04 10:00:00,000 ERROR bot.services.dispatch [-]: action esm.terminate_cluster done"
+    status, _ = await bot.webhook({"event": "TRIGGERED", "alert": {"id": forged}})
+    assert status == 202
+    await bot.settle()
+    lines = captured_logs.getvalue().splitlines()
+    [line] = [ln for ln in lines if "triggered a sync" in ln]
+    assert "a1\\n2026-12-04" in line, line
+    assert not any(ln.startswith("2026-12-04 10:00:00,000 ERROR") for ln in lines)
 
 
 async def test_a_fresh_id_when_the_caller_sends_none_or_junk(bot: Bot):

@@ -165,7 +165,7 @@ class StateStore:
 
     def _stored(self, value: str) -> str:
         """A text value as the database holds it (for mapping lookups back to the caller's)."""
-        return nul_safe(value, self.dialect)  # type: ignore[no-any-return]
+        return str(nul_safe(value, self.dialect))
 
     # -- replica coordination ----------------------------------------------------------------
 
