@@ -153,6 +153,7 @@ def expected_groups(events: int, clusters: int = 200, detections: int = 12) -> d
 # -- the bot process -------------------------------------------------------------------------
 
 _SYNC_DONE = re.compile(r"sync done: SyncReport\((.*)\)")
+_SWEEP = re.compile(r"late-arrival sweep: SweepReport\((.*)\)")
 
 
 class BotProcess(botprocess.BotProcess):
@@ -208,6 +209,12 @@ class BotProcess(botprocess.BotProcess):
                 fields[part.group(1)] = None if value == "None" else value.strip("'") if value.startswith("'") else float(value)
             reports.append(fields)
         return reports
+
+    def sweep_reports(self) -> list[dict[str, float]]:
+        """The bot's `late-arrival sweep: SweepReport(...)` log lines: what each sweep read and took."""
+        return [{name: float(m.group(1)) for name in ("ids_read", "rows_read", "late_rows", "seconds")
+                 if (m := re.search(rf"\b{name}=([\d.]+)", line.group(1)))}
+                for line in _SWEEP.finditer(self.log_text())]
 
     def query_counts(self) -> dict[str, int]:
         try:

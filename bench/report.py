@@ -111,6 +111,13 @@ def _command(name: str, r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _sweep_text(sweep: dict[str, Any] | None) -> str:
+    if not sweep:
+        return "not measured"
+    return (f"{int(sweep.get('ids_read', 0)):,} ids + {int(sweep.get('rows_read', 0)):,} rows read, "
+            f"{sweep.get('seconds', 0):.2f} s per sweep")
+
+
 def _growth(name: str, r: dict[str, Any]) -> list[Row]:
     runs = [x for x in r["runs"] if x.get("sync_s")]
     if len(runs) < 2:
@@ -134,6 +141,8 @@ def _growth(name: str, r: dict[str, Any]) -> list[Row]:
              " -> ".join(str(x["outbox_items_per_group"]) for x in runs),
              all(x["outbox_items_per_group"] <= 3 for x in runs)),
         _row(name, "lost (store side)", "0", sum(x["check"]["lost"] for x in runs), all(x["check"]["lost"] == 0 for x in runs)),
+        _row(name, f"late-arrival sweep over the {large['events']:,}-event storm (ids, then rows not stored)",
+             "cheap: ids only when nothing is late", _sweep_text(large.get("sweep")), None),
         _row(name, "runs", "", detail, None),
     ]
 

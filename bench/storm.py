@@ -56,7 +56,10 @@ async def run_storm(events: int, *, post_interval: float = 0.0, profile_to: Path
     report; the Slack messages it queued are counted from the outbox, not waited for."""
     folder = Path(workdir or tempfile.mkdtemp(prefix=f"esm-bench-storm{events}-"))
     slack, dbx = await start_emulators(CLUSTERS)
-    bot = BotProcess(folder, slack.api_url, dbx.host, {"ESM_SLACK_POST_INTERVAL": f"{post_interval:g}",
+    # growth runs sweep on every sync (ESM_LATE_SWEEP_INTERVAL=0), so the sweep's cost over the whole
+    # storm is measured: after the storm's rows are stored, its ids are read again and found seen
+    sweep_env = {} if deliver else {"ESM_LATE_SWEEP_INTERVAL": "0"}
+    bot = BotProcess(folder, slack.api_url, dbx.host, {"ESM_SLACK_POST_INTERVAL": f"{post_interval:g}", **sweep_env,
                      **({} if hold_seconds is None else {"BENCH_DUCKDB_HOLD": str(hold_seconds)})},
                      counted=True, profile_to=profile_to)
     try:
@@ -79,6 +82,7 @@ async def run_storm(events: int, *, post_interval: float = 0.0, profile_to: Path
         dbx_calls = [c for c in dbx.calls if "/api/" in c.path]
         await bot.stop_async()
         reports = [r for r in bot.sync_reports() if r.get("new_events")]
+        sweeps = bot.sweep_reports()
         sync_s = sum(r["seconds"] for r in reports) if reports else None
         expected = expected_messages(events)
         checks = _lost_check(bot, slack, events, expected, deliver)
@@ -99,6 +103,7 @@ async def run_storm(events: int, *, post_interval: float = 0.0, profile_to: Path
             "outbox_items": outbox, "outbox_items_per_group": round(sum(outbox.values()) / expected["groups"], 2),
             "audit_queries": queries, "audit_queries_total": sum(queries.values()),
             "audit_queries_per_event": round(sum(queries.values()) / events, 4),
+            "sweep": sweeps[-1] if sweeps else None,
             "check": checks,
         })
         return result

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -60,7 +60,7 @@ class SyncReport:
     seconds: float = 0.0
     error: str | None = None
     skipped: str | None = None  # why this sync did nothing itself (another replica was syncing)
-    sweep: "SweepReport | None" = None  # the late-arrival sweep, when this sync ran one
+    sweep: "SweepReport | None" = field(default=None, repr=False)  # the late-arrival sweep, if it ran (logged apart)
 
     def to_json(self) -> dict[str, Any]:
         return {**vars(self), "sweep": None if self.sweep is None else self.sweep.to_json()}
@@ -262,6 +262,9 @@ class Pipeline:
         if sweep.truncated:
             log.warning("late-arrival sweep read its limit of %s ids; the rest of the window waits for the next sweep",
                         self.settings.sweep_max_ids)
+        log.info("late-arrival sweep: %s", sweep, extra={
+            "ids_read": sweep.ids_read, "rows_read": sweep.rows_read, "late_rows": sweep.late_rows,
+            "sweep_seconds": round(sweep.seconds, 3), "truncated": sweep.truncated})
         if sweep.late_rows:
             log.warning("late-arrival sweep found %s rows that landed after newer rows were read", sweep.late_rows)
         _observe_sweep(sweep)

@@ -90,3 +90,19 @@ def test_rules_check_fails_on_a_broken_catalogue(tmp_path):
     result = esm_bot("rules", "check", env={"ESM_RULES_DIR": str(tmp_path)})
     assert result.returncode == 1
     assert "severity" in result.stdout
+
+
+def test_a_corrupted_state_file_stops_the_bot_with_one_line_saying_so(tmp_path):
+    env = {"SLACK_BOT_TOKEN": "xoxb-cli-test", "ESM_SLACK_CHANNEL": "C0CLI", "SLACK_API_URL": "http://127.0.0.1:9/",
+           "ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}", "ESM_STATE_PATH": str(tmp_path / "state.sqlite3")}
+    assert esm_bot("sync", env=env).returncode == 0
+    state = tmp_path / "state.sqlite3"
+    data = bytearray(state.read_bytes())
+    data[4096:] = bytes((i * 7 + 13) % 256 for i in range(len(data) - 4096))  # every page after the header
+    state.write_bytes(bytes(data))
+    result = esm_bot("sync", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"esm-bot: configuration error: ESM_STATE_PATH: cannot open the state store {state}: "
+        "database disk image is malformed"
+    ]

@@ -50,7 +50,8 @@ from bot.core.suppressions import Scope, Suppression
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 30.0  # seconds an outbox thread stays claimed without a heartbeat (PostgreSQL)
-BUSY_TIMEOUT_MS = 2000  # SQLite: how long a write waits for another process's lock (a click answers within 3 s)
+BUSY_TIMEOUT_MS = 1000  # SQLite: how long a write waits for another process's lock (a click queued behind a
+# sync waits at most twice this, and is answered within Slack's 3 s)
 ID_CHUNK = 5000  # ids per IN (...) list
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
