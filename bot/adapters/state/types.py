@@ -31,6 +31,11 @@ class Str(TypeDecorator[str]):
     impl = Text
     cache_ok = True
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "postgresql":
+            return None  # SQLite keeps text as it is: no per-value call at all (a storm binds millions)
+        return super().bind_processor(dialect)
+
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         return nul_safe(value, dialect.name)
 
