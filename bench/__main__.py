@@ -84,12 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5],
                         help="run only this scenario (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")
+    parser.add_argument("--state-url", help="run every bot on this PostgreSQL server (a fresh schema each) "
+                                            "instead of a SQLite file, e.g. the URL scripts/postgres.sh prints")
     args = parser.parse_args(argv)
+    if args.state_url:
+        from bench.harness import STATE_URL_ENV
+
+        os.environ[STATE_URL_ENV] = args.state_url
     started = time.perf_counter()
     body = asyncio.run(run(set(args.only or ()), args.quick, sys.stderr))
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "mode": "quick" if args.quick else "full",
+        "mode": ("quick" if args.quick else "full") + (", PostgreSQL state store" if args.state_url else ""),
         "machine": machine(),
         "total_s": round(time.perf_counter() - started, 1),
         **body,

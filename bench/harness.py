@@ -156,6 +156,24 @@ _SYNC_DONE = re.compile(r"sync done: SyncReport\((.*)\)")
 _SWEEP = re.compile(r"late-arrival sweep: SweepReport\((.*)\)")
 
 
+STATE_URL_ENV = "ESM_BENCH_STATE_URL"  # set by `python -m bench --state-url`: PostgreSQL instead of SQLite
+
+
+def fresh_schema(url: str) -> str:
+    """A new schema on that PostgreSQL server; the URL with it first on the search path."""
+    import uuid
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')  # the name is ours: letters, digits and _
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"] + [("options", f"-csearch_path={schema}")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), parts.fragment))
+
+
 class BotProcess(botprocess.BotProcess):
     """The shared bot process (emulators/botprocess.py) with the bench's identity. With
     `counted=True` it runs through bench/counted_bot.py, which only adds a counter of
@@ -163,6 +181,8 @@ class BotProcess(botprocess.BotProcess):
 
     def __init__(self, workdir: Path, slack_api_url: str, dbx_host: str, extra_env: dict[str, str],
                  counted: bool = False, profile_to: Path | None = None):
+        if os.environ.get(STATE_URL_ENV):  # python -m bench --state-url: a fresh schema per bot
+            extra_env = {"ESM_STATE_URL": fresh_schema(os.environ[STATE_URL_ENV]), **extra_env}
         self.counts_path = workdir / "query-counts.json"
         self.counted = counted
         self.profile_to = profile_to
@@ -235,8 +255,10 @@ def state_progress(bot: BotProcess) -> dict[str, int]:
                 "dead": db.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0],
                 "outbox": db.execute("SELECT count(*) FROM outbox").fetchone()[0],
             }
-    except sqlite3.Error:
-        return {"events": 0, "findings": 0, "posted": 0, "pending": 0, "dead": 0, "outbox": 0}
+    except Exception as exc:  # before the first sync there are no tables (SQLite or PostgreSQL)
+        if isinstance(exc, sqlite3.Error) or "does not exist" in str(exc):
+            return {"events": 0, "findings": 0, "posted": 0, "pending": 0, "dead": 0, "outbox": 0}
+        raise
 
 
 def percentile(values: list[float], pct: float) -> float | None:

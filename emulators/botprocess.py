@@ -233,19 +233,29 @@ class BotProcess:
         """Insert audit rows (only while no bot process has the file open); returns inserted."""
         return self.source().insert_rows(rows)
 
-    def state(self) -> sqlite3.Connection:
-        """A read-only connection to the bot's SQLite state store."""
+    @property
+    def state_url(self) -> str | None:
+        """ESM_STATE_URL when the bot keeps its state in PostgreSQL; None for the SQLite file."""
+        return self.env.get("ESM_STATE_URL") or None
+
+    def state(self) -> Any:
+        """A connection to the bot's state store: read-only SQLite, or PostgreSQL (ESM_STATE_URL).
+        Queries use `?` placeholders either way (see `query`)."""
+        if self.state_url:
+            import psycopg
+
+            return _QmarkConnection(psycopg.connect(self.state_url, autocommit=True, connect_timeout=10))
         return sqlite3.connect(f"file:{self.state_path}?mode=ro", uri=True, timeout=10)
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         """Rows of a read-only query; none before the store exists."""
-        if not self.state_path.exists():
+        if not self.state_url and not self.state_path.exists():
             return []
         con = self.state()
         try:
-            return con.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
+            return list(con.execute(sql, params).fetchall())
+        except Exception as exc:  # sqlite3's or psycopg's "no such table" before the first start
+            if "no such table" in str(exc) or "does not exist" in str(exc):
                 return []
             raise
         finally:
@@ -264,3 +274,22 @@ class BotProcess:
     def watermark(self) -> datetime | None:
         text = self.scalar("SELECT value FROM meta WHERE key = 'watermark'")
         return None if text is None else datetime.fromisoformat(text)
+
+
+class _QmarkConnection:
+    """A psycopg connection that takes the `?` placeholders the SQLite queries use."""
+
+    def __init__(self, conn: Any):
+        self._conn = conn
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self._conn.execute(sql.replace("?", "%s"), params)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "_QmarkConnection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._conn.close()

@@ -221,18 +221,13 @@ class StateStore:
             t.events.c.detection == detection, t.events.c.event_time >= since,
             t.events.c.instance_id.is_not(None), t.events.c.instance_id != "",
         )
-        ranked = (
-            select(
-                t.events.c.instance_id, t.events.c.workspace_id, t.events.c.cluster_id, t.events.c.event_time,
-                func.row_number().over(partition_by=t.events.c.instance_id, order_by=t.events.c.event_time.desc())
-                .label("rank"),
-            )
-            .where(t.events.c.instance_id.in_(beating), t.events.c.event_time >= since,
-                   t.events.c.detection != exclude)
-            .subquery()
+        newest = _newest_of_each(
+            (t.events.c.instance_id, t.events.c.workspace_id, t.events.c.cluster_id, t.events.c.event_time),
+            t.events.c.instance_id, t.events.c.event_time,
+            t.events.c.instance_id.in_(beating), t.events.c.event_time >= since, t.events.c.detection != exclude,
         )
         async with self._read() as conn:
-            rows = await conn.execute(select(ranked).where(ranked.c.rank == 1).order_by(ranked.c.instance_id))
+            rows = await conn.execute(newest.order_by(newest.selected_columns.instance_id))
             return [HeartbeatSeen(r.instance_id, r.workspace_id or "", r.cluster_id or None, r.event_time) for r in rows]
 
     async def clusters_of_instances(self, instance_ids: Iterable[str]) -> dict[str, str]:
@@ -241,17 +236,12 @@ class StateStore:
         wanted = {self._stored(i): i for i in instance_ids if i}
         if not wanted:
             return {}
-        ranked = (
-            select(
-                t.events.c.instance_id, t.events.c.cluster_id,
-                func.row_number().over(partition_by=t.events.c.instance_id, order_by=t.events.c.event_time.desc())
-                .label("rank"),
-            )
-            .where(t.events.c.instance_id.in_(list(wanted)), t.events.c.cluster_id.is_not(None), t.events.c.cluster_id != "")
-            .subquery()
+        newest = _newest_of_each(
+            (t.events.c.instance_id, t.events.c.cluster_id), t.events.c.instance_id, t.events.c.event_time,
+            t.events.c.instance_id.in_(list(wanted)), t.events.c.cluster_id.is_not(None), t.events.c.cluster_id != "",
         )
         async with self._read() as conn:
-            rows = await conn.execute(select(ranked.c.instance_id, ranked.c.cluster_id).where(ranked.c.rank == 1))
+            rows = await conn.execute(newest)
             return {wanted[r.instance_id]: r.cluster_id for r in rows}
 
     async def latest_findings(self, groups: Iterable[str]) -> dict[str, Finding]:
@@ -259,16 +249,10 @@ class StateStore:
         wanted = {self._stored(g): g for g in groups}
         if not wanted:
             return {}
-        ranked = (
-            select(
-                t.findings,
-                func.row_number().over(partition_by=t.findings.c.grp, order_by=t.findings.c.first_seen.desc()).label("rank"),
-            )
-            .where(t.findings.c.grp.in_(list(wanted)))
-            .subquery()
-        )
+        newest = _newest_of_each(tuple(t.findings.c), t.findings.c.grp, t.findings.c.first_seen,
+                                 t.findings.c.grp.in_(list(wanted)))
         async with self._read() as conn:
-            rows = await conn.execute(select(ranked).where(ranked.c.rank == 1))
+            rows = await conn.execute(newest)
             return {wanted[r.grp]: _finding_from_row(r) for r in rows}
 
     async def record_sync(
@@ -634,6 +618,17 @@ async def _migrate(engine: AsyncEngine, target: str) -> int:
 def _chunks(values: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), ID_CHUNK):
         yield values[start : start + ID_CHUNK]
+
+
+def _newest_of_each(columns: tuple[Any, ...], each: Any, by: Any, *where: Any) -> Any:
+    """SELECT columns of the newest row (by `by`) of each `each`, among the rows `where` picks:
+    one window function, the same on SQLite and PostgreSQL."""
+    ranked = (
+        select(*columns, func.row_number().over(partition_by=each, order_by=by.desc()).label("rank"))
+        .where(*where)
+        .subquery()
+    )
+    return select(*(ranked.c[c.name] for c in columns)).where(ranked.c.rank == 1)
 
 
 def _severity_rank() -> Any:
