@@ -248,7 +248,7 @@ class Pipeline:
             ids = await self.source.capsule8_ids_between(sweep.window_start, end, self.settings.sweep_max_ids)
             sweep.ids_read = len(ids)
             sweep.truncated = len(ids) >= self.settings.sweep_max_ids
-            unseen = sorted(set(ids) - await self._seen(ids))
+            unseen = sorted(set(ids) - await self.store.seen(ids))  # the store chunks the lookup
             if unseen:
                 rows = await self.source.capsule8_by_ids(unseen, sweep.window_start)
                 sweep.rows_read = len(rows)
@@ -294,12 +294,6 @@ class Pipeline:
             await self._process(rows, report, synthetic=True)
             if report.new_events > before:
                 log.warning("%s host sensor(s) silent for more than %s", report.new_events - before, gap)
-
-    async def _seen(self, event_ids: Sequence[str]) -> set[str]:
-        seen: set[str] = set()
-        for start in range(0, len(event_ids), PAGE_SIZE):
-            seen |= await self.store.seen(event_ids[start : start + PAGE_SIZE])
-        return seen
 
     async def _process(
         self, rows: list[AuditRow], report: SyncReport, *, late: bool = False, synthetic: bool = False

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, event, exists, func, select, update
+from sqlalchemy import ColumnElement, Text, any_, bindparam, case, event, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -53,6 +53,7 @@ DEFAULT_LEASE = 30.0  # seconds an outbox thread stays claimed without a heartbe
 BUSY_TIMEOUT_MS = 1000  # SQLite: how long a write waits for another process's lock (a click queued behind a
 # sync waits at most twice this, and is answered within Slack's 3 s)
 ID_CHUNK = 5000  # ids per IN (...) list
+PG_ID_CHUNK = 50_000  # ids per = ANY(array) on PostgreSQL
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
@@ -209,10 +210,17 @@ class StateStore:
         wanted = {self._stored(e): e for e in event_ids}
         found: set[str] = set()
         async with self._read() as conn:
-            for chunk in _chunks(list(wanted)):
-                rows = await conn.execute(select(t.events.c.event_id).where(t.events.c.event_id.in_(chunk)))
+            for chunk in _chunks(list(wanted), PG_ID_CHUNK if self.dialect == "postgresql" else ID_CHUNK):
+                rows = await conn.execute(select(t.events.c.event_id).where(self._one_of(t.events.c.event_id, chunk)))
                 found.update(wanted[r[0]] for r in rows)
         return found
+
+    def _one_of(self, column: Any, values: list[str]) -> Any:
+        """column IN values, every value bound: on PostgreSQL one array parameter (= ANY), on
+        SQLite one parameter per value (its limit is far above a chunk)."""
+        if self.dialect == "postgresql":
+            return column == any_(bindparam("values", values, type_=postgresql.ARRAY(Text)))
+        return column.in_(values)
 
     async def last_heartbeats(self, detection: str, since: datetime, exclude: str = "") -> list[HeartbeatSeen]:
         """The hosts that sent an event of that (heartbeat) detection at or after `since`, each with
@@ -615,9 +623,9 @@ async def _migrate(engine: AsyncEngine, target: str) -> int:
 # -- rows ------------------------------------------------------------------------------------
 
 
-def _chunks(values: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(values), ID_CHUNK):
-        yield values[start : start + ID_CHUNK]
+def _chunks(values: list[str], size: int = ID_CHUNK) -> Iterable[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _newest_of_each(columns: tuple[Any, ...], each: Any, by: Any, *where: Any) -> Any:
