@@ -54,21 +54,40 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from bot.cli.doctor import config_failure
 
             return config_failure(exc)
-        print(f"esm-bot: configuration error: {exc}", file=sys.stderr)
+        print(f"esm-bot: configuration error: {_masked(str(exc), environ)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a failure nobody expected: its traceback, with every secret masked
+        import traceback
+
+        print(_masked(traceback.format_exc(), environ), file=sys.stderr, end="")
+        return 1
+
+
+def _masked(text: str, environ: Mapping[str, str]) -> str:
+    """`text` with every secret the environment holds masked: the secret settings' values (read
+    raw, as they may not even parse), the state URL's password in all its forms, and any
+    PostgreSQL URL's password."""
+    from bot.adapters.state.urls import redact_url
+    from bot.config import ENV_NAMES, url_password_forms
+
+    names = ("slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
+             "admin_token")
+    values = [environ.get(ENV_NAMES[name], "").strip() for name in names]
+    state_url = environ.get(ENV_NAMES["state_url"], "").strip()
+    values += url_password_forms(state_url) if state_url else []
+    try:
+        values += load_settings(environ).secret_values()  # the workspace tokens too, when the settings load
+    except Exception:
+        pass
+    for value in sorted({v for v in values if len(v) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "****")
+    return redact_url(text, url=state_url or None)
 
 
 def _secret_values(settings: Settings) -> list[str]:
-    secrets = (
-        settings.slack_bot_token,
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.webhook_password,
-        settings.databricks_token,
-    )
-    return [s.reveal() for s in secrets if s is not None]
+    return settings.secret_values()  # the same values as bot.services.health.secret_values
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -76,6 +95,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.app import build_app
     from bot.runtime import build_runtime
+    from bot.server import serve
 
     async def make_app() -> web.Application:
         runtime = await build_runtime(settings)
@@ -83,7 +103,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    web.run_app(make_app(), host=host, port=port, print=lambda text: print(text, file=sys.stderr))
+    asyncio.run(serve(make_app, host, port, header_timeout=settings.header_timeout,
+                      max_connections=settings.max_connections))
     return 0
 
 
