@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from bot.cli.doctor import config_failure
 
             return config_failure(exc)
-        print(f"esm-bot: configuration error: {_masked(str(exc), environ)}", file=sys.stderr)
+        print(f"esm-bot: configuration error: {_masked(str(exc), environ, urls=False)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -65,10 +65,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 1
 
 
-def _masked(text: str, environ: Mapping[str, str]) -> str:
+def _masked(text: str, environ: Mapping[str, str], urls: bool = True) -> str:
     """`text` with every secret the environment holds masked: the secret settings' values (read
-    raw, as they may not even parse), the state URL's password in all its forms, and any
-    PostgreSQL URL's password."""
+    raw, as they may not even parse), the state URL's password in all its forms, and (`urls`)
+    any PostgreSQL URL's password."""
     from bot.adapters.state.urls import redact_url
     from bot.config import ENV_NAMES, url_password_forms
 
@@ -83,7 +83,7 @@ def _masked(text: str, environ: Mapping[str, str]) -> str:
         pass
     for value in sorted({v for v in values if len(v) >= 4}, key=len, reverse=True):
         text = text.replace(value, "****")
-    return redact_url(text, url=state_url or None)
+    return redact_url(text, url=state_url or None) if urls else text
 
 
 def _secret_values(settings: Settings) -> list[str]:
