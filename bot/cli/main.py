@@ -133,7 +133,11 @@ def cmd_load_events(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.duckdb_path is None:
         raise ConfigError("ESM_AUDIT_SOURCE must be duckdb:<path> for load-events")
-    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    try:  # bytes: each line is decoded on its own, so one line of bad UTF-8 is one bad line
+        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+    except OSError as exc:
+        print(f"esm-bot: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     with stream:
         result = load_jsonl(stream, settings.duckdb_path)
     for line_number, problem in result.bad_lines:

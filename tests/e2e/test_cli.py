@@ -74,6 +74,32 @@ def test_load_events_reports_bad_lines_by_number_and_keeps_the_rest(tmp_path):
     assert "loaded 0 rows, 4 duplicate event ids skipped" in again.stdout
 
 
+def test_load_events_reports_a_line_of_invalid_utf8_and_loads_every_good_line(tmp_path):
+    good = esm_bot("sample-events").stdout.splitlines()
+    data = tmp_path / "events.jsonl"
+    data.write_bytes(b"\n".join([good[0].encode(), b'{"event_id": "caf\xe9", "bad": "\xff\xfe"}', good[1].encode(),
+                                 good[2].encode().replace(b"Capsule8", b"Capsule8 \xc3\xa9")]) + b"\n")
+    env = {"ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}"}
+    result = esm_bot("load-events", str(data), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"{data}:2: skipped: not valid UTF-8 (byte 0xe9 at column 18)"]
+    assert "loaded 3 rows, 0 duplicate event ids skipped, 1 bad lines" in result.stdout
+    assert "Traceback" not in result.stderr
+
+    piped = subprocess.run([sys.executable, "-m", "bot.cli", "load-events", "-"], input=data.read_bytes(),
+                           capture_output=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+                           env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env})
+    assert piped.returncode == 1 and b"-:2: skipped: not valid UTF-8" in piped.stderr
+    assert b"loaded 0 rows, 3 duplicate event ids skipped, 1 bad lines" in piped.stdout
+
+
+def test_load_events_on_a_missing_file_is_one_line(tmp_path):
+    result = esm_bot("load-events", str(tmp_path / "nope.jsonl"),
+                     env={"ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"esm-bot: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory"]
+
+
 def test_rules_check_passes_on_the_shipped_rules():
     result = esm_bot("rules", "check")
     assert result.returncode == 0, result.stdout
