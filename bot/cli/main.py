@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the bot on embedded defaults against local Slack and Databricks emulators")
     demo.add_argument("--once", action="store_true", help="exit after the sample findings are posted")
     demo.add_argument("--port", type=int, default=8080, help="bot port (the Slack viewer uses port+1)")
-    demo.add_argument("--dir", default=".esm-demo", help="where the demo keeps its files (recreated)")
+    demo.add_argument("--dir", default=".esm-demo",
+                      help="where the demo keeps its files: a new or empty folder, or one an earlier demo made (emptied)")
     deploy = sub.add_parser("deploy", help="create or update the DBSQL queries, alerts, schedules and webhook destination")
     deploy.add_argument("--dry-run", action="store_true", help="print the plan (create / update / unchanged) and change nothing")
     deploy.add_argument("--remove", action="store_true", help="delete every object esm-bot deploy created, and nothing else")
@@ -155,9 +156,13 @@ def cmd_sample_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli.demo import run_demo
+    from bot.cli.demo import DemoDirError, run_demo
 
-    return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
+    try:
+        return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
+    except DemoDirError as exc:
+        print(f"esm-bot demo: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:

@@ -100,6 +100,46 @@ def test_load_events_on_a_missing_file_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [f"esm-bot: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory"]
 
 
+def test_the_demo_refuses_a_folder_it_did_not_make_and_deletes_nothing(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (mine / "state.sqlite3").write_text("not the demo's")
+    afile = tmp_path / "a-file"
+    afile.write_text("data")
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    for target, says in ((mine, "is not empty and was not made by esm-bot demo"), (afile, "is not a folder"),
+                         (link, "is not a folder")):
+        result = esm_bot("demo", "--once", "--port", str(free_port_pair()), "--dir", str(target))
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [line for line in result.stderr.strip().splitlines()
+                                                      if line.startswith("esm-bot demo: ")]
+        assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
+    assert (mine / "thesis.tex").read_text() == "years of work" and (mine / "state.sqlite3").exists()
+    assert afile.read_text() == "data"
+
+
+def test_the_demo_empties_only_a_folder_it_made(tmp_path):
+    from bot.cli.demo import MARKER, DemoDirError, prepare_workdir
+
+    new = tmp_path / "new"
+    prepare_workdir(new)
+    assert [p.name for p in new.iterdir()] == [MARKER]
+    (new / "audit.duckdb").write_text("x")
+    prepare_workdir(new)  # made by the demo: emptied again
+    assert [p.name for p in new.iterdir()] == [MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    prepare_workdir(empty)
+    assert (empty / MARKER).is_file()
+    (empty / MARKER).unlink()
+    (empty / "keep").write_text("k")
+    with pytest.raises(DemoDirError):
+        prepare_workdir(empty)
+    assert (empty / "keep").read_text() == "k"
+
+
 def test_rules_check_passes_on_the_shipped_rules():
     result = esm_bot("rules", "check")
     assert result.returncode == 0, result.stdout
