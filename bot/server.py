@@ -246,9 +246,10 @@ class ConnectionGuard:
 
 
 class RateLimitedLog(logging.Filter):
-    """At most one record per message text every `every` seconds, without its traceback; the
-    next one says how many were left out. For loggers that can repeat one error thousands of
-    times a second under a flood (the event loop's accept errors, aiohttp's connection errors)."""
+    """At most one record per message text every `every` seconds (the first keeps its traceback,
+    masked like every other record); the next one says how many were left out. For loggers that
+    can repeat one error thousands of times a second under a flood (the event loop's accept
+    errors, aiohttp's connection errors)."""
 
     def __init__(self, every: float = LOG_EVERY):
         super().__init__()
@@ -267,12 +268,9 @@ class RateLimitedLog(logging.Filter):
             self._last.clear()
         self._last[key] = now
         dropped = self._dropped.pop(key, 0)
-        summary = f"{record.getMessage().splitlines()[0][:300]}"
-        if record.exc_info and record.exc_info[1] is not None:
-            summary += f": {type(record.exc_info[1]).__name__}: {str(record.exc_info[1])[:200]}"
         if dropped:
-            summary += f" ({dropped} more like it in the last {self.every:g}s not logged)"
-        record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = summary, None, None, None, None
+            record.msg = f"{record.getMessage()} ({dropped} more like it in the last {self.every:g}s not logged)"
+            record.args = None
         return True
 
 
