@@ -17,7 +17,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.observability import metrics
-from bot.services.health import Readiness
+from bot.services.health import Readiness, bearer_matches
 from bot.runtime import Runtime
 from handlers import benign_modal, commands, interactions
 from handlers.replay_guard import ReplayGuard
@@ -66,10 +66,16 @@ def build_app(runtime: Runtime) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})  # alive: no dependency is consulted
 
+    admin_token = settings.admin_token.reveal() if settings.admin_token else None
+
     async def readyz(request: web.Request) -> web.Response:
-        ready, checks = await readiness.run()
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
-        return web.json_response(body, status=200 if ready else 503)
+        # details (hosts, principals, SDK errors) only for the admin token; everyone else: ok / not ok
+        detailed = bearer_matches(request.headers.get("Authorization"), admin_token)
+        ready, checks = await readiness.run(detailed=detailed)
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+        if not ready:
+            body["failing"] = sorted(name for name, check in checks.items() if not check["ok"])
+        return web.json_response(body, status=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
     async def metrics_page(request: web.Request) -> web.Response:
         try:

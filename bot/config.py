@@ -104,6 +104,11 @@ class Settings:
     port: int = 8080
     warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
     public_url: str | None = None  # esm-bot deploy: the bot's public base URL (the webhook target)
+    # server hardening (#11)
+    header_timeout: float = 10.0  # seconds a connection has to send a request's complete headers (slowloris)
+    max_connections: int = 512  # open HTTP connections at most; at the limit the slowest-to-send-headers makes room
+    admin_token: Secret | None = None  # ESM_ADMIN_TOKEN: `Authorization: Bearer …` shows /readyz's details
+    state_lakebase_instance: str | None = None  # ESM_STATE_LAKEBASE_INSTANCE: the state URL's password from the SDK
 
     @property
     def duckdb_path(self) -> str | None:
@@ -115,6 +120,16 @@ class Settings:
         if not isinstance(value, Secret):
             raise ConfigError(f"{ENV_NAMES[name]} is required for this command but is not set")
         return value.reveal()
+
+    def secret_values(self) -> list[str]:
+        """Every secret value this configuration holds, for masking in logs and errors: the tokens
+        and passwords, the state URL's password (as written and decoded) and each workspace's token."""
+        values = [s.reveal() for s in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
+                                        self.webhook_password, self.databricks_token, self.admin_token) if s is not None]
+        if self.state_url is not None:
+            values += url_password_forms(self.state_url.reveal())
+        values += [token.reveal() for token in self.workspace_tokens.values()]
+        return [v for v in dict.fromkeys(values) if len(v) >= 4]
 
     def require(self, *names: str) -> "Settings":
         """Fail with the environment variable's name when a setting a command needs is unset."""
@@ -166,9 +181,15 @@ ENV_NAMES = {
     "port": "ESM_PORT",
     "warehouse_id": "ESM_WAREHOUSE_ID",
     "public_url": "ESM_PUBLIC_URL",
+    # server hardening (#11)
+    "header_timeout": "ESM_HEADER_TIMEOUT",
+    "max_connections": "ESM_MAX_CONNECTIONS",
+    "admin_token": "ESM_ADMIN_TOKEN",
+    "state_lakebase_instance": "ESM_STATE_LAKEBASE_INSTANCE",
 }
 
-_SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
+_SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
+            "admin_token"}
 _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
               "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -240,11 +261,39 @@ def _parse_channel(text: str, name: str) -> str:
     return text
 
 
+def url_password_forms(url: str) -> list[str]:
+    """The password of a `scheme://user:password@host/…` URL (or its `password=` parameter) in
+    every form an error message may quote it: as written, and percent-decoded. Never fails,
+    whatever the URL (an `@` or a space in the password, a malformed escape, no password)."""
+    from urllib.parse import unquote, unquote_plus
+
+    found: list[str] = []
+    _, sep, rest = url.partition("://")
+    colon = rest.find(":")
+    if sep and colon != -1:
+        # the password runs from the first colon to one of the @ after it (the last one, unless the
+        # query holds an @ too): each candidate is masked, the longest first
+        found += [rest[colon + 1:at] for at in range(colon + 1, len(rest)) if rest[at] == "@"]
+    found += [m.group(2) for m in re.finditer(r"(?i)(password\s*=\s*)('[^']*'|[^&\s]*)", url) if m.group(2)]
+    forms: list[str] = []
+    for value in sorted(found, key=len, reverse=True):
+        for form in (value, value.strip("'"), unquote(value), unquote_plus(value)):
+            if form and form not in forms:
+                forms.append(form)
+    return forms
+
+
 def _parse_state_url(text: str, name: str) -> Secret:
     """A PostgreSQL URL; it holds a password, so an error never repeats it."""
     if not re.match(r"^postgres(ql)?://[^\s/]", text):
         raise ConfigError(f"{name}: must be a postgresql://user:password@host:port/database URL")
     return Secret(text)
+
+
+def _parse_lakebase_instance(text: str, name: str) -> str:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", text):
+        raise ConfigError(f"{name}: {text!r} is not a Lakebase database instance name (letters, digits, hyphens)")
+    return text
 
 
 def _convert(attr: str, text: str) -> object:
@@ -274,6 +323,10 @@ def _convert(attr: str, text: str) -> object:
         "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
+        # server hardening (#11)
+        "header_timeout": _parse_float,
+        "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
+        "state_lakebase_instance": _parse_lakebase_instance,
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)
@@ -331,4 +384,4 @@ def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces
     return workspaces, tokens
 
 
-__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "ENV_NAMES"]
+__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "url_password_forms", "ENV_NAMES"]

@@ -14,6 +14,7 @@ from bot.services.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
 from bot.adapters.state import StateStore as SqlStateStore
 from bot.adapters.state import StateStoreError
+from bot.adapters.state.lakebase import LakebaseCredentials, workspace_client_factory
 from bot.config import ConfigError, Settings
 from bot.core.catalogue import Catalogue, load_catalogue
 from bot.core.ports import AuditSource, StateStore
@@ -88,9 +89,22 @@ async def open_state_store(settings: Settings) -> StateStore:
     if settings.outbox_lease.total_seconds() < 1:
         raise ConfigError("ESM_OUTBOX_LEASE: must be at least 1s")
     try:
-        return await SqlStateStore.open(settings.state_url.reveal(), lease=settings.outbox_lease.total_seconds())
+        return await SqlStateStore.open(settings.state_url.reveal(), lease=settings.outbox_lease.total_seconds(),
+                                        credentials=state_credentials(settings))
     except StateStoreError as exc:  # unreachable or refused: one line, the password masked
         raise ConfigError(f"ESM_STATE_URL: {exc}") from None
+
+
+def state_credentials(settings: Settings) -> LakebaseCredentials | None:
+    """ESM_STATE_LAKEBASE_INSTANCE: each new state-store connection's password is a Lakebase OAuth
+    token from the Databricks SDK (DATABRICKS_HOST/DATABRICKS_TOKEN, or the SDK's own auth)."""
+    if settings.state_lakebase_instance is None:
+        return None
+    if settings.state_url is None:
+        raise ConfigError("ESM_STATE_LAKEBASE_INSTANCE needs ESM_STATE_URL (postgresql://<identity>@<instance host>/<db>)")
+    token = settings.databricks_token.reveal() if settings.databricks_token else None
+    client = workspace_client_factory(settings.databricks_host, token, settings.databricks_timeout)
+    return LakebaseCredentials(settings.state_lakebase_instance, client)
 
 
 def open_source(settings: Settings) -> AuditSource:

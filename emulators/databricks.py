@@ -121,6 +121,14 @@ class DatabricksEmulator:
         # cluster id -> access control list; unset: the creator and the admins group hold CAN_MANAGE
         self.cluster_acls: dict[str, list[Json]] = {}
         self.permissions_forbidden = False  # True: reading cluster permissions answers 403
+        # Lakebase: database instance names, and the OAuth token POST /api/2.0/database/credentials
+        # issues now (change it to rotate) with its lifetime in seconds
+        self.database_instances: set[str] = set()
+        self.database_token = "lakebase-token-0"
+        self.database_token_ttl = 3600.0
+        # when set: called for each credential request; its answer is the token issued (a test's
+        # Lakebase stand-in rotates the PostgreSQL password there)
+        self.issue_database_token: Callable[[], str] | None = None
         self.calls: list[Call] = []
         self._faults: list[_Fault] = []
         self._delays: list[_Delay] = []
@@ -372,6 +380,7 @@ class DatabricksEmulator:
             ("POST", "/api/2.1/clusters/events", self._clusters_events),
             ("GET", "/api/2.2/jobs/runs/list", self._runs_list),
             ("GET", "/api/2.1/jobs/runs/list", self._runs_list),
+            ("POST", "/api/2.0/database/credentials", self._database_credentials),
         ]
         json_routes += self._crud_routes("/api/2.0/sql/queries", self.queries, "Query", "query",
                                          self._new_query)
@@ -394,6 +403,24 @@ class DatabricksEmulator:
             return _error_response(404, "ENDPOINT_NOT_FOUND", "No API found for 'GET /.well-known/databricks-config'")
         return web.json_response({"oidc_endpoint": f"{self.host}/oidc",
                                   "workspace_id": str(self.workspace_id), "cloud": "AWS"})
+
+    async def _database_credentials(self, request: web.Request) -> Json:
+        """Generate a database credential (Lakebase): {token, expiration_time} for the named
+        database instances, as the real API answers; an unknown instance is 404."""
+        body = await request.json()
+        names = body.get("instance_names") or []
+        if not names and not body.get("claims"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "At least one of instance_names or claims must be specified.")
+        if not body.get("request_id"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "request_id is required.")
+        for name in names:
+            if name not in self.database_instances:
+                raise _not_found("Database instance", name)
+        if self.issue_database_token is not None:
+            self.database_token = self.issue_database_token()
+        expires = datetime.fromtimestamp(time.time() + self.database_token_ttl, timezone.utc)
+        return {"token": self.database_token,
+                "expiration_time": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
 
     async def _me(self, request: web.Request) -> Json:
         return {"id": "1000", "userName": self.user_name, "active": True,

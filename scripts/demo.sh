@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-python -m pip install -q -e .
+python -m pip install -q --require-hashes -r requirements.lock  # pinned, hashes checked
+python -m pip install -q --no-deps -e .
 exec esm-bot demo "$@"

@@ -90,7 +90,8 @@ as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
   -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
   start >/dev/null || { say "the server did not start:"; cat "$dir/server.log" >&2; exit 1; }
 
+# esm may create roles: the Lakebase test makes one whose password it rotates (ALTER ROLE … PASSWORD)
 psql_local() { as_owner "$bin/psql" -h "$dir" -p "$port" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
-psql_local -d postgres -c "CREATE ROLE esm LOGIN PASSWORD '$password'" >&2
+psql_local -d postgres -c "CREATE ROLE esm LOGIN CREATEROLE PASSWORD '$password'" >&2
 psql_local -d postgres -c "CREATE DATABASE esm_test OWNER esm" >&2
 echo "postgresql://esm:$password@127.0.0.1:$port/esm_test"

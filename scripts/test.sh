@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Set up a virtual environment, install esm-bot with its test extras, check the rules, the
-# layout contracts and the types, and run the whole test suite. Extra arguments go to pytest.
+# Set up a virtual environment, install esm-bot and its test extras from requirements.lock (hashes
+# checked), check the rules, the layout contracts and the types, and run the whole test suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[test]"
+# every dependency from the lock, each checked against its hashes; then esm-bot itself, nothing more
+python -m pip install -q --require-hashes -r requirements.lock
+python -m pip install -q --no-deps -e .
 # PostgreSQL for the state-store tests: a private server under /tmp, stopped on exit. Without
 # root/apt the PostgreSQL tests skip; under CI=true they must run, so that fails the run.
 if [ -z "${ESM_TEST_POSTGRES_URL:-}" ]; then

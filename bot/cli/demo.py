@@ -76,9 +76,31 @@ def _print_channel(slack: SlackEmulator) -> None:
     print("=" * 78)
 
 
+MARKER = ".esm-bot-demo"  # written into every folder the demo makes: only such a folder is ever emptied
+
+
+class DemoDirError(ValueError):
+    """--dir names a folder the demo must not empty; the message says why in one line."""
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Make `workdir` an empty folder of the demo's: a new or empty folder gets the marker; a
+    folder with the marker is emptied; anything else (a file, a link, a folder with other things
+    in it) is refused and left as it is."""
+    if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
+        raise DemoDirError(f"{workdir} is not a folder: nothing was changed; choose a new or empty folder with --dir")
+    if workdir.is_dir() and any(workdir.iterdir()):
+        marker = workdir / MARKER
+        if marker.is_symlink() or not marker.is_file():
+            raise DemoDirError(f"{workdir} is not empty and was not made by esm-bot demo: nothing was deleted; "
+                               "choose a new or empty folder with --dir")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("made by `esm-bot demo`, which empties this folder on its next run\n")
+
+
 async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    prepare_workdir(workdir)
     slack_token = "xoxb-demo-" + secrets.token_hex(8)
     async with SlackEmulator(token=slack_token, port=port + 1) as slack, DatabricksEmulator() as dbx:
         _seed_workspace(dbx)

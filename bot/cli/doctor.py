@@ -139,6 +139,8 @@ def configuration(settings: Settings) -> list[Result]:
 
 
 async def state_store(settings: Settings) -> Result:
+    if settings.state_url is not None:
+        return await postgres_state_store(settings)
     path = settings.state_path
     if os.path.exists(path):
         try:
@@ -153,6 +155,41 @@ async def state_store(settings: Settings) -> Result:
     if os.access(folder, os.W_OK):
         return ok("state store", f"{path} does not exist yet; serve creates it ({folder} is writable)")
     return fail("state store", f"{folder} is not writable", "set ESM_STATE_PATH to a writable location")
+
+
+async def postgres_state_store(settings: Settings) -> Result:
+    """ESM_STATE_URL: connect (read-only), say the server and the schema revision; the password
+    is masked (and with ESM_STATE_LAKEBASE_INSTANCE it comes from the Databricks SDK)."""
+    from bot.adapters.state import StateStoreError, redact_url
+    from bot.adapters.state.migrate import head
+    from bot.adapters.state.store import inspect_postgres
+    from bot.runtime import state_credentials
+
+    assert settings.state_url is not None
+    url = settings.state_url.reveal()
+    where = redact_url(url)
+    lakebase = f" (Lakebase instance {settings.state_lakebase_instance})" if settings.state_lakebase_instance else ""
+    try:
+        version, revision = await asyncio.wait_for(inspect_postgres(url, state_credentials(settings), TIMEOUT),
+                                                   TIMEOUT + 5)
+    except (StateStoreError, ConfigError) as exc:
+        return fail("state store", redact_url(str(exc), url=url),
+                    "check ESM_STATE_URL (host, port, database, user, password)" +
+                    (", ESM_STATE_LAKEBASE_INSTANCE and the Databricks auth" if lakebase else "") +
+                    ", and that this host may reach the server")
+    except asyncio.TimeoutError:
+        return fail("state store", f"{where}: no answer within {TIMEOUT + 5:g}s", "check the server is up and reachable")
+    newest = head()
+    known = {f"{n:04d}" for n in range(1, int(newest) + 1)} if newest.isdigit() else {newest}
+    said = f"PostgreSQL {version} at {where}{lakebase}"
+    if revision is None:
+        return ok("state store", f"{said}: no esm-bot tables yet; serve creates them (schema revision {newest})")
+    if revision == newest:
+        return ok("state store", f"{said}: schema revision {revision} (current)")
+    if revision in known:
+        return ok("state store", f"{said}: schema revision {revision}; serve upgrades it to {newest}")
+    return fail("state store", f"{said}: schema revision {revision} is newer than this esm-bot knows ({newest})",
+                "upgrade esm-bot to the release that wrote it")
 
 
 # ---------------------------------------------------------------- Slack

@@ -1,5 +1,5 @@
-"""Load JSON-lines audit rows into the embedded store: bad lines are reported by number,
-duplicates skipped, everything else kept."""
+"""Load JSON-lines audit rows into the embedded store: bad lines are reported by number (not JSON,
+not an audit row, or not valid UTF-8), duplicates skipped, everything else kept."""
 from __future__ import annotations
 
 import json
@@ -19,11 +19,21 @@ class LoadResult:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
 
 
-def load_jsonl(lines: Iterable[str], duckdb_path: str) -> LoadResult:
+def load_jsonl(lines: Iterable[str | bytes], duckdb_path: str) -> LoadResult:
+    """`lines` as text, or as bytes (a file opened in binary mode): each line is then decoded on
+    its own, so a line that is not valid UTF-8 is one bad line, not the end of the load."""
     source = DuckDBSource(duckdb_path)
     result = LoadResult()
     batch: list[AuditRow] = []
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                result.bad_lines.append((number, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"))
+                continue
+        else:
+            line = raw
         if not line.strip():
             continue
         try:

@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the bot on embedded defaults against local Slack and Databricks emulators")
     demo.add_argument("--once", action="store_true", help="exit after the sample findings are posted")
     demo.add_argument("--port", type=int, default=8080, help="bot port (the Slack viewer uses port+1)")
-    demo.add_argument("--dir", default=".esm-demo", help="where the demo keeps its files (recreated)")
+    demo.add_argument("--dir", default=".esm-demo",
+                      help="where the demo keeps its files: a new or empty folder, or one an earlier demo made (emptied)")
     deploy = sub.add_parser("deploy", help="create or update the DBSQL queries, alerts, schedules and webhook destination")
     deploy.add_argument("--dry-run", action="store_true", help="print the plan (create / update / unchanged) and change nothing")
     deploy.add_argument("--remove", action="store_true", help="delete every object esm-bot deploy created, and nothing else")
@@ -54,21 +55,40 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from bot.cli.doctor import config_failure
 
             return config_failure(exc)
-        print(f"esm-bot: configuration error: {exc}", file=sys.stderr)
+        print(f"esm-bot: configuration error: {_masked(str(exc), environ, urls=False)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a failure nobody expected: its traceback, with every secret masked
+        import traceback
+
+        print(_masked(traceback.format_exc(), environ), file=sys.stderr, end="")
+        return 1
+
+
+def _masked(text: str, environ: Mapping[str, str], urls: bool = True) -> str:
+    """`text` with every secret the environment holds masked: the secret settings' values (read
+    raw, as they may not even parse), the state URL's password in all its forms, and (`urls`)
+    any PostgreSQL URL's password."""
+    from bot.adapters.state.urls import redact_url
+    from bot.config import ENV_NAMES, url_password_forms
+
+    names = ("slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
+             "admin_token")
+    values = [environ.get(ENV_NAMES[name], "").strip() for name in names]
+    state_url = environ.get(ENV_NAMES["state_url"], "").strip()
+    values += url_password_forms(state_url) if state_url else []
+    try:
+        values += load_settings(environ).secret_values()  # the workspace tokens too, when the settings load
+    except Exception:
+        pass
+    for value in sorted({v for v in values if len(v) >= 4}, key=len, reverse=True):
+        text = text.replace(value, "****")
+    return redact_url(text, url=state_url or None) if urls else text
 
 
 def _secret_values(settings: Settings) -> list[str]:
-    secrets = (
-        settings.slack_bot_token,
-        settings.slack_signing_secret,
-        settings.slack_app_token,
-        settings.webhook_password,
-        settings.databricks_token,
-    )
-    return [s.reveal() for s in secrets if s is not None]
+    return settings.secret_values()  # the same values as bot.services.health.secret_values
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -76,6 +96,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.app import build_app
     from bot.runtime import build_runtime
+    from bot.server import serve
 
     async def make_app() -> web.Application:
         runtime = await build_runtime(settings)
@@ -83,7 +104,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    web.run_app(make_app(), host=host, port=port, print=lambda text: print(text, file=sys.stderr))
+    asyncio.run(serve(make_app, host, port, header_timeout=settings.header_timeout,
+                      max_connections=settings.max_connections))
     return 0
 
 
@@ -112,7 +134,11 @@ def cmd_load_events(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.duckdb_path is None:
         raise ConfigError("ESM_AUDIT_SOURCE must be duckdb:<path> for load-events")
-    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    try:  # bytes: each line is decoded on its own, so one line of bad UTF-8 is one bad line
+        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+    except OSError as exc:
+        print(f"esm-bot: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     with stream:
         result = load_jsonl(stream, settings.duckdb_path)
     for line_number, problem in result.bad_lines:
@@ -130,9 +156,13 @@ def cmd_sample_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli.demo import run_demo
+    from bot.cli.demo import DemoDirError, run_demo
 
-    return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
+    try:
+        return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
+    except DemoDirError as exc:
+        print(f"esm-bot demo: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:

@@ -26,6 +26,10 @@ class RedactSecrets(logging.Filter):
                 masked = masked.replace(secret, "****")
             if masked != message:
                 record.msg, record.args = masked, None
+            if record.exc_info and not record.exc_text:  # a traceback quotes exception messages too
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self.mask(record.exc_text)
         return True
 
     def mask(self, text: str) -> str:

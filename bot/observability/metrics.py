@@ -181,6 +181,11 @@ SWEEPS = REGISTRY.counter("esm_late_sweeps_total", "Late-arrival sweeps run")
 SWEEP_ROWS = REGISTRY.counter("esm_late_sweep_rows_read_total", "Rows the late-arrival sweeps read (ids, then whole rows)")
 SWEEP_SECONDS = REGISTRY.histogram("esm_late_sweep_duration_seconds", "Wall time of one late-arrival sweep")
 LATE_ROWS = REGISTRY.counter("esm_late_rows_total", "Rows the late-arrival sweep stored: they landed after newer rows were read")
+CONNECTIONS_OPEN = REGISTRY.gauge("esm_connections_open", "HTTP connections open now (at most ESM_MAX_CONNECTIONS)")
+CONNECTIONS_CLOSED = REGISTRY.counter(
+    "esm_connections_closed_total",
+    "HTTP connections the server closed: header_timeout (headers not complete within ESM_HEADER_TIMEOUT), "
+    "evicted (waiting for headers when the limit was reached), refused (every connection busy)", ["reason"])
 
 
 def render() -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import replace
 
 import psycopg
@@ -106,10 +107,14 @@ async def test_a_dead_replicas_sync_lock_is_released_with_its_connection(replica
         assert held
         with psycopg.connect(pg_url, autocommit=True) as admin:  # the process died: its session ends
             ended = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
                 (f"esm-bot sync lock {a.replica}"[:63],),
             ).fetchall()
-        assert ended == [(True,)]
+            assert [killed for _, killed in ended] == [True]
+            deadline = time.monotonic() + 10  # the server ends the session (and frees its locks) soon after
+            while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (ended[0][0],)).fetchone()[0]:
+                assert time.monotonic() < deadline, "the terminated session did not end"
+                await asyncio.sleep(0.02)
         async with b.sync_lock() as held_b:
             assert held_b
         with pytest.raises(StateStoreError, match="sync lock"):  # and the old holder stores nothing

@@ -26,6 +26,7 @@ SLACK_TOKEN = "xoxb-e2e-token-7f3a9c"
 SIGNING_SECRET = "e2e-signing-secret-5d1e"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "databricks", "e2e-webhook-password-92b1"
 DBX_TOKEN = "dapi-e2e-token-44c0"
+ADMIN_TOKEN = "e2e-admin-token-0b7d31"  # ESM_ADMIN_TOKEN: shows /readyz's details
 RESPONDER = "U0RESPONDER"
 OUTSIDER = "U0OUTSIDER"
 
@@ -70,7 +71,8 @@ class Bot:
             "DATABRICKS_HOST": dbx.host, "DATABRICKS_TOKEN": DBX_TOKEN,
             "ESM_AUDIT_SOURCE": f"duckdb:{self.audit_path}", "ESM_STATE_PATH": str(folder / "state.sqlite3"),
             "ESM_WEBHOOK_USER": WEBHOOK_USER, "ESM_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
-            "ESM_DATABRICKS_TIMEOUT": "2", "ESM_SLACK_POST_INTERVAL": "0", "ESM_RESPONDERS": f"{RESPONDER} S0SECTEAM", **env,
+            "ESM_DATABRICKS_TIMEOUT": "2", "ESM_SLACK_POST_INTERVAL": "0", "ESM_RESPONDERS": f"{RESPONDER} S0SECTEAM",
+            "ESM_ADMIN_TOKEN": ADMIN_TOKEN, **env,
         }
         self.source = DuckDBSource(self.audit_path)
         self.runtime: Runtime | None = None

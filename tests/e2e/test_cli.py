@@ -74,6 +74,72 @@ def test_load_events_reports_bad_lines_by_number_and_keeps_the_rest(tmp_path):
     assert "loaded 0 rows, 4 duplicate event ids skipped" in again.stdout
 
 
+def test_load_events_reports_a_line_of_invalid_utf8_and_loads_every_good_line(tmp_path):
+    good = esm_bot("sample-events").stdout.splitlines()
+    data = tmp_path / "events.jsonl"
+    data.write_bytes(b"\n".join([good[0].encode(), b'{"event_id": "caf\xe9", "bad": "\xff\xfe"}', good[1].encode(),
+                                 good[2].encode().replace(b"Capsule8", b"Capsule8 \xc3\xa9")]) + b"\n")
+    env = {"ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}"}
+    result = esm_bot("load-events", str(data), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"{data}:2: skipped: not valid UTF-8 (byte 0xe9 at column 18)"]
+    assert "loaded 3 rows, 0 duplicate event ids skipped, 1 bad lines" in result.stdout
+    assert "Traceback" not in result.stderr
+
+    piped = subprocess.run([sys.executable, "-m", "bot.cli", "load-events", "-"], input=data.read_bytes(),
+                           capture_output=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+                           env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env})
+    assert piped.returncode == 1 and b"-:2: skipped: not valid UTF-8" in piped.stderr
+    assert b"loaded 0 rows, 3 duplicate event ids skipped, 1 bad lines" in piped.stdout
+
+
+def test_load_events_on_a_missing_file_is_one_line(tmp_path):
+    result = esm_bot("load-events", str(tmp_path / "nope.jsonl"),
+                     env={"ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"esm-bot: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory"]
+
+
+def test_the_demo_refuses_a_folder_it_did_not_make_and_deletes_nothing(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (mine / "state.sqlite3").write_text("not the demo's")
+    afile = tmp_path / "a-file"
+    afile.write_text("data")
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    for target, says in ((mine, "is not empty and was not made by esm-bot demo"), (afile, "is not a folder"),
+                         (link, "is not a folder")):
+        result = esm_bot("demo", "--once", "--port", str(free_port_pair()), "--dir", str(target))
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [line for line in result.stderr.strip().splitlines()
+                                                      if line.startswith("esm-bot demo: ")]
+        assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
+    assert (mine / "thesis.tex").read_text() == "years of work" and (mine / "state.sqlite3").exists()
+    assert afile.read_text() == "data"
+
+
+def test_the_demo_empties_only_a_folder_it_made(tmp_path):
+    from bot.cli.demo import MARKER, DemoDirError, prepare_workdir
+
+    new = tmp_path / "new"
+    prepare_workdir(new)
+    assert [p.name for p in new.iterdir()] == [MARKER]
+    (new / "audit.duckdb").write_text("x")
+    prepare_workdir(new)  # made by the demo: emptied again
+    assert [p.name for p in new.iterdir()] == [MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    prepare_workdir(empty)
+    assert (empty / MARKER).is_file()
+    (empty / MARKER).unlink()
+    (empty / "keep").write_text("k")
+    with pytest.raises(DemoDirError):
+        prepare_workdir(empty)
+    assert (empty / "keep").read_text() == "k"
+
+
 def test_rules_check_passes_on_the_shipped_rules():
     result = esm_bot("rules", "check")
     assert result.returncode == 0, result.stdout

@@ -2,8 +2,10 @@
 the emulators."""
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 import logging
 import re
 
@@ -11,12 +13,14 @@ import aiohttp
 import pytest
 
 from bot.observability import logs, metrics
-from tests.e2e.conftest import DBX_TOKEN, SLACK_TOKEN, WEBHOOK_PASSWORD, Bot, capsule8
+from tests.e2e.conftest import ADMIN_TOKEN, DBX_TOKEN, SLACK_TOKEN, WEBHOOK_PASSWORD, Bot, capsule8
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-async def get(bot: Bot, path: str) -> tuple[int, str, str]:
+async def get(bot: Bot, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, str]:
     async with aiohttp.ClientSession() as session:
-        async with session.get(bot.url + path) as response:
+        async with session.get(bot.url + path, headers=headers or {}) as response:
             return response.status, response.headers.get("Content-Type", ""), await response.text()
 
 
@@ -90,7 +94,7 @@ async def test_healthz_is_alive_without_dependencies(bot: Bot):
 
 
 async def test_readyz_checks_state_slack_and_databricks(bot: Bot):
-    status, _, body = await get(bot, "/readyz")
+    status, _, body = await get(bot, "/readyz", ADMIN)
     report = json.loads(body)
     assert status == 200, report
     assert report["status"] == "ready"
@@ -103,7 +107,7 @@ async def test_readyz_checks_state_slack_and_databricks(bot: Bot):
 async def test_readyz_is_503_with_the_failing_check_and_no_secret(bot: Bot):
     bot.slack.fail("auth.test", status=200, error="invalid_auth", times=None)
     bot.dbx.fail("/scim/v2/Me", status=401, times=None)
-    status, _, body = await get(bot, "/readyz")
+    status, _, body = await get(bot, "/readyz", ADMIN)
     report = json.loads(body)
     assert status == 503
     assert report["checks"]["state"]["ok"] is True
@@ -115,9 +119,62 @@ async def test_readyz_is_503_with_the_failing_check_and_no_secret(bot: Bot):
 
 async def test_readyz_times_out_a_slow_dependency(bot: Bot):
     bot.slack.delay("auth.test", 5.0)
-    status, _, body = await get(bot, "/readyz")
+    status, _, body = await get(bot, "/readyz", ADMIN)
     assert status == 503
     assert "within" in json.loads(body)["checks"]["slack"]["detail"]
+
+
+async def test_readyz_shows_details_only_to_the_admin_token(bot: Bot):
+    """Without `Authorization: Bearer <ESM_ADMIN_TOKEN>` (or with a wrong one): ok / not ok per
+    check and the failing checks' names, no host, principal, team or SDK detail."""
+    _, _, admin_body = await get(bot, "/readyz", ADMIN)
+    assert "esm-bot@example.com" in admin_body and bot.dbx.host in admin_body  # the admin sees who and where
+    for headers in ({}, {"Authorization": f"Bearer {ADMIN_TOKEN}x"}, {"Authorization": ADMIN_TOKEN},
+                    {"Authorization": "Bearer "}, {"Authorization": f"Basic {ADMIN_TOKEN}"}):
+        status, _, body = await get(bot, "/readyz", headers)
+        report = json.loads(body)
+        assert status == 200 and report["checks"] == {
+            "state": {"ok": True}, "slack": {"ok": True}, "databricks": {"ok": True},
+            "degraded": {"ok": True, "parts": []}}, body
+        for hidden in ("esm-bot@example.com", "127.0.0.1", bot.dbx.host, "auth.test", "detail"):
+            assert hidden not in body
+
+
+async def test_readyz_without_the_token_names_the_failing_check_only(tmp_path, slack, dbx):
+    bot = Bot(tmp_path, slack, dbx)
+    await bot.start()
+    try:
+        slack.fail("auth.test", status=200, error="invalid_auth", times=None)
+        status, _, body = await get(bot, "/readyz")
+        report = json.loads(body)
+        assert status == 503 and report["failing"] == ["slack"]
+        assert report["checks"]["slack"] == {"ok": False} and "invalid_auth" not in body
+    finally:
+        await bot.stop()
+
+
+async def test_readyz_probes_slack_and_databricks_at_most_once_per_period(bot: Bot):
+    """500 requests, 50 at a time, within the 10 s period: one auth.test and one SCIM Me call."""
+    before_slack, before_dbx = len(bot.slack.calls_to("auth.test")), len(bot.dbx.calls_to("/scim/v2/Me"))
+    semaphore = asyncio.Semaphore(50)
+    async with aiohttp.ClientSession() as session:
+        async def one(n: int) -> int:
+            async with semaphore:
+                headers = ADMIN if n % 2 else {}
+                async with session.get(bot.url + "/readyz", headers=headers) as response:
+                    await response.read()
+                    return response.status
+
+        started = time.monotonic()
+        statuses = await asyncio.gather(*(one(n) for n in range(500)))
+        elapsed = time.monotonic() - started
+    assert statuses == [200] * 500
+    assert elapsed < 10, "all within one period"
+    slack_calls = len(bot.slack.calls_to("auth.test")) - before_slack
+    dbx_calls = len(bot.dbx.calls_to("/scim/v2/Me")) - before_dbx
+    print(f"\n[readyz] 500 requests (50 at a time, half with the admin token) in {elapsed:.2f}s: "
+          f"{slack_calls} auth.test and {dbx_calls} SCIM Me calls")
+    assert slack_calls == 1 and dbx_calls == 1
 
 
 def configure_into(stream: io.StringIO, fmt: str, secrets: list[str]) -> None:

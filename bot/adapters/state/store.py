@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Text, any_, bindparam, case, event, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -78,6 +78,7 @@ class StateStore:
         self._reader = reader
         self._coord = coordination
         self.dialect = writer.dialect.name
+        self._url = target if self.dialect == "postgresql" else None  # its password is masked in every error
         self._closed = False
 
     # -- opening and closing -------------------------------------------------------------
@@ -92,11 +93,14 @@ class StateStore:
         heartbeat: bool = True,
         pool_size: int = 4,
         timeout: float = 30.0,
+        credentials: Credentials | None = None,
     ) -> "StateStore":
         """`target` is a PostgreSQL URL (`postgresql://…`) or a SQLite file path. Connects,
-        migrates (once across replicas), and on PostgreSQL starts the lease heartbeat."""
+        migrates (once across replicas), and on PostgreSQL starts the lease heartbeat.
+        `credentials` (PostgreSQL only) gives each new connection its password, e.g. a Lakebase
+        OAuth token (bot.adapters.state.lakebase); pooled connections are recycled within its lifetime."""
         if is_postgres_url(target):
-            writer = await _postgres_engine(target, pool_size, timeout)
+            writer = await _postgres_engine(target, pool_size, timeout, credentials)
             reader = writer
         else:
             writer, reader = _sqlite_engines(target)
@@ -151,13 +155,13 @@ class StateStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with _store_errors("read"):
+        with _store_errors("read", self._url):
             async with self._reader.connect() as conn:
                 yield conn
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with _store_errors("write"):
+        with _store_errors("write", self._url):
             async with self._writer.begin() as conn:
                 yield conn
 
@@ -519,16 +523,17 @@ class StateStore:
 
 
 @contextmanager
-def _store_errors(what: str) -> Iterator[None]:
+def _store_errors(what: str, url: str | None = None) -> Iterator[None]:
     """A database failure as one StateStoreError naming the cause (never the statement or its
-    values); anything else (a value json cannot encode, a bug) passes through as it is."""
+    values, never the password of `url`); anything else (a value json cannot encode, a bug)
+    passes through as it is."""
     try:
         yield
     except SQLAlchemyError as exc:
-        reason = " ".join(redact_url(str(getattr(exc, "orig", None) or exc)).split())[:300]
+        reason = " ".join(redact_url(str(getattr(exc, "orig", None) or exc), url=url).split())[:300]
         raise StateStoreError(f"state store {what} failed: {reason}") from exc
     except OSError as exc:
-        raise StateStoreError(f"state store {what} failed: {exc}") from exc
+        raise StateStoreError(f"state store {what} failed: {redact_url(str(exc), url=url)}") from exc
 
 
 # -- engines ---------------------------------------------------------------------------------
@@ -568,26 +573,37 @@ def _sqlite_setup(engine: AsyncEngine, begin: str) -> None:
         conn.exec_driver_sql(begin)
 
 
-async def _postgres_engine(url: str, pool_size: int, timeout: float) -> AsyncEngine:
+class Credentials(Protocol):
+    """Where a PostgreSQL connection's password comes from when it changes (Lakebase tokens)."""
+
+    async def password(self) -> str: ...
+
+    def pool_recycle(self) -> int: ...
+
+
+async def _postgres_engine(url: str, pool_size: int, timeout: float, credentials: Credentials | None = None
+                           ) -> AsyncEngine:
     import psycopg
     from psycopg.types.json import set_json_dumps
 
     options = connect_timeout(url)
 
     async def connect() -> Any:
-        conn = await psycopg.AsyncConnection.connect(url, **options)
+        extra: dict[str, Any] = {"password": await credentials.password()} if credentials is not None else {}
+        conn = await psycopg.AsyncConnection.connect(url, **options, **extra)
         set_json_dumps(_pg_json, conn)  # JSON goes out through psycopg's adapters: NUL-safe there
         return conn
 
     try:  # one plain connection first: a wrong URL or a server away fails now, in one line
         probe = await connect()
-    except (psycopg.Error, ValueError) as exc:
-        reason = " ".join(redact_url(str(exc)).split())
+    except (psycopg.Error, ValueError, OSError) as exc:
+        reason = " ".join(redact_url(str(exc), url=url).split())
         raise StateStoreError(f"cannot connect to the PostgreSQL state store {redact_url(url)}: {reason}") from None
     await probe.close()
+    recycle = {"pool_recycle": credentials.pool_recycle()} if credentials is not None else {}
     engine = create_async_engine(
         "postgresql+psycopg://", async_creator=connect, pool_size=max(2, pool_size), max_overflow=2,
-        pool_timeout=timeout, pool_pre_ping=True,
+        pool_timeout=timeout, pool_pre_ping=True, **recycle,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -599,6 +615,23 @@ async def _postgres_engine(url: str, pool_size: int, timeout: float) -> AsyncEng
         dbapi_connection.commit()
 
     return engine
+
+
+async def inspect_postgres(url: str, credentials: Credentials | None = None, timeout: float = 10.0
+                           ) -> tuple[str, str | None]:
+    """Read-only (for `esm-bot doctor`): the server's version and the schema revision of the
+    state tables (None: none there yet). Errors are StateStoreErrors with the password masked."""
+    engine = await _postgres_engine(url, 1, timeout, credentials)
+    try:
+        async with engine.connect() as conn:
+            version = str((await conn.exec_driver_sql("SHOW server_version")).scalar() or "?")
+            revision = await conn.run_sync(migrate.current)
+        return version.split(" ")[0], revision
+    except SQLAlchemyError as exc:
+        reason = " ".join(redact_url(str(getattr(exc, "orig", None) or exc), url=url).split())[:300]
+        raise StateStoreError(f"cannot read the state store {redact_url(url)}: {reason}") from None
+    finally:
+        await engine.dispose()
 
 
 async def _migrate(engine: AsyncEngine, target: str) -> int:
@@ -616,7 +649,8 @@ async def _migrate(engine: AsyncEngine, target: str) -> int:
             return key
     except SQLAlchemyError as exc:
         where = redact_url(target) if is_postgres_url(target) else target
-        reason = " ".join(redact_url(str(getattr(exc, "orig", None) or exc)).split())
+        secret_url = target if is_postgres_url(target) else None
+        reason = " ".join(redact_url(str(getattr(exc, "orig", None) or exc), url=secret_url).split())
         raise StateStoreError(f"cannot open the state store {where}: {reason}") from None
 
 
