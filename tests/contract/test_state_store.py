@@ -3,6 +3,7 @@ runs on both, `[sqlite]` and `[postgres]`): schema, atomic syncs, watermark, fin
 and stores made by earlier releases upgraded in place."""
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -399,6 +400,17 @@ async def test_a_deferred_item_holds_back_the_rest_of_its_thread_only(store):
 
     due = [n_of(queued) for queued in await store.due_outbox()]
     assert due == [3], "reply 2 must not overtake reply 1 of the same thread"
+
+
+# ---------------------------------------------------------------- response actions
+
+
+async def test_a_destructive_action_is_claimed_once_until_released(store):
+    claims = await asyncio.gather(*(store.claim_action("f-1", "esm.terminate_cluster", f"U0R{n}") for n in range(4)))
+    assert sorted(claims) == [False, False, False, True]
+    assert await store.claim_action("f-1", "esm.acknowledge", "U0R0"), "another action has its own claim"
+    await store.release_claim("f-1", "esm.terminate_cluster")
+    assert await store.claim_action("f-1", "esm.terminate_cluster", "U0R1")
 
 
 # ---------------------------------------------------------------- stores of earlier releases

@@ -366,9 +366,9 @@ class StateStore:
     async def claim_action(self, key: str, action: str, user_id: str) -> bool:
         """True for the first caller only: a double click or two responders run it once."""
         stmt = self._insert(t.action_claims).values(finding_key=key, action=action, user_id=user_id, at=_now())
-        async with self._write() as conn:
-            result = await conn.execute(stmt.on_conflict_do_nothing())
-        return result.rowcount == 1
+        async with self._write() as conn:  # RETURNING, not rowcount: psycopg (SQLAlchemy 2.1) counts no INSERT
+            claimed = (await conn.execute(stmt.on_conflict_do_nothing().returning(t.action_claims.c.user_id))).first()
+        return claimed is not None
 
     async def release_claim(self, key: str, action: str) -> None:
         async with self._write() as conn:
