@@ -104,6 +104,8 @@ class Settings:
     port: int = 8080
     warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
     public_url: str | None = None  # esm-bot deploy: the bot's public base URL (the webhook target)
+    # Slack-side hardening (#11)
+    readers: tuple[str, ...] = ()  # ESM_READERS: who may read suppressions (and, when set, /esm recent and status)
 
     @property
     def duckdb_path(self) -> str | None:
@@ -159,6 +161,8 @@ ENV_NAMES = {
     "port": "ESM_PORT",
     "warehouse_id": "ESM_WAREHOUSE_ID",
     "public_url": "ESM_PUBLIC_URL",
+    # Slack-side hardening (#11)
+    "readers": "ESM_READERS",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
@@ -267,6 +271,8 @@ def _convert(attr: str, text: str) -> object:
         "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
+        # Slack-side hardening (#11)
+        "readers": _parse_responders,
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)

@@ -215,3 +215,18 @@ def test_settings_are_frozen():
 def test_every_setting_has_an_environment_variable():
     read_from_the_workspaces_file = {"workspaces", "workspace_tokens"}
     assert set(ENV_NAMES) == set(Settings.__dataclass_fields__) - read_from_the_workspaces_file
+
+
+# ---------------------------------------------------------------- Slack-side hardening (#11)
+
+
+def test_readers_are_read():
+    assert load_settings({"ESM_READERS": "U0READER, S0AUDITORS W0GUEST"}).readers == ("U0READER", "S0AUDITORS", "W0GUEST")
+    assert load_settings({}).readers == ()
+
+
+@pytest.mark.parametrize("value", ["U0READER,bob", "C0123ABCD"])
+def test_malformed_readers_name_the_variable(value):
+    with pytest.raises(ConfigError) as info:
+        load_settings({"ESM_READERS": value})
+    assert "ESM_READERS" in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,208 @@
+"""Slack-side hardening (#11), "never blind, never silent", against the real bot process
+(`esm-bot serve`) and the Slack emulator: who can read, which workspace, replays across restarts
+and replicas, live mentions in the benign notes, bad bytes, and concurrent benign submissions.
+
+Each scenario reports its figures with `record()` (README, Reliability). Requests are signed
+exactly as Slack signs them; answers are read where Slack would receive them (response_url
+bodies, messages, views), and what must not change is read from the state store itself.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from emulators.slack_signing import (
+    TEAM,
+    block_actions_payload,
+    payload_body,
+    slash_command_body,
+    view_submission_body,
+    view_submission_payload,
+)
+from tests.reliability.harness import (
+    CHANNEL,
+    RESPONDER,
+    BotProcess,
+    EmulatorHost,
+    capsule8,
+    minutes_ago,
+    record,
+)
+
+SECOND = "U0SECOND"  # a second responder
+READER = "U0READER"
+OUTSIDER = "U0OUTSIDER"
+RESPONDERS = f"{RESPONDER} {SECOND}"
+MENTIONS = re.compile(r"<!(channel|here|everyone)|<#C0OTHER>|<@U0VICTIM>")
+REFUSED = "Refused"
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:g}s")
+        time.sleep(0.05)
+
+
+def posted(host: EmulatorHost) -> dict[str, dict[str, Any]]:
+    """The posted findings (top-level messages) by finding key."""
+    return {m["metadata"]["event_payload"]["key"]: m for m in host.messages()
+            if (m.get("metadata") or {}).get("event_type") == "esm_finding"}
+
+
+def finding_with(host: EmulatorHost, text: str) -> dict[str, Any]:
+    return next(m for m in posted(host).values() if text in json.dumps(m["blocks"]))
+
+
+def key_of(message: dict[str, Any]) -> str:
+    return message["metadata"]["event_payload"]["key"]
+
+
+def answers(host: EmulatorHost, url: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+    wait_for(lambda: len(host.call(host.slack.responses, url)) >= count, timeout, f"{count} answer(s) at {url}")
+    return host.call(host.slack.responses, url)
+
+
+def answer_text(host: EmulatorHost, url: str) -> str:
+    return answers(host, url)[0]["text"]
+
+
+def command(host: EmulatorHost, bot: BotProcess, text: str, user: str = RESPONDER, **body: Any) -> tuple[requests.Response, str]:
+    url = host.call(host.slack.new_response_url, CHANNEL)
+    request = slash_command_body(text=text, user_id=user, channel_id=CHANNEL, response_url=url, **body)
+    return bot.slack_request(request), url
+
+
+def click_payload(host: EmulatorHost, message: dict[str, Any], action_id: str, user: str = RESPONDER) -> tuple[dict[str, Any], str]:
+    current = host.call(host.slack.message, CHANNEL, message["ts"]) or message
+    button = next(e for b in current["blocks"] if b["type"] == "actions" for e in b["elements"]
+                  if e["action_id"] == action_id)
+    url = host.call(host.slack.new_response_url, CHANNEL, message["ts"])
+    payload = block_actions_payload(action_id=action_id, value=button["value"], user_id=user, channel_id=CHANNEL,
+                                    message=current, response_url=url)
+    return payload, url
+
+
+def signed_headers_of(response: requests.Response) -> dict[str, str]:
+    return {k: response.request.headers[k] for k in ("X-Slack-Signature", "X-Slack-Request-Timestamp")}
+
+
+def replay(bot: BotProcess, body: bytes, headers: dict[str, str]) -> requests.Response:
+    """The very same bytes under the very same signature (a copy of a genuine request)."""
+    return bot.slack_request(body, headers=headers, signed=False)
+
+
+def benign_form(scope: str = "instance", patterns: str = "", reason: str = "known lab activity") -> dict[str, Any]:
+    """view.state.values of the Mark benign modal, as Slack reports them."""
+    return {
+        "scope": {"benign.scope": {"type": "radio_buttons", "selected_option": {"value": scope}}},
+        "patterns": {"patterns": {"type": "plain_text_input", "value": patterns}},
+        "expiry": {"benign.expiry": {"type": "static_select", "selected_option": {"value": "7d"}}},
+        "expiry_date": {"date": {"type": "datepicker", "selected_date": None}},
+        "never_confirm": {"never": {"type": "checkboxes", "selected_options": []}},
+        "reason": {"reason": {"type": "plain_text_input", "value": reason}},
+    }
+
+
+def submission(finding_key: str, user: str, values: dict[str, Any] | None = None) -> bytes:
+    return view_submission_body(callback_id="esm.mark_benign.submit", values=values or benign_form(),
+                                user_id=user, private_metadata=finding_key,
+                                trigger_id=f"{time.time():.6f}.{user}")
+
+
+def at_once(*sends: Any) -> list[requests.Response]:
+    """Run the sends in threads released by one barrier: they reach the bot(s) together."""
+    barrier = threading.Barrier(len(sends))
+
+    def go(send: Any) -> requests.Response:
+        barrier.wait()
+        return send()
+
+    with ThreadPoolExecutor(len(sends)) as pool:
+        return list(pool.map(go, sends))
+
+
+def started(bot: BotProcess, rows: list[dict[str, Any]], findings: int) -> BotProcess:
+    """Seed the audit file, start the bot, sync, and wait until `findings` findings are posted."""
+    bot.seed(rows)
+    bot.start()
+    assert bot.webhook() == 202
+    bot.wait_drained(len(rows), timeout=90)
+    wait_for(lambda: len(posted(bot.host)) >= findings, 30, f"{findings} findings posted")
+    return bot
+
+
+def plain_rows(prefix: str, count: int, detection: str = "Root Certificate Store Modified") -> list[dict[str, Any]]:
+    """`count` findings: one event each, on hosts of their own."""
+    return [capsule8(f"{prefix}-{n}", detection, f"i-0{prefix}{n:012d}", minutes_ago(5 + n),
+                     filePath=f"/usr/local/share/ca-certificates/{prefix}-{n}.crt") for n in range(count)]
+
+
+# ------------------------------------------------------------------------------- 1. who can read
+
+
+def test_who_can_read_suppressions_recent_and_status(make_bot, host):
+    """ESM_READERS set: /esm recent, /esm status, /esm benign list and Recent on this host are for
+    readers and responders; everyone else is refused in words and nothing is shown to them.
+    ESM_READERS unset: recent and status stay open to the workspace, the suppressions do not."""
+    rows = plain_rows("read", 2)
+    bot = started(make_bot(ESM_RESPONDERS=RESPONDERS, ESM_READERS=READER), rows, 2)
+    finding = next(iter(posted(host).values()))
+    response = bot.slack_request(submission(key_of(finding), RESPONDER, benign_form(patterns="origin=*")))
+    assert response.status_code == 200 and not response.text, response.text  # b1 exists: something to hide
+
+    refused = allowed = 0
+    for text in ("recent", "recent 24h detection=\"Root Certificate Store Modified\"", "status", "benign list",
+                 "benign"):
+        for user in (OUTSIDER, "W0GUEST"):
+            _, url = command(host, bot, text, user)
+            said = answer_text(host, url)
+            assert said.startswith(REFUSED) and "b1" not in said and "origin" not in said, (text, said)
+            refused += 1
+        for user in (READER, RESPONDER):
+            _, url = command(host, bot, text, user)
+            said = answer_text(host, url)
+            assert not said.startswith(REFUSED), (text, user, said)
+            allowed += 1
+    # a reader reads; removing is still for responders only
+    _, url = command(host, bot, "benign list", READER)
+    assert "b1" in answer_text(host, url) and "origin=*" in answer_text(host, url)
+    _, url = command(host, bot, "benign remove b1", READER)
+    assert answer_text(host, url).startswith(REFUSED)
+    # Recent on this host is the same data as /esm recent
+    other = next(m for k, m in posted(host).items() if k != key_of(finding))
+    for user, expect_refused in ((OUTSIDER, True), (READER, False)):
+        payload, url = click_payload(host, other, "esm.recent_on_host", user)
+        assert bot.slack_request(payload_body(payload)).status_code == 200
+        said = answer_text(host, url)
+        assert said.startswith(REFUSED) == expect_refused, (user, said)
+        refused, allowed = refused + expect_refused, allowed + (not expect_refused)
+    assert bot.scalar("SELECT count(*) FROM suppressions WHERE removed_at IS NULL") == 1
+    bot.stop()
+
+    # ESM_READERS unset: the audit data is open to the workspace, the suppressions are not
+    bot = make_bot(ESM_RESPONDERS=RESPONDERS).start()
+    open_answers = 0
+    for text in ("recent", "status"):
+        _, url = command(host, bot, text, OUTSIDER)
+        assert not answer_text(host, url).startswith(REFUSED), text
+        open_answers += 1
+    _, url = command(host, bot, "benign list", OUTSIDER)
+    assert answer_text(host, url).startswith(REFUSED)
+    refused += 1
+    record("who_can_read",
+           f"who can read: with ESM_READERS set, {refused} requests by users in neither list (/esm recent, status, "
+           f"benign list, Recent on this host) refused, 0 suppression details shown to them; {allowed} by readers "
+           f"and responders answered; ESM_READERS unset: recent and status open ({open_answers} answered), "
+           "benign list still refused",
+           refused=refused, allowed=allowed, open_when_unset=open_answers)
