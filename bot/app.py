@@ -22,6 +22,7 @@ from bot.runtime import Runtime
 from handlers import benign_modal, commands, interactions
 from handlers.replay_guard import ReplayGuard
 from handlers.webhook import BasicAuth, webhook_handler
+from handlers.workspace_guard import workspace_guard
 
 RUNTIME = web.AppKey("runtime", Runtime)
 log = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
         settings.require("slack_signing_secret")
     client = AsyncWebClient(token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url)
     signing_secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
-    # Bolt answers Slack as soon as a listener calls ack(); the slow part runs on afterwards
-    bolt = AsyncApp(client=client, signing_secret=signing_secret)
+    # Bolt answers Slack as soon as a listener calls ack(); the slow part runs on afterwards.
+    # ESM_SLACK_TEAM_ID / ESM_SLACK_ENTERPRISE_ID: other workspaces are refused before anything runs (#11)
+    guard = workspace_guard(settings.slack_team_id, settings.slack_enterprise_id)
+    bolt = AsyncApp(client=client, signing_secret=signing_secret, before_authorize=guard)
     commands.register(bolt, lambda: runtime)
     interactions.register(bolt, runtime.dispatcher)
     benign_modal.register(bolt, runtime.dispatcher)

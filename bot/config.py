@@ -7,7 +7,7 @@ in `Secret`, whose repr and str never show the value.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -106,6 +106,8 @@ class Settings:
     public_url: str | None = None  # esm-bot deploy: the bot's public base URL (the webhook target)
     # Slack-side hardening (#11)
     readers: tuple[str, ...] = ()  # ESM_READERS: who may read suppressions (and, when set, /esm recent and status)
+    slack_team_id: str | None = None  # ESM_SLACK_TEAM_ID: Slack requests from any other workspace are refused
+    slack_enterprise_id: str | None = None  # ESM_SLACK_ENTERPRISE_ID: the same for the Enterprise Grid org
 
     @property
     def duckdb_path(self) -> str | None:
@@ -163,6 +165,8 @@ ENV_NAMES = {
     "public_url": "ESM_PUBLIC_URL",
     # Slack-side hardening (#11)
     "readers": "ESM_READERS",
+    "slack_team_id": "ESM_SLACK_TEAM_ID",
+    "slack_enterprise_id": "ESM_SLACK_ENTERPRISE_ID",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
@@ -170,6 +174,9 @@ _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl",
               "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+# Slack-side hardening (#11)
+_TEAM_ID = re.compile(r"^T[A-Z0-9]{2,31}$")
+_ENTERPRISE_ID = re.compile(r"^E[A-Z0-9]{2,31}$")
 
 
 def _parse_bool(text: str, name: str) -> bool:
@@ -237,6 +244,15 @@ def _parse_channel(text: str, name: str) -> str:
     return text
 
 
+def _parse_slack_id(pattern: re.Pattern[str], what: str) -> Callable[[str, str], str]:
+    def parse(text: str, name: str) -> str:
+        if not pattern.match(text):
+            raise ConfigError(f"{name}: {text[:40]!r} is not a Slack {what}")
+        return text
+
+    return parse
+
+
 def _parse_state_url(text: str, name: str) -> Secret:
     """A PostgreSQL URL; it holds a password, so an error never repeats it."""
     if not re.match(r"^postgres(ql)?://[^\s/]", text):
@@ -273,6 +289,8 @@ def _convert(attr: str, text: str) -> object:
         "log_format": _parse_log_format,
         # Slack-side hardening (#11)
         "readers": _parse_responders,
+        "slack_team_id": _parse_slack_id(_TEAM_ID, "team id (T…)"),
+        "slack_enterprise_id": _parse_slack_id(_ENTERPRISE_ID, "Enterprise Grid id (E…)"),
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)

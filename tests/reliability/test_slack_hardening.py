@@ -206,3 +206,68 @@ def test_who_can_read_suppressions_recent_and_status(make_bot, host):
            f"and responders answered; ESM_READERS unset: recent and status open ({open_answers} answered), "
            "benign list still refused",
            refused=refused, allowed=allowed, open_when_unset=open_answers)
+
+
+# ------------------------------------------------------------------------------- 2. which workspace
+
+
+def test_requests_from_another_workspace_are_refused_before_anything_runs(make_bot, host):
+    rows = plain_rows("team", 2)
+    bot = started(make_bot(ESM_RESPONDERS=RESPONDERS, ESM_SLACK_TEAM_ID=TEAM["id"]), rows, 2)
+    finding = next(iter(posted(host).values()))
+    marker = "secret-marker-7f1c"  # in every foreign body: never in the log
+    foreign: list[tuple[str, bytes, str | None]] = []  # (what, body, response_url)
+
+    for team in ("T0OTHER", ""):
+        url = host.call(host.slack.new_response_url, CHANNEL)
+        body = slash_command_body(text=f"status {marker}", user_id=RESPONDER, channel_id=CHANNEL,
+                                  response_url=url, team_id=team)
+        foreign.append((f"command from {team or 'no team'}", body, url))
+    for action in ("esm.acknowledge", "esm.recent_on_host"):
+        payload, url = click_payload(host, finding, action)
+        payload["team"] = {"id": "T0OTHER", "domain": marker}
+        payload["user"]["team_id"] = "T0OTHER"
+        foreign.append((f"click {action}", payload_body(payload), url))
+    view = view_submission_payload(callback_id="esm.mark_benign.submit", values=benign_form(reason=marker),
+                                   user_id=RESPONDER, private_metadata=key_of(finding))
+    view["team"] = {"id": "T0OTHER", "domain": marker}
+    view["view"]["team_id"] = "T0OTHER"
+    foreign.append(("view submission", payload_body(view), None))
+    event = json.dumps({"type": "event_callback", "team_id": "T0OTHER", "api_app_id": "A0ESM", "event_id": marker,
+                        "event": {"type": "app_mention", "user": RESPONDER, "text": marker, "channel": CHANNEL}})
+    foreign.append(("event", event.encode(), None))
+
+    before = (bot.query("SELECT action, user_id FROM actions"), bot.query("SELECT * FROM suppressions"))
+    for what, body, _ in foreign:
+        headers = {"Content-Type": "application/json"} if body.startswith(b"{") else {}
+        response = bot.slack_request(body, headers=headers)
+        assert response.status_code == 403 and response.text == "", (what, response.status_code, response.text)
+    time.sleep(1.0)
+    assert all(host.call(host.slack.responses, url) == [] for *_, url in foreign if url), "nothing answered"
+    assert (bot.query("SELECT action, user_id FROM actions"), bot.query("SELECT * FROM suppressions")) == before
+    log = bot.log_text()
+    assert log.count("Slack request refused: it comes from team") == len(foreign), "one line per request"
+    assert marker not in log, "the body is never logged"
+    # the bot's own workspace is served as before
+    _, url = command(host, bot, "status")
+    assert answer_text(host, url).startswith("*esm-bot status*")
+    payload, url = click_payload(host, finding, "esm.acknowledge")
+    assert bot.slack_request(payload_body(payload)).status_code == 200
+    assert "acknowledged" in answer_text(host, url)
+    bot.stop()
+
+    # Enterprise Grid: the org must match too
+    bot = make_bot(ESM_RESPONDERS=RESPONDERS, ESM_SLACK_ENTERPRISE_ID="E0ESMORG").start()
+    refused_org = 0
+    for org in ("E0OTHERORG", None):
+        response, url = command(host, bot, "status", enterprise_id=org)
+        assert response.status_code == 403
+        refused_org += 1
+    response, url = command(host, bot, "status", enterprise_id="E0ESMORG")
+    assert response.status_code == 200 and answer_text(host, url).startswith("*esm-bot status*")
+    time.sleep(0.5)
+    record("other_workspace",
+           f"other workspaces: {len(foreign) + refused_org} signed requests from another team or Enterprise Grid org "
+           f"(or naming none: commands, buttons, a view submission, an event) refused 403 before any listener ran; "
+           f"0 answered, stores unchanged, one log line each, body never logged; the bot's own workspace served",
+           refused=len(foreign) + refused_org)
