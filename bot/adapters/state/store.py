@@ -45,7 +45,7 @@ from bot.core.state import (
     payload_from_json,
     payload_to_json,
 )
-from bot.core.suppressions import Scope, Suppression
+from bot.core.suppressions import Scope, Suppression, SuppressionExists, same_events_key
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ DEFAULT_LEASE = 30.0  # seconds an outbox thread stays claimed without a heartbe
 BUSY_TIMEOUT_MS = 2000  # SQLite: how long a write waits for another process's lock (a click answers within 3 s)
 ID_CHUNK = 5000  # ids per IN (...) list
 PENDING, SENT, DEAD = "pending", "sent", "dead"
+REPLAY_PRUNE_INTERVAL = 60.0  # seconds between prunes of expired replay keys (#11)
+REPLAY_PRUNE_BATCH = 5000  # expired replay keys deleted per prune at most
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
@@ -77,6 +79,7 @@ class StateStore:
         self._coord = coordination
         self.dialect = writer.dialect.name
         self._closed = False
+        self._next_replay_prune = 0.0  # monotonic: when first_seen next prunes expired keys
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -398,15 +401,35 @@ class StateStore:
     # -- benign suppressions -----------------------------------------------------------------
 
     async def add_suppression(self, s: Suppression) -> Suppression:
-        """Store a Slack-made suppression; returns it with its id ("b<n>")."""
+        """Store a Slack-made suppression; returns it with its id ("b<n>"). One transaction keeps
+        one active suppression per (detection, scope, patterns): when another already hides the
+        same events (two responders submitting at once, or twice), SuppressionExists names it."""
+        now = _now()
+        key = same_events_key(s)
         values = {
             "detection": s.detection, "scope": s.scope.to_json(), "match": {k: list(v) for k, v in s.match.items()},
-            "reason": s.reason, "created_by": s.created_by, "created_at": s.created_at or _now(),
-            "expires_at": s.expires_at, "finding_key": s.finding_key,
+            "reason": s.reason, "created_by": s.created_by, "created_at": s.created_at or now,
+            "expires_at": s.expires_at, "finding_key": s.finding_key, "active_key": key,
         }
+        if s.expires_at is not None and s.expires_at <= now:
+            values["active_key"] = None  # expired on arrival: it hides nothing, so it holds no key
+        insert = self._insert(t.suppressions).values(**values)
         async with self._write() as conn:
-            row = (await conn.execute(t.suppressions.insert().values(**values).returning(t.suppressions))).one()
-        return _suppression_from_row(row)
+            # one that expired no longer holds the key: the new one may take it
+            await conn.execute(update(t.suppressions).where(
+                t.suppressions.c.active_key == key, t.suppressions.c.expires_at.is_not(None),
+                t.suppressions.c.expires_at <= now,
+            ).values(active_key=None))
+            row = (await conn.execute(
+                insert.on_conflict_do_nothing(index_elements=[t.suppressions.c.active_key]).returning(t.suppressions)
+            )).first()
+            existing = None if row is not None else (await conn.execute(
+                select(t.suppressions).where(t.suppressions.c.active_key == key))).first()
+        if row is not None:
+            return _suppression_from_row(row)
+        if existing is None:  # the other one was removed in between: nothing holds the key now
+            raise StateStoreError("state store write failed: the suppression changed meanwhile; submit it again")
+        raise SuppressionExists(_suppression_from_row(existing))
 
     async def suppression(self, suppression_id: str) -> Suppression | None:
         """A Slack-made suppression by id, removed or expired ones included."""
@@ -434,7 +457,7 @@ class StateStore:
         async with self._write() as conn:
             result = await conn.execute(
                 update(t.suppressions).where(t.suppressions.c.id == number, t.suppressions.c.removed_at.is_(None))
-                .values(removed_by=by, removed_at=_now())
+                .values(removed_by=by, removed_at=_now(), active_key=None)
             )
         return result.rowcount == 1
 
@@ -448,6 +471,30 @@ class StateStore:
         """Count matches outside a sync (the sync counts inside record_sync)."""
         async with self._write() as conn:
             await self._count_suppressed(conn, [(suppression_id, finding_key)] * events)
+
+    # -- replays (#11) -------------------------------------------------------------------------
+
+    async def first_seen(self, key: str, expires_at: datetime) -> bool:
+        """True for the first caller with this key until it expires, across restarts and
+        replicas (one INSERT … ON CONFLICT DO NOTHING decides); False for every later one.
+        Expired keys are pruned: this one's before the insert, the others now and then."""
+        now = _now()
+        keys = t.replay_keys
+        async with self._write() as conn:
+            await conn.execute(keys.delete().where(keys.c.key == key, keys.c.expires_at <= now))
+            inserted = (await conn.execute(  # RETURNING, not rowcount: psycopg may not count an INSERT
+                self._insert(keys).values(key=key, expires_at=expires_at).on_conflict_do_nothing(
+                    index_elements=[keys.c.key]).returning(keys.c.key)
+            )).first() is not None
+            if time.monotonic() >= self._next_replay_prune:
+                self._next_replay_prune = time.monotonic() + REPLAY_PRUNE_INTERVAL
+                expired = select(keys.c.key).where(keys.c.expires_at <= now).limit(REPLAY_PRUNE_BATCH)
+                await conn.execute(keys.delete().where(keys.c.key.in_(expired.scalar_subquery())))
+        return inserted
+
+    async def replay_keys_stored(self) -> int:
+        async with self._read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.replay_keys))).scalar() or 0)
 
     # -- outbox ------------------------------------------------------------------------------
 
