@@ -56,13 +56,15 @@ def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
 
-    replays = ReplayGuard(settings.slack_signing_secret.reveal()) if settings.slack_signing_secret else None
+    # seen signed bodies live in the state store: a replay after a restart or to another replica is caught (#11)
+    replays = (ReplayGuard(settings.slack_signing_secret.reveal(), ledger=runtime.store)
+               if settings.slack_signing_secret else None)
 
     async def slack_events(request: web.Request) -> web.Response:
         bolt_request = await to_bolt_request(request)
         if ReplayGuard.malformed(bolt_request.headers):
             return web.json_response({"error": "invalid request"}, status=401)
-        if replays is not None and replays.is_replay(bolt_request.raw_body, bolt_request.headers):
+        if replays is not None and await replays.is_replay(bolt_request.raw_body, bolt_request.headers):
             return web.Response(status=200)  # seen before: answered, never run twice (handlers/replay_guard.py)
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 

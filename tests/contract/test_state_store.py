@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -448,6 +449,59 @@ async def test_expired_replay_keys_are_pruned(store):
     store._next_replay_prune = 0.0  # the next call prunes
     await store.first_seen("slack:new", in_seconds(900))
     assert await store.replay_keys_stored() == 1
+
+
+async def test_a_replay_guard_on_the_store_catches_a_replay_after_a_restart(store):
+    """Two guards on one store stand for two processes (a restart, or two replicas)."""
+    from emulators.slack_signing import signed_headers
+    from handlers.replay_guard import ReplayGuard
+
+    body = b"command=%2Fesm&text=status&user_id=U0RESPONDER"
+    headers = signed_headers("secret", body)
+    assert await ReplayGuard("secret", ledger=store).is_replay(body, headers) is False
+    store = await reopen(store)
+    assert await ReplayGuard("secret", ledger=store).is_replay(body, headers) is True
+    await store.close()
+
+
+async def test_a_replay_guard_whose_store_cannot_answer_decides_in_memory_and_says_so(store, caplog):
+    """The store is locked by someone else: the guard does not wait past its bound (Slack wants an
+    answer within 3 s); this process's memory decides, and the log says so."""
+    from emulators.slack_signing import signed_headers
+    from handlers.replay_guard import ReplayGuard
+
+    await store.first_seen("slack:warm-up", in_seconds(900))  # the table exists
+    guard = ReplayGuard("secret", ledger=store, ledger_timeout=0.5)
+    body = b"command=%2Fesm&text=help"
+    headers = signed_headers("secret", body)
+    with locked(store):
+        started = time.monotonic()
+        assert await guard.is_replay(body, headers) is False
+        assert time.monotonic() - started < 2.0
+        assert await guard.is_replay(body, headers) is True, "this process still remembers it"
+    assert guard.ledger_failures == 1 and "replay ledger unavailable" in caplog.text
+
+
+@contextmanager
+def locked(store):
+    """Another connection holds the replay ledger's table (PostgreSQL) or the whole file (SQLite)."""
+    if store.dialect == "sqlite":
+        import sqlite3
+
+        other = sqlite3.connect(store.target, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store.target) as other:
+            other.execute("LOCK TABLE replay_keys IN ACCESS EXCLUSIVE MODE")
+            yield
+            other.rollback()
 
 
 # ---------------------------------------------------------------- one active suppression (#11)

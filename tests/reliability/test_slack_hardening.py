@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 import requests
 
 from emulators.slack_signing import (
@@ -271,3 +272,117 @@ def test_requests_from_another_workspace_are_refused_before_anything_runs(make_b
            f"(or naming none: commands, buttons, a view submission, an event) refused 403 before any listener ran; "
            f"0 answered, stores unchanged, one log line each, body never logged; the bot's own workspace served",
            refused=len(foreign) + refused_org)
+
+
+# ------------------------------------------------------------------------------- 3. replays
+
+
+def test_a_replay_after_a_restart_does_not_run_again(make_bot, host):
+    rows = plain_rows("rst", 1)
+    bot = started(make_bot(ESM_RESPONDERS=RESPONDERS), rows, 1)
+    finding = next(iter(posted(host).values()))
+    payload, click_url = click_payload(host, finding, "esm.acknowledge")
+    click = payload_body(payload)
+    first = bot.slack_request(click)
+    assert first.status_code == 200
+    answers(host, click_url)
+    status_body = slash_command_body(text="status", user_id=RESPONDER, channel_id=CHANNEL,
+                                     response_url=(status_url := host.call(host.slack.new_response_url, CHANNEL)))
+    first_status = bot.slack_request(status_body)
+    answers(host, status_url)
+    captured = [(click, signed_headers_of(first)), (status_body, signed_headers_of(first_status))]
+
+    replays = 0
+    for restart in ("SIGKILL", "stop"):
+        bot.kill() if restart == "SIGKILL" else bot.stop()
+        bot.start()
+        for body, headers in captured:
+            again = replay(bot, body, headers)
+            assert again.status_code == 200 and again.text == "", (restart, again.status_code, again.text)
+            replays += 1
+        # Slack's own redelivery of the click: the same body, freshly signed
+        retry = bot.slack_request(click, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+        assert retry.status_code == 200 and retry.text == ""
+        replays += 1
+    time.sleep(1.0)
+    assert len(host.call(host.slack.responses, click_url)) == 1 and len(host.call(host.slack.responses, status_url)) == 1
+    assert bot.query("SELECT action, outcome FROM actions WHERE finding_key = ?", key_of(finding)) == [
+        ("esm.acknowledge", "done")]
+    assert "seen before (by another replica, or before a restart)" in bot.log_text()
+    record("replay_restart",
+           f"replays across restarts: {replays} replayed or redelivered signed requests (a button click, "
+           "/esm status) after a SIGKILL and after a clean restart: all answered 200 with an empty body, 0 ran "
+           "again (1 audit record, 1 answer each)",
+           replays=replays)
+
+
+class Replicas:
+    """Two `esm-bot serve` replicas, a and b, on one PostgreSQL store (the test's own schema); a
+    syncs the audit rows, b starts once a has posted every finding."""
+
+    def __init__(self, host: EmulatorHost, pg_url: str, folder: Any):
+        self.pg_url = pg_url
+        env = {"ESM_STATE_URL": pg_url, "ESM_RESPONDERS": RESPONDERS}
+        self.a = BotProcess(folder / "a", host, **env)
+        self.b = BotProcess(folder / "b", host, **env)
+        self.host = host
+
+    def start(self, rows: list[dict[str, Any]], findings: int) -> "Replicas":
+        self.a.seed(rows)
+        self.a.start()
+        assert self.a.webhook() == 202
+        wait_for(lambda: len(posted(self.host)) == findings and self.db(
+            "SELECT count(*) FROM outbox WHERE state = 'pending'") == [(0,)], 90, "findings posted by replica a")
+        self.b.start()
+        return self
+
+    def db(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.pg_url, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def stop(self) -> None:
+        self.a.stop()
+        self.b.stop()
+
+
+@pytest.fixture
+def replicas(host, pg_url, tmp_path):
+    pair = Replicas(host, pg_url, tmp_path)
+    yield pair
+    pair.stop()
+
+
+def test_a_replay_to_another_replica_does_not_run_again(replicas, host):
+    """A request let through by one replica is never run again by the other, nor after the
+    other's SIGKILL and restart: the replay ledger is the shared store's."""
+    a, b = replicas.start(plain_rows("rep", 1), 1).a, replicas.b
+    [finding] = posted(host).values()
+    payload, url = click_payload(host, finding, "esm.acknowledge")
+    body = payload_body(payload)
+    first = a.slack_request(body)
+    assert first.status_code == 200
+    answers(host, url)
+    headers = signed_headers_of(first)
+    replays = 0
+    for target in (b, a):
+        again = replay(target, body, headers)
+        assert again.status_code == 200 and again.text == ""
+        replays += 1
+    retry = b.slack_request(body, headers={"X-Slack-Retry-Num": "2", "X-Slack-Retry-Reason": "http_timeout"})
+    assert retry.status_code == 200 and retry.text == ""
+    replays += 1
+    b.kill()
+    b.start()
+    assert replay(b, body, headers).text == ""
+    replays += 1
+    time.sleep(1.0)
+    assert len(host.call(host.slack.responses, url)) == 1
+    assert replicas.db("SELECT count(*) FROM actions WHERE finding_key = %s", key_of(finding)) == [(1,)]
+    assert "seen before (by another replica, or before a restart)" in b.log_text()
+    record("replay_replicas",
+           f"replays across replicas: 2 `esm-bot serve` processes on one PostgreSQL store; {replays} replays of a "
+           "click let through by one (to the other, to itself, a Slack retry to the other, to the other after its "
+           "SIGKILL and restart): 0 ran again (1 audit record, 1 answer)",
+           replays=replays)
