@@ -386,3 +386,68 @@ def test_a_replay_to_another_replica_does_not_run_again(replicas, host):
            "click let through by one (to the other, to itself, a Slack retry to the other, to the other after its "
            "SIGKILL and restart): 0 ran again (1 audit record, 1 answer)",
            replays=replays)
+
+
+# ------------------------------------------------------------------------------- 4. live mentions
+
+
+HOSTILE_DETECTION = "<@U0VICTIM> <!channel> Hidden <#C0OTHER> Detection"
+HOSTILE_HOST = "i-0<@U0VICTIM><!here>"
+
+
+def test_a_hostile_detection_name_and_instance_id_never_become_live_mentions(make_bot, host):
+    """Mark benign, /esm benign list, /esm benign remove on a finding whose detection name and
+    instance id are mentions: every note, answer and view Slack receives keeps them inert."""
+    row = capsule8("hostile-1", HOSTILE_DETECTION, HOSTILE_HOST, minutes_ago(3), origin="container")
+    bot = started(make_bot(ESM_RESPONDERS=RESPONDERS), [row], 1)
+    finding = finding_with(host, "Hidden")
+    payload, url = click_payload(host, finding, "esm.mark_benign")
+    assert bot.slack_request(payload_body(payload)).status_code == 200
+    assert answer_text(host, url) == "Opened the benign form"
+    hostile_form = benign_form(patterns="origin=<@U0VICTIM>*", reason="<!channel> <@U0VICTIM> lab")
+    response = bot.slack_request(submission(key_of(finding), RESPONDER, hostile_form))
+    assert response.status_code == 200 and response.text == "", response.text
+    again = bot.slack_request(submission(key_of(finding), SECOND, hostile_form))
+    assert "Already marked benign" in again.json()["errors"]["reason"]
+    texts = []
+    for text in ("benign list", "benign remove b1", "benign remove <@U0VICTIM>", "benign list"):
+        _, url = command(host, bot, text)
+        texts.append(answer_text(host, url))
+    assert "b1" in texts[0] and texts[1].startswith("Removed suppression `b1`")
+    bot.wait_drained(1, timeout=30)
+    notes = [m["text"] for m in host.call(host.slack.thread, CHANNEL, finding["ts"])]
+    assert any("marked this finding benign" in n for n in notes) and any("removed benign" in n for n in notes), notes
+
+    bodies = [(method, params) for method, params in host.calls()
+              if method in ("chat.postMessage", "chat.update", "chat.postEphemeral", "response_url", "views.open")]
+    live = [f"{method}: {text[max(0, found.start() - 80):found.end() + 20]}"
+            for method, params in bodies for text in shown_texts(params) for found in MENTIONS.finditer(text)]
+    record("live_mentions",
+           f"live mentions: a detection named `{HOSTILE_DETECTION[:14]}…` on instance `{HOSTILE_HOST}` marked benign "
+           f"(reason and patterns mentions too), listed and removed: {len(bodies)} messages, answers and views Slack "
+           f"received, {len(notes)} thread notes; {len(live)} live mentions",
+           bodies=len(bodies), notes=len(notes), live_mentions=len(live))
+    assert live == [], live[:5]
+
+
+def shown_texts(params: dict[str, Any]) -> list[str]:
+    """Every text of a Slack call that Slack renders as mrkdwn (where a mention comes alive): the
+    message's `text`, and each mrkdwn text object of its blocks or view. plain_text objects and
+    input values show markup as typed, so a `<@U…>` there is only text."""
+    found = [params.get("text") or ""] if params.get("mrkdwn", True) is not False else []
+    for name in ("blocks", "view"):
+        value = params.get(name)
+        value = json.loads(value) if isinstance(value, str) else value
+        found += list(mrkdwn_texts(value))
+    return found
+
+
+def mrkdwn_texts(node: Any):
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str):
+            yield node["text"]
+        for value in node.values():
+            yield from mrkdwn_texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from mrkdwn_texts(item)
