@@ -451,3 +451,50 @@ def mrkdwn_texts(node: Any):
     elif isinstance(node, list):
         for item in node:
             yield from mrkdwn_texts(item)
+
+
+# ------------------------------------------------------------------------------- 5. bad bytes
+
+
+BAD_BODIES = {
+    "invalid UTF-8": b"command=%2Fesm&text=\xff\xfe\xfd",
+    "Latin-1": "command=/esm&text=caf\xe9".encode("latin-1"),
+    "overlong encoding": b"text=\xc0\xaf\xc0\xaf",
+    "lone surrogate": b"payload=\xed\xa0\x80",
+    "truncated sequence": b"payload={\"type\":\"block_actions\xe2\x82",
+    "payload is not JSON": b"payload=not-json",
+    "payload of invalid UTF-8 escapes": b"payload=%FF%FE%FD",
+    "payload is a list": b"payload=%5B1%2C2%5D",
+    "payload is a string": b"payload=%22x%22",
+    "JSON list": b"[1, 2, 3]",
+    "deeply nested JSON": b"[" * 50_000 + b"]" * 50_000,
+    "broken JSON": b"{\"type\": ",
+}
+
+
+def test_bad_bytes_get_400_never_a_500(make_bot, host):
+    bot = make_bot(ESM_RESPONDERS=RESPONDERS).start()
+    statuses: dict[str, tuple[int, int]] = {}
+    for name, body in BAD_BODIES.items():
+        json_type = body[:1] in (b"[", b"{")
+        extra = {"Content-Type": "application/json"} if json_type else {}
+        signed = bot.slack_request(body, headers=extra)
+        unsigned = requests.post(bot.url + "/slack/events", data=body, timeout=15,
+                                 headers={"Content-Type": "application/json" if json_type else
+                                          "application/x-www-form-urlencoded"})
+        statuses[name] = (signed.status_code, unsigned.status_code)
+        assert signed.status_code == 400, (name, signed.status_code, signed.text)
+        assert unsigned.status_code in (400, 401), (name, unsigned.status_code)
+        assert "Traceback" not in signed.text and len(signed.text) < 200
+    assert bot.healthy() and bot.alive()
+    log = bot.log_text()
+    assert "Traceback" not in log and "Error handling request" not in log, bot.log_tail()
+    assert log.count("Slack request refused (400)") == 2 * len(BAD_BODIES)
+    _, url = command(host, bot, "help")  # and it still serves
+    assert "esm-bot" in answer_text(host, url)
+    record("bad_bytes",
+           f"bad bytes: {len(BAD_BODIES)} malformed bodies (invalid UTF-8, overlong and truncated sequences, "
+           f"payloads that are not JSON objects, 50,000-deep JSON), each signed and unsigned: "
+           f"{sum(s == 400 for s, _ in statuses.values())} of {len(statuses)} signed ones 400, 0 answered 500, "
+           "0 tracebacks, one log line each without the body, the bot stayed up",
+           bodies=len(BAD_BODIES), statuses=statuses)
