@@ -16,7 +16,7 @@ from bot.core.actions import ActionContext, Outcome, OutcomeStatus
 from bot.core.benign_modal import B_REASON, default_state, draft_for
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId, ButtonValue
-from bot.core.suppressions import Suppression
+from bot.core.suppressions import Suppression, SuppressionExists
 from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, build_view, read_state
 from bot.render.blocks import actor, inert
 from handlers.actions.mark_benign import preview_text
@@ -81,7 +81,15 @@ async def submit(dispatcher: Dispatcher, ack: Any, user_id: str, view: dict[str,
     if draft is None:
         await ack(response_action="errors", errors=errors)
         return
-    created = await ctx.extras["benign"].create(draft)
+    try:
+        created = await ctx.extras["benign"].create(draft)
+    except SuppressionExists as exc:  # another responder (or this one) made it first: one, not two (#11)
+        existing = exc.existing
+        told = (f"Suppression {existing.id} already hides these events (made by {existing.created_by}, "
+                f"{_until(existing)}): nothing new was created.")
+        await ack(response_action="errors", errors={B_REASON: told})
+        await dispatcher.complete(action, ctx, Outcome(OutcomeStatus.ALREADY, told, private=True))
+        return
     await ack()  # closes the modal
     await dispatcher.complete(action, ctx, _outcome(created, user_id))
 

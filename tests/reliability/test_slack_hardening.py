@@ -498,3 +498,53 @@ def test_bad_bytes_get_400_never_a_500(make_bot, host):
            f"{sum(s == 400 for s, _ in statuses.values())} of {len(statuses)} signed ones 400, 0 answered 500, "
            "0 tracebacks, one log line each without the body, the bot stayed up",
            bodies=len(BAD_BODIES), statuses=statuses)
+
+
+# ------------------------------------------------------------------------------- 6. concurrent benign
+
+
+def test_two_responders_submitting_the_same_suppression_at_once_make_one(make_bot, host):
+    rounds = 6
+    bot = started(make_bot(ESM_RESPONDERS=RESPONDERS), plain_rows("race", rounds), rounds)
+    outcomes = []
+    for finding in posted(host).values():
+        key = key_of(finding)
+        responses = at_once(lambda: bot.slack_request(submission(key, RESPONDER)),
+                            lambda: bot.slack_request(submission(key, SECOND)))
+        assert all(r.status_code == 200 for r in responses)
+        closed = [r for r in responses if not r.text]
+        told = [r.json()["errors"]["reason"] for r in responses if r.text]
+        assert len(closed) == 1 and len(told) == 1, [r.text for r in responses]
+        assert "already" in told[0].lower(), told
+        outcomes.append("store rule" if "already hides these events" in told[0] else "status check")
+    made = bot.query("SELECT finding_key, count(*) FROM suppressions GROUP BY finding_key")
+    assert sorted(n for _, n in made) == [1] * rounds, made
+    already = bot.query("SELECT count(*) FROM actions WHERE action = 'esm.mark_benign' AND outcome = 'already'")
+    record("concurrent_benign",
+           f"concurrent benign: {rounds} findings, each submitted by 2 responders at the same moment: "
+           f"{len(made)} suppressions (one each), {rounds} second submitters told it already exists "
+           f"({outcomes.count('store rule')} by the store's uniqueness rule, the rest by the finding already "
+           f"being benign), {already[0][0]} refusals in the audit trail",
+           rounds=rounds, suppressions=len(made), by_store_rule=outcomes.count("store rule"))
+
+
+def test_two_responders_on_two_replicas_submitting_at_once_make_one_suppression(replicas, host):
+    """The same race across processes: one submission to each replica of one PostgreSQL store."""
+    rounds = 5
+    replicas.start(plain_rows("rep", rounds), rounds)
+    outcomes = []
+    for finding in posted(host).values():
+        key = key_of(finding)
+        responses = at_once(lambda: replicas.a.slack_request(submission(key, RESPONDER)),
+                            lambda: replicas.b.slack_request(submission(key, SECOND)))
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+        told = [r.json()["errors"]["reason"] for r in responses if r.text]
+        assert len(told) == 1 and "already" in told[0].lower(), [r.text for r in responses]
+        outcomes.append("store rule" if "already hides these events" in told[0] else "status check")
+    made = replicas.db("SELECT finding_key, count(*) FROM suppressions GROUP BY finding_key")
+    assert sorted(n for _, n in made) == [1] * rounds, made
+    record("concurrent_benign_replicas",
+           f"concurrent benign across replicas: {rounds} findings, each submitted by 2 responders at the same moment, "
+           f"one to each of 2 replicas on one PostgreSQL store: {len(made)} suppressions (one each), {rounds} told it "
+           f"already exists ({outcomes.count('store rule')} by the store's uniqueness rule)",
+           rounds=rounds, suppressions=len(made), by_store_rule=outcomes.count("store rule"))
