@@ -519,12 +519,14 @@ def test_two_responders_submitting_the_same_suppression_at_once_make_one(make_bo
         outcomes.append("store rule" if "already hides these events" in told[0] else "status check")
     made = bot.query("SELECT finding_key, count(*) FROM suppressions GROUP BY finding_key")
     assert sorted(n for _, n in made) == [1] * rounds, made
-    already = bot.query("SELECT count(*) FROM actions WHERE action = 'esm.mark_benign' AND outcome = 'already'")
+    by_rule = outcomes.count("store rule")
+    recorded = "SELECT count(*) FROM actions WHERE action = 'esm.mark_benign' AND outcome = 'already'"
+    wait_for(lambda: bot.scalar(recorded) == by_rule, 10, "every refusal by the store rule in the audit trail")
     record("concurrent_benign",
-           f"concurrent benign: {rounds} findings, each submitted by 2 responders at the same moment: "
-           f"{len(made)} suppressions (one each), {rounds} second submitters told it already exists "
-           f"({outcomes.count('store rule')} by the store's uniqueness rule, the rest by the finding already "
-           f"being benign), {already[0][0]} refusals in the audit trail",
+           f"concurrent benign: {rounds} findings, each submitted by 2 responders at the same moment to one bot: "
+           f"{len(made)} suppressions (one each); {rounds} second submitters told it already exists, {by_rule} by "
+           f"the store's uniqueness rule (recorded in the audit trail), {rounds - by_rule} by the finding being "
+           "benign already",
            rounds=rounds, suppressions=len(made), by_store_rule=outcomes.count("store rule"))
 
 
@@ -543,8 +545,10 @@ def test_two_responders_on_two_replicas_submitting_at_once_make_one_suppression(
         outcomes.append("store rule" if "already hides these events" in told[0] else "status check")
     made = replicas.db("SELECT finding_key, count(*) FROM suppressions GROUP BY finding_key")
     assert sorted(n for _, n in made) == [1] * rounds, made
+    by_rule = outcomes.count("store rule")
     record("concurrent_benign_replicas",
            f"concurrent benign across replicas: {rounds} findings, each submitted by 2 responders at the same moment, "
-           f"one to each of 2 replicas on one PostgreSQL store: {len(made)} suppressions (one each), {rounds} told it "
-           f"already exists ({outcomes.count('store rule')} by the store's uniqueness rule)",
-           rounds=rounds, suppressions=len(made), by_store_rule=outcomes.count("store rule"))
+           f"one to each of 2 replicas on one PostgreSQL store: {len(made)} suppressions (one each); {rounds} told it "
+           f"already exists, {by_rule} by the store's uniqueness rule, {rounds - by_rule} by the finding being "
+           "benign already",
+           rounds=rounds, suppressions=len(made), by_store_rule=by_rule)
