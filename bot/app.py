@@ -12,8 +12,9 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.observability import metrics
@@ -22,6 +23,7 @@ from bot.runtime import Runtime
 from handlers import benign_modal, commands, interactions
 from handlers.replay_guard import ReplayGuard
 from handlers.webhook import BasicAuth, webhook_handler
+from handlers.workspace_guard import workspace_guard
 
 RUNTIME = web.AppKey("runtime", Runtime)
 log = logging.getLogger(__name__)
@@ -36,8 +38,10 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
         settings.require("slack_signing_secret")
     client = AsyncWebClient(token=settings.secret("slack_bot_token"), base_url=settings.slack_api_url)
     signing_secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
-    # Bolt answers Slack as soon as a listener calls ack(); the slow part runs on afterwards
-    bolt = AsyncApp(client=client, signing_secret=signing_secret)
+    # Bolt answers Slack as soon as a listener calls ack(); the slow part runs on afterwards.
+    # ESM_SLACK_TEAM_ID / ESM_SLACK_ENTERPRISE_ID: other workspaces are refused before anything runs (#11)
+    guard = workspace_guard(settings.slack_team_id, settings.slack_enterprise_id)
+    bolt = AsyncApp(client=client, signing_secret=signing_secret, before_authorize=guard)
     commands.register(bolt, lambda: runtime)
     interactions.register(bolt, runtime.dispatcher)
     benign_modal.register(bolt, runtime.dispatcher)
@@ -53,13 +57,17 @@ def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
 
-    replays = ReplayGuard(settings.slack_signing_secret.reveal()) if settings.slack_signing_secret else None
+    # seen signed bodies live in the state store: a replay after a restart or to another replica is caught (#11)
+    replays = (ReplayGuard(settings.slack_signing_secret.reveal(), ledger=runtime.store)
+               if settings.slack_signing_secret else None)
 
     async def slack_events(request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
-        if ReplayGuard.malformed(bolt_request.headers):
+        if ReplayGuard.malformed(request.headers):
             return web.json_response({"error": "invalid request"}, status=401)
-        if replays is not None and replays.is_replay(bolt_request.raw_body, bolt_request.headers):
+        bolt_request = await _bolt_request(request)
+        if bolt_request is None:
+            return web.json_response({"error": "invalid request"}, status=400)
+        if replays is not None and await replays.is_replay(bolt_request.raw_body, bolt_request.headers):
             return web.Response(status=200)  # seen before: answered, never run twice (handlers/replay_guard.py)
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
@@ -102,6 +110,22 @@ def build_app(runtime: Runtime) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def _bolt_request(request: web.Request) -> AsyncBoltRequest | None:
+    """The request as Bolt reads it, or None (answered 400, never a 500 with a traceback) when its
+    body is not UTF-8 or not the form or JSON Slack sends; logged in one line, without the body."""
+    raw = await request.read()
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("Slack request refused (400): its body (%d bytes) is not UTF-8", len(raw))
+        return None
+    try:  # Bolt parses the body here: a payload that is not a JSON object fails in its parser
+        return AsyncBoltRequest(body=body, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        log.warning("Slack request refused (400): its body (%d bytes) cannot be read (%s)", len(raw), type(exc).__name__)
+        return None
 
 
 class SocketMode:

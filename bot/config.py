@@ -7,7 +7,7 @@ in `Secret`, whose repr and str never show the value.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -109,6 +109,10 @@ class Settings:
     max_connections: int = 512  # open HTTP connections at most; at the limit the slowest-to-send-headers makes room
     admin_token: Secret | None = None  # ESM_ADMIN_TOKEN: `Authorization: Bearer …` shows /readyz's details
     state_lakebase_instance: str | None = None  # ESM_STATE_LAKEBASE_INSTANCE: the state URL's password from the SDK
+    # Slack-side hardening (#11)
+    readers: tuple[str, ...] = ()  # ESM_READERS: who may read suppressions (and, when set, /esm recent and status)
+    slack_team_id: str | None = None  # ESM_SLACK_TEAM_ID: Slack requests from any other workspace are refused
+    slack_enterprise_id: str | None = None  # ESM_SLACK_ENTERPRISE_ID: the same for the Enterprise Grid org
 
     @property
     def duckdb_path(self) -> str | None:
@@ -186,6 +190,10 @@ ENV_NAMES = {
     "max_connections": "ESM_MAX_CONNECTIONS",
     "admin_token": "ESM_ADMIN_TOKEN",
     "state_lakebase_instance": "ESM_STATE_LAKEBASE_INSTANCE",
+    # Slack-side hardening (#11)
+    "readers": "ESM_READERS",
+    "slack_team_id": "ESM_SLACK_TEAM_ID",
+    "slack_enterprise_id": "ESM_SLACK_ENTERPRISE_ID",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
@@ -194,6 +202,9 @@ _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl",
               "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+# Slack-side hardening (#11)
+_TEAM_ID = re.compile(r"^T[A-Z0-9]{2,31}$")
+_ENTERPRISE_ID = re.compile(r"^E[A-Z0-9]{2,31}$")
 
 
 def _parse_bool(text: str, name: str) -> bool:
@@ -283,6 +294,15 @@ def url_password_forms(url: str) -> list[str]:
     return forms
 
 
+def _parse_slack_id(pattern: re.Pattern[str], what: str) -> Callable[[str, str], str]:
+    def parse(text: str, name: str) -> str:
+        if not pattern.match(text):
+            raise ConfigError(f"{name}: {text[:40]!r} is not a Slack {what}")
+        return text
+
+    return parse
+
+
 def _parse_state_url(text: str, name: str) -> Secret:
     """A PostgreSQL URL; it holds a password, so an error never repeats it."""
     if not re.match(r"^postgres(ql)?://[^\s/]", text):
@@ -327,6 +347,10 @@ def _convert(attr: str, text: str) -> object:
         "header_timeout": _parse_float,
         "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
         "state_lakebase_instance": _parse_lakebase_instance,
+        # Slack-side hardening (#11)
+        "readers": _parse_responders,
+        "slack_team_id": _parse_slack_id(_TEAM_ID, "team id (T…)"),
+        "slack_enterprise_id": _parse_slack_id(_ENTERPRISE_ID, "Enterprise Grid id (E…)"),
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.adapters.duckdb_source import DuckDBSource
 from bot.services.cache import TTLCache
-from bot.core.authz import Authorizer
+from bot.core.authz import Authorizer, ReadAccess
 from handlers import actions
 from bot.services.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
@@ -174,12 +175,17 @@ async def build_runtime(settings: Settings) -> Runtime:
         health=health,
     )
     groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
-    authorizer = Authorizer(settings.responders, lambda group: groups.get(group, lambda: chat.usergroup_members(group)))
+
+    def members_of(group: str) -> Awaitable[set[str]]:
+        return groups.get(group, lambda: chat.usergroup_members(group))
+
+    authorizer = Authorizer(settings.responders, members_of)
+    read_access = ReadAccess.build(settings.responders, settings.readers, members_of)  # ESM_READERS (#11)
     recent = RecentService(source, store, catalogue)
     benign = BenignService(store, source, benign_rules, on_outbox=outbox.kick)
     dispatcher = Dispatcher(
         registry, store, authorizer, workspaces.workspace, settings.dry_run, outbox.kick,
-        extras={"recent": recent, "benign": benign},
+        extras={"recent": recent, "benign": benign}, read_access=read_access,
     )
     return Runtime(
         settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,

@@ -293,6 +293,7 @@ class SlackEmulator:
             "team": "ESM Emulated",
             "user": "esm-bot",
             **{k: self.bot[k] for k in ("team_id", "user_id", "bot_id")},
+            **({"enterprise_id": self.bot["enterprise_id"]} if self.bot.get("enterprise_id") else {}),
             "is_enterprise_install": False,
         }
 

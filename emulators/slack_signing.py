@@ -51,11 +51,13 @@ def slash_command_body(
     channel_name: str = "security-alerts",
     response_url: str = "https://hooks.slack.com/commands/T0ESM/1/x",
     trigger_id: str = "1337.42.trigger",
+    team_id: str = TEAM["id"],
+    enterprise_id: str | None = None,
 ) -> bytes:
-    """A slash-command POST body with every field Slack sends."""
+    """A slash-command POST body with every field Slack sends (enterprise fields on Enterprise Grid)."""
     fields = {
         "token": VERIFICATION_TOKEN,
-        "team_id": TEAM["id"],
+        "team_id": team_id,
         "team_domain": TEAM["domain"],
         "channel_id": channel_id,
         "channel_name": channel_name,
@@ -68,6 +70,8 @@ def slash_command_body(
         "response_url": response_url,
         "trigger_id": trigger_id,
     }
+    if enterprise_id is not None:
+        fields.update({"enterprise_id": enterprise_id, "enterprise_name": "ESM Emulated Org"})
     return urlencode(fields).encode()
 
 

@@ -16,8 +16,9 @@ from bot.core.actions import ActionContext, Outcome, OutcomeStatus
 from bot.core.benign_modal import B_REASON, default_state, draft_for
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId, ButtonValue
-from bot.core.suppressions import Suppression
+from bot.core.suppressions import Suppression, SuppressionExists
 from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, build_view, read_state
+from bot.render.blocks import actor, inert
 from handlers.actions.mark_benign import preview_text
 from bot.services.dispatch import Dispatcher
 
@@ -80,18 +81,34 @@ async def submit(dispatcher: Dispatcher, ack: Any, user_id: str, view: dict[str,
     if draft is None:
         await ack(response_action="errors", errors=errors)
         return
-    created = await ctx.extras["benign"].create(draft)
+    try:
+        created = await ctx.extras["benign"].create(draft)
+    except SuppressionExists as exc:  # another responder (or this one) made it first: one, not two (#11)
+        existing = exc.existing
+        told = (f"Suppression {existing.id} already hides these events (made by {existing.created_by}, "
+                f"{_until(existing)}): nothing new was created.")
+        await ack(response_action="errors", errors={B_REASON: told})
+        await dispatcher.complete(action, ctx, Outcome(OutcomeStatus.ALREADY, told, private=True))
+        return
     await ack()  # closes the modal
     await dispatcher.complete(action, ctx, _outcome(created, user_id))
 
 
+def _until(s: Suppression) -> str:
+    return "never expires" if s.expires_at is None else f"until {s.expires_at.strftime('%Y-%m-%d %H:%M UTC')}"
+
+
 def _outcome(s: Suppression, user_id: str) -> Outcome:
-    patterns = "; ".join(f"{k}={'|'.join(v)}" for k, v in s.match.items()) or "any event"
-    until = "never expires" if s.expires_at is None else f"until {s.expires_at.strftime('%Y-%m-%d %H:%M UTC')}"
+    """The thread note. Every value from outside (the detection name and the instance id come from
+    audit data, the reason from the form) is inert, so no mention in it comes alive when the note
+    is sent; the patterns are not shown in the channel, as they tell how to hide a command:
+    `/esm benign list` shows them to responders and readers (#11)."""
+    patterns = "its patterns" if s.match else "any event"
     message = (
-        f"<@{user_id}> marked this finding benign: {s.reason}\n"
-        f"Suppression `{s.id}`: {s.detection} · {s.scope.describe()} · {patterns} · {until}. "
-        f"Matching events are stored and counted here, not posted. `/esm benign remove {s.id}` undoes it."
+        f"{actor(user_id)} marked this finding benign: {inert(s.reason)}\n"
+        f"Suppression `{s.id}`: {inert(s.detection)} · {inert(s.scope.describe())} · {patterns} · {_until(s)}. "
+        "Matching events are stored and counted here, not posted. `/esm benign list` shows its details to "
+        f"responders and readers; `/esm benign remove {s.id}` undoes it."
     )
     return Outcome(OutcomeStatus.DONE, message, finding_status=FindingStatus.BENIGN, note=s.reason)
 

@@ -32,6 +32,7 @@ async def run(ctx: CommandContext) -> Answer:
 
 
 async def _list(ctx: CommandContext) -> Answer:
+    await ctx.require_suppression_reader("/esm benign list")  # the patterns say how to hide a command (#11)
     listed = await _service(ctx).listing()
     if not listed:
         return "No active benign suppressions.", None

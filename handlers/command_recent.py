@@ -12,6 +12,7 @@ USAGE = (
 
 
 async def run(ctx: CommandContext) -> Answer:
+    await ctx.require_event_reader("/esm recent")  # ESM_READERS set: readers and responders only (#11)
     service = ctx.runtime.recent
     if service is None:
         raise RuntimeError("the recent-events service is not configured")

@@ -33,6 +33,7 @@ async def _help(ctx: CommandContext) -> Answer:
 
 
 async def _status(ctx: CommandContext) -> Answer:
+    await ctx.require_event_reader("/esm status")  # ESM_READERS set: readers and responders only (#11)
     runtime = ctx.runtime
     return await status_text(runtime.store, runtime.pipeline, runtime.health), None
 
@@ -73,7 +74,7 @@ def register(app: AsyncApp, runtime_of: Callable[[], "Runtime"]) -> None:
         name = words[0].lower() if words else "help"
         verb = verbs.get(name)
         if verb is None:
-            await ack(response_type="ephemeral", text=f"Unknown command `{name[:40]}`.\n{help_text()}")
+            await ack(response_type="ephemeral", text=f"Unknown command `{escape(name[:40])}`.\n{help_text()}")
             return
         await ack()  # within Slack's 3 s even when the warehouse is slow; the answer follows
         ctx = CommandContext(str(command.get("user_id") or ""), str(command.get("channel_id") or ""), words[1:], runtime_of())

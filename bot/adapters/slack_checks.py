@@ -26,6 +26,8 @@ class AuthInfo:
     user_id: str
     bot_id: str
     scopes: frozenset[str] | None  # None: Slack sent no X-OAuth-Scopes header
+    team_id: str = ""  # the workspace the token belongs to (ESM_SLACK_TEAM_ID, #11)
+    enterprise_id: str = ""  # its Enterprise Grid org, when it has one (ESM_SLACK_ENTERPRISE_ID)
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class SlackProbe:
         raw = _header(headers, "x-oauth-scopes")
         scopes = None if raw is None else frozenset(s.strip() for s in raw.split(",") if s.strip())
         return AuthInfo(str(data.get("team") or ""), str(data.get("user") or ""), str(data.get("user_id") or ""),
-                        str(data.get("bot_id") or ""), scopes)
+                        str(data.get("bot_id") or ""), scopes, team_id=str(data.get("team_id") or ""),
+                        enterprise_id=str(data.get("enterprise_id") or ""))
 
     async def channel(self, channel_id: str) -> ChannelInfo:
         data, _ = await self._call("conversations.info", channel=channel_id)

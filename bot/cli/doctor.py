@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bot.adapters.databricks_checks import TERMINATE_LEVELS, DatabricksProbe, DatabricksProbeError, Identity
-from bot.adapters.slack_checks import SlackProbe, SlackProbeError
+from bot.adapters.slack_checks import AuthInfo, SlackProbe, SlackProbeError
 from bot.config import ENV_NAMES, ConfigError, Settings
 from bot.services.health import secret_values
 from bot.adapters.slack_scopes import manifest_bot_scopes, methods_needing
@@ -30,6 +31,8 @@ TABLE_USE = {
     "system.compute.node_timeline": "instance -> cluster when the API does not know the instance",
     "system.compute.clusters": "cluster details when the API does not know the cluster",
 }
+_TEAM = re.compile(r"^T[A-Z0-9]{2,31}$")
+_ENTERPRISE = re.compile(r"^E[A-Z0-9]{2,31}$")
 AUTH_FIX = ("check DATABRICKS_HOST and the SDK's auth (DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID/"
             "DATABRICKS_CLIENT_SECRET for a service principal; in a Databricks App leave them to the app)")
 
@@ -206,13 +209,43 @@ async def slack_checks(settings: Settings) -> list[Result]:
         fix = ("SLACK_BOT_TOKEN is wrong or revoked: reinstall the app and copy its Bot User OAuth Token (xoxb-)"
                if exc.error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked")
                else f"check that {settings.slack_api_url} is reachable from here")
-        return [fail("slack auth", str(exc), fix), skip("slack scopes", "auth failed"),
-                skip("slack channel", "auth failed"), *await socket_mode_check(settings)]
+        return [fail("slack auth", str(exc), fix), skip("slack workspace", "auth failed"),
+                skip("slack scopes", "auth failed"), skip("slack channel", "auth failed"),
+                *await socket_mode_check(settings)]
     results = [ok("slack auth", f"team {info.team} as {info.user or info.user_id} ({info.bot_id or 'no bot id'})")]
+    results += workspace_checks(settings, info)
     results.append(scopes_check(info.scopes))
     results.append(await channel_check(probe, settings.slack_channel))
     results += await socket_mode_check(settings)
     return results
+
+
+def workspace_checks(settings: Settings, info: AuthInfo) -> list[Result]:
+    """ESM_SLACK_TEAM_ID / ESM_SLACK_ENTERPRISE_ID against the token's own workspace (auth.test):
+    unset, the value to set is suggested; set to another one, it fails (every request would be
+    refused). Slack's ids are checked to be ids before they are printed."""
+    team = info.team_id if _TEAM.match(info.team_id) else ""
+    org = info.enterprise_id if _ENTERPRISE.match(info.enterprise_id) else ""
+    results = [_id_check("slack workspace", "ESM_SLACK_TEAM_ID", settings.slack_team_id, team, "team")]
+    if org or settings.slack_enterprise_id:
+        results.append(_id_check("slack enterprise", "ESM_SLACK_ENTERPRISE_ID", settings.slack_enterprise_id, org,
+                                 "Enterprise Grid org"))
+    return results
+
+
+def _id_check(check: str, name: str, configured: str | None, actual: str, what: str) -> Result:
+    if not actual:
+        if configured:
+            return fail(check, f"{name} is {configured}, but auth.test names no {what} for this token",
+                        f"unset {name}, or use the bot token of that {what}")
+        return skip(check, f"auth.test names no {what} id")
+    if configured is None:
+        return skip(check, f"{name} unset: Slack requests from any {what} are served; "
+                           f"set {name}={actual} to refuse every other one")
+    if configured != actual:
+        return fail(check, f"{name} is {configured}, but this token belongs to {what} {actual}: every Slack "
+                           "request would be refused", f"set {name}={actual} (or use the bot token of {configured})")
+    return ok(check, f"{name} matches the token's {what} {actual}: requests from any other are refused")
 
 
 def scopes_check(held: frozenset[str] | None) -> Result:

@@ -45,6 +45,7 @@ class ActionSpec:
     needs: frozenset[Needs] = frozenset()  # the button is hidden when the finding lacks these
     offered_while: frozenset[FindingStatus] = OPEN_ONLY  # finding states it is offered (and runs) in
     responders_only: bool = True  # only ESM_RESPONDERS may run it (checked on the server)
+    readers_only: bool = False  # reads audit data: with ESM_READERS set, only readers and responders (#11)
     destructive: bool = False  # honours ESM_DRY_RUN and runs at most once per finding
     confirm: Callable[[Finding], Confirm] | None = None
 

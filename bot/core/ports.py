@@ -153,12 +153,22 @@ class ActionStore(FindingReader, Protocol):
 class SuppressionStore(Protocol):
     """Benign suppressions made in Slack, and how many events every suppression has hidden."""
 
-    async def add_suppression(self, s: Suppression) -> Suppression: ...
+    async def add_suppression(self, s: Suppression) -> Suppression:
+        """Returns it with its id; raises SuppressionExists when an active one already hides the
+        same events (same detection, scope and patterns), decided in one transaction."""
+
     async def suppression(self, suppression_id: str) -> Suppression | None: ...
     async def active_suppressions(self, now: datetime) -> list[Suppression]: ...
     async def remove_suppression(self, suppression_id: str, by: str) -> bool: ...
     async def suppression_counts(self) -> dict[str, int]: ...
     async def count_suppressed(self, suppression_id: str, finding_key: str | None, events: int = 1) -> None: ...
+
+
+class ReplayLedger(Protocol):
+    """Signed Slack requests already let through, shared by restarts and replicas (#11)."""
+
+    async def first_seen(self, key: str, expires_at: datetime) -> bool:
+        """True for the first caller with this key until `expires_at`; False for every later one."""
 
 
 class HostIndex(Protocol):
@@ -232,7 +242,7 @@ class BenignStore(SuppressionStore, ActionStore, HostIndex, Protocol):
     """What the benign service uses: suppressions, the audit trail, and hosts' clusters."""
 
 
-class StateStore(SyncLedger, OutboxQueue, BenignStore, StatusReader, Protocol):
+class StateStore(SyncLedger, OutboxQueue, BenignStore, StatusReader, ReplayLedger, Protocol):
     """The whole state store, as the wiring opens and closes it (bot.adapters.state); every
     consumer names only the small port above that it uses."""
 

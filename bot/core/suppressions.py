@@ -8,6 +8,8 @@ Pure: imports only yaml, the standard library and bot.core.*.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -116,6 +118,28 @@ class Suppression:
 
     def active(self, now: datetime) -> bool:
         return self.expires_at is None or now < self.expires_at
+
+
+class SuppressionExists(Exception):
+    """An active suppression already hides the same events (same detection, scope and
+    patterns): the store keeps one, and `existing` is it."""
+
+    def __init__(self, existing: Suppression):
+        super().__init__(f"suppression {existing.id} already hides these events")
+        self.existing = existing
+
+
+def same_events_key(s: Suppression) -> str:
+    """What a suppression hides, as a digest: two with the same detection (as matching compares
+    names), scope and patterns (in any order) hide the same events, whatever their reason or
+    expiry. The store allows one active suppression per key."""
+    document = {
+        "detection": normalise_name(s.detection),
+        "scope": s.scope.to_json(),
+        "match": {name: sorted(set(globs)) for name, globs in s.match.items()},
+    }
+    text = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # ------------------------------------------------------------------------------- matching

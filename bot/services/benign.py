@@ -14,6 +14,7 @@ from bot.core.findings import Detection, Severity
 from bot.core.ports import AuditSource, BenignStore
 from bot.core.state import NewOutboxItem, NotePayload
 from bot.core.suppressions import Suppression, matches
+from bot.render.blocks import actor, escape, inert
 
 PREVIEW_WINDOW = timedelta(days=7)
 REMOVE_ACTION = "esm.benign_remove"  # the audit record's action name for /esm benign remove
@@ -58,6 +59,7 @@ class BenignService:
         return Preview(matched, len(rows), len(rows) >= PREVIEW_LIMIT)
 
     async def create(self, draft: Suppression) -> Suppression:
+        """Raises SuppressionExists when an active one already hides the same events (#11)."""
         return await self.store.add_suppression(draft)
 
     async def active(self) -> list[Suppression]:
@@ -69,19 +71,22 @@ class BenignService:
         return [(s, counts.get(s.id, 0)) for s in await self.active()]
 
     async def remove(self, suppression_id: str, by: str) -> str:
-        """A one-line answer: removed, unknown, already gone, or defined in rules/benign.yml.
-        A removal (or a refusal) of a Slack-made one is recorded on its finding and its thread."""
+        """A one-line answer (mrkdwn, every outside value escaped): removed, unknown, already gone,
+        or defined in rules/benign.yml. A removal (or a refusal) of a Slack-made one is recorded on
+        its finding and its thread (the note is escaped when it is sent, and a mention in the
+        detection name stays inert)."""
         wanted = suppression_id.strip()
         if any(rule.id == wanted for rule in self.rules):
-            return f"`{wanted[:80]}` is defined in rules/benign.yml: disable it there (enabled: false)."
+            return f"`{escape(wanted[:80])}` is defined in rules/benign.yml: disable it there (enabled: false)."
         found = await self.store.suppression(wanted)
         if found is None:
-            return f"No benign suppression `{wanted[:80]}`. `/esm benign list` shows the active ones."
+            return f"No benign suppression `{escape(wanted[:80])}`. `/esm benign list` shows the active ones."
         if not await self.store.remove_suppression(found.id, by):
             return f"Suppression `{found.id}` was already removed."
-        message = f"<@{by}> removed benign suppression `{found.id}` ({found.detection}): matching events are posted again."
+        message = (f"{actor(by)} removed benign suppression `{found.id}` ({inert(found.detection)}): "
+                   "matching events are posted again.")
         await self._record(found, by, "done", message, in_thread=True)
-        return f"Removed suppression `{found.id}` ({found.detection}): matching events will be posted again."
+        return f"Removed suppression `{found.id}` ({escape(found.detection)}): matching events will be posted again."
 
     async def refused(self, suppression_id: str, by: str, why: str) -> None:
         found = await self.store.suppression(suppression_id.strip())

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.observability import metrics
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus, ResponseAction
-from bot.core.authz import Authorizer
+from bot.core.authz import Authorizer, ReadAccess
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ButtonValue
 from bot.core.ports import ActionStore, ClusterControl, Interaction, StoreError
@@ -29,6 +29,11 @@ class Dispatcher:
     dry_run: bool = False
     on_outbox: Any = lambda: None
     extras: dict[str, Any] | None = None
+    read_access: ReadAccess | None = None  # None: suppressions for responders only, audit data open
+
+    def __post_init__(self) -> None:
+        if self.read_access is None:
+            self.read_access = ReadAccess(self.authorizer, restricted=False)
 
     async def click(self, action_id: str, raw_value: Any, interaction: Interaction) -> Outcome:
         try:
@@ -76,9 +81,12 @@ class Dispatcher:
         return ActionContext(finding, value, interaction, self.store, clusters, self.dry_run, dict(self.extras or {}))
 
     async def _authorise(self, action: ResponseAction, ctx: ActionContext) -> Outcome | None:
-        if not action.spec.responders_only:
+        if action.spec.responders_only:
+            allowed, why = await self.authorizer.allows(ctx.user_id)
+        elif action.spec.readers_only and self.read_access is not None:
+            allowed, why = await self.read_access.events(ctx.user_id)
+        else:
             return None
-        allowed, why = await self.authorizer.allows(ctx.user_id)
         if allowed:
             return None
         return Outcome(OutcomeStatus.REFUSED, f"Refused: {why}.", private=True)

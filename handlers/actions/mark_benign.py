@@ -15,6 +15,7 @@ from bot.core.benign_modal import FormState, default_state, preview_draft
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId
 from bot.render.benign_modal import PREVIEW_PENDING, build_view
+from bot.render.blocks import actor
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class MarkBenign:
     async def preflight(self, ctx: ActionContext) -> Outcome | None:
         finding = ctx.finding
         if finding.status == FindingStatus.BENIGN:
-            return Outcome(OutcomeStatus.ALREADY, f"already marked benign by <@{finding.status_by}>", private=True)
+            return Outcome(OutcomeStatus.ALREADY, f"already marked benign by {actor(finding.status_by)}", private=True)
         return None
 
     async def run(self, ctx: ActionContext) -> Outcome:

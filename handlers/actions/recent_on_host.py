@@ -1,5 +1,6 @@
 """Recent on this host: the last 24 hours of Capsule8 events on the finding's instance, grouped,
-answered to the clicker only. Read-only, so anyone in the channel may use it."""
+answered to the clicker only. Read-only, so anyone in the channel may use it, unless ESM_READERS
+is set: then, as /esm recent, only readers and responders."""
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ class RecentOnHost:
         needs=frozenset({Needs.INSTANCE}),
         offered_while=ALWAYS,
         responders_only=False,
+        readers_only=True,
     )
 
     async def preflight(self, ctx: ActionContext) -> Outcome | None:

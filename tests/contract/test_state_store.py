@@ -3,7 +3,9 @@ runs on both, `[sqlite]` and `[postgres]`): schema, atomic syncs, watermark, fin
 and stores made by earlier releases upgraded in place."""
 from __future__ import annotations
 
+import asyncio
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -22,6 +24,7 @@ from bot.core.state import (
     UpdatePayload,
 )
 from bot.core.events import parse_audit_row
+from bot.core.suppressions import Scope, Suppression, SuppressionExists
 from tests.state_stores import KINDS, open_store, reopen_store
 from bot.core.findings import (
     ClusterContext,
@@ -401,6 +404,162 @@ async def test_a_deferred_item_holds_back_the_rest_of_its_thread_only(store):
     assert due == [3], "reply 2 must not overtake reply 1 of the same thread"
 
 
+# ---------------------------------------------------------------- response actions
+
+
+async def test_a_destructive_action_is_claimed_once_until_released(store):
+    claims = await asyncio.gather(*(store.claim_action("f-1", "esm.terminate_cluster", f"U0R{n}") for n in range(4)))
+    assert sorted(claims) == [False, False, False, True]
+    assert await store.claim_action("f-1", "esm.acknowledge", "U0R0"), "another action has its own claim"
+    await store.release_claim("f-1", "esm.terminate_cluster")
+    assert await store.claim_action("f-1", "esm.terminate_cluster", "U0R1")
+
+
+# ---------------------------------------------------------------- replays (#11)
+
+
+def in_seconds(seconds: float) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+
+
+async def test_the_replay_ledger_lets_a_key_through_once_until_it_expires(store):
+    assert await store.first_seen("slack:a", in_seconds(900)) is True
+    assert await store.first_seen("slack:a", in_seconds(900)) is False
+    assert await store.first_seen("slack:b", in_seconds(900)) is True, "another key is another request"
+    assert await store.first_seen("slack:short", in_seconds(-1)) is True
+    assert await store.first_seen("slack:short", in_seconds(900)) is True, "an expired key is free again"
+    assert await store.first_seen("slack:short", in_seconds(900)) is False
+
+
+async def test_the_replay_ledger_survives_a_restart(store):
+    assert await store.first_seen("slack:restart", in_seconds(900)) is True
+    store = await reopen(store)
+    assert await store.first_seen("slack:restart", in_seconds(900)) is False
+    await store.close()
+
+
+async def test_concurrent_callers_of_one_key_one_wins(store):
+    answers = await asyncio.gather(*(store.first_seen("slack:race", in_seconds(900)) for _ in range(8)))
+    assert sorted(answers) == [False] * 7 + [True]
+
+
+async def test_expired_replay_keys_are_pruned(store):
+    for n in range(5):
+        await store.first_seen(f"slack:old-{n}", in_seconds(-60))
+    store._next_replay_prune = 0.0  # the next write prunes
+    await store.first_seen("slack:new", in_seconds(900))
+    await store.flush_replay_keys()  # SQLite writes new keys a moment later
+    assert await store.replay_keys_stored() == 1
+
+
+async def test_a_replay_guard_on_the_store_catches_a_replay_after_a_restart(store):
+    """Two guards on one store stand for two processes (a restart, or two replicas)."""
+    from emulators.slack_signing import signed_headers
+    from handlers.replay_guard import ReplayGuard
+
+    body = b"command=%2Fesm&text=status&user_id=U0RESPONDER"
+    headers = signed_headers("secret", body)
+    assert await ReplayGuard("secret", ledger=store).is_replay(body, headers) is False
+    store = await reopen(store)
+    assert await ReplayGuard("secret", ledger=store).is_replay(body, headers) is True
+    await store.close()
+
+
+async def test_a_locked_store_never_holds_a_slack_request_past_the_guards_bound(store, caplog):
+    """Someone else holds the store's lock. PostgreSQL (the replay ledger's table locked): the
+    guard waits no longer than its bound, this process's memory decides, and the log says so.
+    SQLite (the file locked): stored keys are read on the readers, which a writer's lock never
+    holds, so the store still decides; the new key is written once the lock is gone."""
+    from emulators.slack_signing import signed_headers
+    from handlers.replay_guard import ReplayGuard
+
+    await store.first_seen("slack:warm-up", in_seconds(900))  # the table exists
+    await store.flush_replay_keys()
+    guard = ReplayGuard("secret", ledger=store, ledger_timeout=0.5)
+    body = b"command=%2Fesm&text=help"
+    headers = signed_headers("secret", body)
+    with locked(store):
+        started = time.monotonic()
+        assert await guard.is_replay(body, headers) is False
+        assert time.monotonic() - started < 2.0
+        assert await guard.is_replay(body, headers) is True, "this process still remembers it"
+    if store.dialect == "postgresql":
+        assert guard.ledger_failures == 1 and "replay ledger unavailable" in caplog.text
+    else:
+        assert guard.ledger_failures == 0
+        await store.flush_replay_keys()
+        assert await store.replay_keys_stored() == 2
+        store = await reopen(store)
+        assert await ReplayGuard("secret", ledger=store).is_replay(body, headers) is True
+        await store.close()
+
+
+@contextmanager
+def locked(store):
+    """Another connection holds the replay ledger's table (PostgreSQL) or the whole file (SQLite)."""
+    if store.dialect == "sqlite":
+        import sqlite3
+
+        other = sqlite3.connect(store.target, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store.target) as other:
+            other.execute("LOCK TABLE replay_keys IN ACCESS EXCLUSIVE MODE")
+            yield
+            other.rollback()
+
+
+# ---------------------------------------------------------------- one active suppression (#11)
+
+
+def suppression(scope: Scope | None = None, match: dict | None = None, **changes) -> Suppression:
+    base = Suppression(
+        id="", detection=DETECTION.name, scope=scope or Scope(workspace_id="111", instance_id="i-1"),
+        match=match if match is not None else {"origin": ("container",), "file_path": ("/etc/ssl/*", "/usr/*")},
+        reason="lab", created_by="U0ALICE", created_at=T0, expires_at=in_seconds(3600), finding_key="f-1",
+    )
+    return replace(base, **changes)
+
+
+async def test_one_active_suppression_per_detection_scope_and_patterns(store):
+    first = await store.add_suppression(suppression())
+    same = suppression(match={"file_path": ("/usr/*", "/etc/ssl/*"), "origin": ("container",)},
+                       detection=DETECTION.name.upper(), reason="other words", created_by="U0BOB",
+                       expires_at=None)
+    with pytest.raises(SuppressionExists) as caught:
+        await store.add_suppression(same)
+    assert caught.value.existing.id == first.id and caught.value.existing.created_by == "U0ALICE"
+    # another scope, other patterns, another detection: other events, other suppressions
+    await store.add_suppression(suppression(scope=Scope(workspace_id="111", cluster_id="c-1")))
+    await store.add_suppression(suppression(match={"origin": ("host",)}))
+    await store.add_suppression(suppression(detection="Boot Files Modified"))
+    assert len(await store.active_suppressions(T0)) == 4
+    # once removed, or expired, the same one may be made again
+    assert await store.remove_suppression(first.id, "U0BOB")
+    again = await store.add_suppression(suppression())
+    expiring = await store.add_suppression(suppression(match={}, expires_at=in_seconds(0.5)))
+    await asyncio.sleep(0.6)
+    renewed = await store.add_suppression(suppression(match={}))
+    assert len({first.id, again.id, expiring.id, renewed.id}) == 4
+
+
+async def test_concurrent_identical_suppressions_make_one(store):
+    results = await asyncio.gather(*(store.add_suppression(suppression(created_by=f"U0R{n}")) for n in range(6)),
+                                   return_exceptions=True)
+    made = [r for r in results if isinstance(r, Suppression)]
+    refused = [r for r in results if isinstance(r, SuppressionExists)]
+    assert len(made) == 1 and len(refused) == 5, results
+    assert {r.existing.id for r in refused} == {made[0].id}
+    assert [s.id for s in await store.active_suppressions(T0)] == [made[0].id]
+
+
 # ---------------------------------------------------------------- stores of earlier releases
 
 
@@ -482,8 +641,10 @@ async def test_a_store_of_the_previous_release_is_upgraded_in_place(kind, reques
         [pending] = await store.due_outbox()
         assert (pending.kind, pending.payload) == ("reply", ReplyPayload({"n": 7}, "wh-old")), \
             "an item queued before the upgrade is still sent after it, with its correlation id"
-        [suppression] = await store.active_suppressions(T0)
-        assert (suppression.id, suppression.created_by) == ("b1", "U0ALICE")
+        [kept] = await store.active_suppressions(T0)
+        assert (kept.id, kept.created_by) == ("b1", "U0ALICE")
+        with pytest.raises(SuppressionExists):  # the upgrade keyed it: the same one is not made twice
+            await store.add_suppression(replace(kept, id="", created_by="U0BOB"))
         # and it goes on working: a new sync lands next to the old rows
         await store.record_sync([event("e-new")], [finding("f-2", group="g-2")], [item("f-2", "post", {})],
                                 T0 + timedelta(minutes=1))

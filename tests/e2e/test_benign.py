@@ -237,8 +237,11 @@ async def test_marking_benign_closes_the_finding_and_hides_later_matching_events
     assert len(bot.findings()) == 2
     assert "suppressed: 1" in await status_text(bot)
 
-    # /esm benign list shows it, with its count and expiry
+    # /esm benign list shows it, with its count and expiry, to responders only (#11)
     url = await bot.command("benign list", user_id=OUTSIDER)
+    [refused] = await bot.answers(url)
+    assert refused["text"].startswith("Refused") and "b1" not in refused["text"]
+    url = await bot.command("benign list")
     [listing] = await bot.answers(url)
     assert "b1" in listing["text"] and CA in listing["text"] and f"instance {DRIVER}" in listing["text"]
     assert "matched 1" in listing["text"] and "expires" in listing["text"] and REASON in listing["text"]

@@ -69,6 +69,32 @@ async def test_failures_say_what_to_fix_and_exit_1(env, slack, dbx):
     assert text.count("fix:") == 4
 
 
+async def test_the_slack_workspace_is_suggested_when_unset_and_a_mismatch_fails(env, slack):
+    """ESM_SLACK_TEAM_ID / ESM_SLACK_ENTERPRISE_ID (#11) against auth.test's team and org."""
+    code, checks, text = await doctor(env)
+    assert code == 0, text
+    status, detail = checks["slack workspace"]
+    assert status == "skip" and "set ESM_SLACK_TEAM_ID=T0ESM" in detail
+    assert "slack enterprise" not in checks, "no Enterprise Grid org: nothing to say"
+
+    code, checks, text = await doctor({**env, "ESM_SLACK_TEAM_ID": "T0ESM"})
+    assert code == 0 and checks["slack workspace"][0] == "ok", text
+
+    code, checks, text = await doctor({**env, "ESM_SLACK_TEAM_ID": "T0ELSEWHERE"})
+    assert code == 1 and checks["slack workspace"][0] == "FAIL"
+    assert "belongs to team T0ESM" in checks["slack workspace"][1] and "fix: set ESM_SLACK_TEAM_ID=T0ESM" in text
+
+    slack.bot["enterprise_id"] = "E0ESMORG"
+    code, checks, text = await doctor(env)
+    assert code == 0 and checks["slack enterprise"][0] == "skip"
+    assert "set ESM_SLACK_ENTERPRISE_ID=E0ESMORG" in checks["slack enterprise"][1]
+    code, checks, text = await doctor({**env, "ESM_SLACK_ENTERPRISE_ID": "E0OTHERORG"})
+    assert code == 1 and checks["slack enterprise"][0] == "FAIL" and "fix: set ESM_SLACK_ENTERPRISE_ID=E0ESMORG" in text
+    slack.bot["team_id"] = "<!channel>"  # never printed: not a team id
+    code, checks, text = await doctor(env)
+    assert "<!channel>" not in text and checks["slack workspace"] == ("skip", "auth.test names no team id")
+
+
 async def test_bad_credentials(env, slack, dbx):
     env["SLACK_BOT_TOKEN"] = "xoxb-wrong-token-123"
     env["DATABRICKS_TOKEN"] = "dapi-wrong-token-123"

@@ -64,3 +64,34 @@ async def test_the_socket_reconnects_when_slack_drops_it(socket_bot: Bot, slack)
                                                 response_url=response_url)
     await slack.socket.wait_ack(envelope)
     await socket_bot.answers(response_url)
+
+
+async def test_an_envelope_from_another_workspace_is_not_run_over_socket_mode(tmp_path, slack, dbx):
+    """ESM_SLACK_TEAM_ID (#11) holds over the websocket too: Bolt's middleware refuses the envelope
+    before any listener runs, so it is never acknowledged nor answered."""
+    import asyncio
+    import secrets
+
+    from emulators.slack_signing import APP_ID
+
+    slack.app_token = APP_TOKEN
+    bot = Bot(tmp_path, slack, dbx, SLACK_APP_TOKEN=APP_TOKEN, ESM_SLACK_TEAM_ID="T0ESM")
+    del bot.env["SLACK_SIGNING_SECRET"]
+    await bot.start()
+    try:
+        await slack.socket.wait_connected()
+        foreign_url = slack.new_response_url(CHANNEL)
+        envelope = await slack.socket.send("slash_commands", {
+            "team_id": "T0OTHER", "team_domain": "elsewhere", "channel_id": CHANNEL, "user_id": RESPONDER,
+            "command": "/esm", "text": "status", "api_app_id": APP_ID, "response_url": foreign_url,
+            "trigger_id": f"{secrets.randbelow(10**6)}.42.trigger",
+        }, accepts_response_payload=True)
+        with pytest.raises(asyncio.TimeoutError):
+            await slack.socket.wait_ack(envelope, timeout=1.5)
+        assert slack.responses(foreign_url) == []
+        own_url = slack.new_response_url(CHANNEL)
+        await slack.socket.wait_ack(await slack.socket.slash_command(
+            text="help", user_id=RESPONDER, channel_id=CHANNEL, response_url=own_url))
+        assert "esm-bot" in (await bot.answers(own_url))[0]["text"]
+    finally:
+        await bot.stop()

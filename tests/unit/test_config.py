@@ -215,3 +215,26 @@ def test_settings_are_frozen():
 def test_every_setting_has_an_environment_variable():
     read_from_the_workspaces_file = {"workspaces", "workspace_tokens"}
     assert set(ENV_NAMES) == set(Settings.__dataclass_fields__) - read_from_the_workspaces_file
+
+
+# ---------------------------------------------------------------- Slack-side hardening (#11)
+
+
+def test_readers_and_the_slack_workspace_are_read():
+    settings = load_settings({"ESM_READERS": "U0READER, S0AUDITORS W0GUEST", "ESM_SLACK_TEAM_ID": "T0ESM",
+                              "ESM_SLACK_ENTERPRISE_ID": "E0ESMORG"})
+    assert settings.readers == ("U0READER", "S0AUDITORS", "W0GUEST")
+    assert (settings.slack_team_id, settings.slack_enterprise_id) == ("T0ESM", "E0ESMORG")
+    unset = load_settings({})
+    assert (unset.readers, unset.slack_team_id, unset.slack_enterprise_id) == ((), None, None)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("ESM_READERS", "U0READER,bob"), ("ESM_READERS", "C0123ABCD"),
+    ("ESM_SLACK_TEAM_ID", "E0ESMORG"), ("ESM_SLACK_TEAM_ID", "t0esm"), ("ESM_SLACK_TEAM_ID", "T0ESM' OR 1=1"),
+    ("ESM_SLACK_ENTERPRISE_ID", "T0ESM"), ("ESM_SLACK_ENTERPRISE_ID", "<!channel>"),
+])
+def test_malformed_readers_and_workspace_ids_name_the_variable(name, value):
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: value})
+    assert name in str(info.value) and "\n" not in str(info.value)

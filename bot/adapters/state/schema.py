@@ -102,6 +102,9 @@ suppressions = Table(
     Column("finding_key", Str),
     Column("removed_by", Str),
     Column("removed_at", UtcTime),
+    # what it hides while active, NULL once removed or expired: one active suppression per key (#11)
+    Column("active_key", Str),
+    Index("suppressions_active_key", "active_key", unique=True),
     sqlite_autoincrement=True,
 )
 
@@ -118,4 +121,13 @@ outbox_leases = Table(
     Column("finding_key", Str, primary_key=True),
     Column("replica", Str, nullable=False),
     Column("lease_until", UtcTime, nullable=False),
+)
+
+# Slack-side hardening (#11): the signed Slack requests let through, shared by restarts and
+# replicas, so a replay is never run again; rows past expires_at are pruned
+replay_keys = Table(
+    "replay_keys", metadata,
+    Column("key", Str, primary_key=True),
+    Column("expires_at", UtcTime, nullable=False),
+    Index("replay_keys_expires", "expires_at"),
 )

@@ -11,6 +11,7 @@ and outbox leases on PostgreSQL, nothing to share on SQLite).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -45,7 +46,7 @@ from bot.core.state import (
     payload_from_json,
     payload_to_json,
 )
-from bot.core.suppressions import Scope, Suppression
+from bot.core.suppressions import Scope, Suppression, SuppressionExists, same_events_key
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ BUSY_TIMEOUT_MS = 1000  # SQLite: how long a write waits for another process's l
 ID_CHUNK = 5000  # ids per IN (...) list
 PG_ID_CHUNK = 50_000  # ids per = ANY(array) on PostgreSQL
 PENDING, SENT, DEAD = "pending", "sent", "dead"
+REPLAY_PRUNE_INTERVAL = 60.0  # seconds between prunes of expired replay keys (#11)
+REPLAY_PRUNE_BATCH = 5000  # expired replay keys deleted per prune at most
+REPLAY_BUSY_TIMEOUT_MS = 250  # SQLite: how long a replay key's write waits for the file's lock
+REPLAY_FLUSH_RETRY = 5.0  # SQLite: seconds before writing replay keys is tried again after a failure
+REPLAY_PENDING_MAX = 200_000  # SQLite: keys remembered in the process (and waiting to be written), at most
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
@@ -80,6 +86,11 @@ class StateStore:
         self.dialect = writer.dialect.name
         self._url = target if self.dialect == "postgresql" else None  # its password is masked in every error
         self._closed = False
+        self._next_replay_prune = 0.0  # monotonic: when first_seen next prunes expired keys
+        self._replay_here: dict[str, datetime] = {}  # SQLite: keys this process let through, until they expire
+        self._replay_pending: dict[str, datetime] = {}  # SQLite: those not written yet
+        self._replay_flusher: asyncio.Task[None] | None = None
+        self._ledger_writer: AsyncEngine | None = None  # SQLite: the replay ledger's own connection
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -145,8 +156,18 @@ class StateStore:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._replay_pending:  # a restart must still know them
+            try:
+                await asyncio.wait_for(self.flush_replay_keys(), REPLAY_FLUSH_RETRY)
+            except (StateStoreError, asyncio.TimeoutError) as exc:
+                log.warning("%d replay keys not written before closing: %s", len(self._replay_pending), exc)
         self._closed = True
+        if self._replay_flusher is not None:
+            self._replay_flusher.cancel()
+            await asyncio.gather(self._replay_flusher, return_exceptions=True)
         await self._coord.stop()
+        if self._ledger_writer is not None:
+            await self._ledger_writer.dispose()
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
@@ -363,9 +384,9 @@ class StateStore:
     async def claim_action(self, key: str, action: str, user_id: str) -> bool:
         """True for the first caller only: a double click or two responders run it once."""
         stmt = self._insert(t.action_claims).values(finding_key=key, action=action, user_id=user_id, at=_now())
-        async with self._write() as conn:
-            result = await conn.execute(stmt.on_conflict_do_nothing())
-        return result.rowcount == 1
+        async with self._write() as conn:  # RETURNING, not rowcount: psycopg (SQLAlchemy 2.1) counts no INSERT
+            claimed = (await conn.execute(stmt.on_conflict_do_nothing().returning(t.action_claims.c.user_id))).first()
+        return claimed is not None
 
     async def release_claim(self, key: str, action: str) -> None:
         async with self._write() as conn:
@@ -395,15 +416,35 @@ class StateStore:
     # -- benign suppressions -----------------------------------------------------------------
 
     async def add_suppression(self, s: Suppression) -> Suppression:
-        """Store a Slack-made suppression; returns it with its id ("b<n>")."""
+        """Store a Slack-made suppression; returns it with its id ("b<n>"). One transaction keeps
+        one active suppression per (detection, scope, patterns): when another already hides the
+        same events (two responders submitting at once, or twice), SuppressionExists names it."""
+        now = _now()
+        key = same_events_key(s)
         values = {
             "detection": s.detection, "scope": s.scope.to_json(), "match": {k: list(v) for k, v in s.match.items()},
-            "reason": s.reason, "created_by": s.created_by, "created_at": s.created_at or _now(),
-            "expires_at": s.expires_at, "finding_key": s.finding_key,
+            "reason": s.reason, "created_by": s.created_by, "created_at": s.created_at or now,
+            "expires_at": s.expires_at, "finding_key": s.finding_key, "active_key": key,
         }
+        if s.expires_at is not None and s.expires_at <= now:
+            values["active_key"] = None  # expired on arrival: it hides nothing, so it holds no key
+        insert = self._insert(t.suppressions).values(**values)
         async with self._write() as conn:
-            row = (await conn.execute(t.suppressions.insert().values(**values).returning(t.suppressions))).one()
-        return _suppression_from_row(row)
+            # one that expired no longer holds the key: the new one may take it
+            await conn.execute(update(t.suppressions).where(
+                t.suppressions.c.active_key == key, t.suppressions.c.expires_at.is_not(None),
+                t.suppressions.c.expires_at <= now,
+            ).values(active_key=None))
+            row = (await conn.execute(
+                insert.on_conflict_do_nothing(index_elements=[t.suppressions.c.active_key]).returning(t.suppressions)
+            )).first()
+            existing = None if row is not None else (await conn.execute(
+                select(t.suppressions).where(t.suppressions.c.active_key == key))).first()
+        if row is not None:
+            return _suppression_from_row(row)
+        if existing is None:  # the other one was removed in between: nothing holds the key now
+            raise StateStoreError("state store write failed: the suppression changed meanwhile; submit it again")
+        raise SuppressionExists(_suppression_from_row(existing))
 
     async def suppression(self, suppression_id: str) -> Suppression | None:
         """A Slack-made suppression by id, removed or expired ones included."""
@@ -431,7 +472,7 @@ class StateStore:
         async with self._write() as conn:
             result = await conn.execute(
                 update(t.suppressions).where(t.suppressions.c.id == number, t.suppressions.c.removed_at.is_(None))
-                .values(removed_by=by, removed_at=_now())
+                .values(removed_by=by, removed_at=_now(), active_key=None)
             )
         return result.rowcount == 1
 
@@ -445,6 +486,94 @@ class StateStore:
         """Count matches outside a sync (the sync counts inside record_sync)."""
         async with self._write() as conn:
             await self._count_suppressed(conn, [(suppression_id, finding_key)] * events)
+
+    # -- replays (#11) -------------------------------------------------------------------------
+
+    async def first_seen(self, key: str, expires_at: datetime) -> bool:
+        """True for the first caller with this key until it expires, across restarts and
+        replicas; False for every later one. Every key is written with INSERT … ON CONFLICT DO
+        NOTHING; expired keys are free again, and pruned now and then.
+
+        PostgreSQL (replicas): that INSERT decides, in the caller's time. SQLite (one process per
+        file): the keys stored before (a restart) are read on the readers, which never wait for the
+        writer; within the process the pending keys decide; and the new key is written at once in
+        the background, on the ledger's own connection, which waits at most 250 ms for the file's
+        lock and is tried again later: the store's single writer is never held up ahead of the
+        request's own writes (a locked file must not stall a click: tests/e2e/test_never_blind)."""
+        if self.dialect == "sqlite":
+            return await self._first_seen_here(key, expires_at)
+        keys = t.replay_keys
+        async with self._write() as conn:
+            await conn.execute(keys.delete().where(keys.c.key == key, keys.c.expires_at <= _now()))
+            inserted = (await conn.execute(  # RETURNING, not rowcount: psycopg may not count an INSERT
+                self._insert(keys).values(key=key, expires_at=expires_at).on_conflict_do_nothing(
+                    index_elements=[keys.c.key]).returning(keys.c.key)
+            )).first() is not None
+            await self._prune_replay_keys(conn)
+        return inserted
+
+    async def _first_seen_here(self, key: str, expires_at: datetime) -> bool:
+        keys = t.replay_keys
+        stored = self._stored(key)
+        async with self._read() as conn:
+            before = (await conn.execute(
+                select(keys.c.key).where(keys.c.key == stored, keys.c.expires_at > _now()))).first()
+        here = self._replay_here.get(key)
+        if before is not None or (here is not None and here > _now()):
+            return False
+        self._replay_here[key] = self._replay_pending[key] = expires_at  # no await since the check: the first
+        for remembered in (self._replay_here, self._replay_pending):
+            while len(remembered) > REPLAY_PENDING_MAX:
+                remembered.pop(next(iter(remembered)))
+        if self._replay_flusher is None or self._replay_flusher.done():
+            self._replay_flusher = asyncio.get_running_loop().create_task(self._flush_replay_keys_later())
+        return True
+
+    async def _flush_replay_keys_later(self) -> None:
+        while self._replay_pending and not self._closed:
+            try:
+                await self.flush_replay_keys()
+            except Exception as exc:  # kept, and tried again: this process remembers them meanwhile
+                log.warning("replay keys not written yet (%s); trying again in %gs", exc, REPLAY_FLUSH_RETRY)
+                await asyncio.sleep(REPLAY_FLUSH_RETRY)
+
+    async def flush_replay_keys(self) -> None:
+        """Write the keys this process let through and has not written yet (SQLite), in one
+        transaction on the ledger's own connection; a key that cannot be written stays pending."""
+        batch = dict(self._replay_pending)
+        if not batch or self.dialect != "sqlite":
+            return
+        if self._ledger_writer is None:
+            self._ledger_writer = _sqlite_ledger_engine(self.target)
+        keys, now = t.replay_keys, _now()
+        rows = [{"key": k, "expires_at": until} for k, until in batch.items() if until > now]
+        with _store_errors("write"):
+            async with self._ledger_writer.begin() as conn:
+                if rows:
+                    await conn.execute(keys.delete().where(keys.c.key.in_([r["key"] for r in rows]),
+                                                           keys.c.expires_at <= now))
+                    await conn.execute(self._insert(keys).on_conflict_do_nothing(index_elements=[keys.c.key]), rows)
+                await self._prune_replay_keys(conn)
+        for k in batch:
+            if self._replay_pending.get(k) == batch[k]:
+                del self._replay_pending[k]
+        while self._replay_here:  # in the order let through, which is (nearly) the order they expire in
+            oldest, until = next(iter(self._replay_here.items()))
+            if until > now:
+                break
+            del self._replay_here[oldest]
+
+    async def _prune_replay_keys(self, conn: AsyncConnection) -> None:
+        if time.monotonic() < self._next_replay_prune:
+            return
+        self._next_replay_prune = time.monotonic() + REPLAY_PRUNE_INTERVAL
+        keys = t.replay_keys
+        expired = select(keys.c.key).where(keys.c.expires_at <= _now()).limit(REPLAY_PRUNE_BATCH)
+        await conn.execute(keys.delete().where(keys.c.key.in_(expired.scalar_subquery())))
+
+    async def replay_keys_stored(self) -> int:
+        async with self._read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.replay_keys))).scalar() or 0)
 
     # -- outbox ------------------------------------------------------------------------------
 
@@ -558,12 +687,21 @@ def _sqlite_engines(path: str) -> tuple[AsyncEngine, AsyncEngine]:
     return writer, reader
 
 
-def _sqlite_setup(engine: AsyncEngine, begin: str) -> None:
+def _sqlite_ledger_engine(path: str) -> AsyncEngine:
+    """SQLite: the replay ledger's own writer connection (#11). Its writes are a few rows and
+    wait at most REPLAY_BUSY_TIMEOUT_MS for the file's lock, so they never queue on, nor hold up,
+    the store's writer: a Slack request's own writes go first."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=1, max_overflow=0, pool_timeout=60)
+    _sqlite_setup(engine, "BEGIN IMMEDIATE", REPLAY_BUSY_TIMEOUT_MS)
+    return engine
+
+
+def _sqlite_setup(engine: AsyncEngine, begin: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver's own BEGIN is off: ours follows
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
