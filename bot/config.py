@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from bot.core.deploy_plan import Schedule
 from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -104,6 +105,8 @@ class Settings:
     port: int = 8080
     warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
     public_url: str | None = None  # esm-bot deploy: the bot's public base URL (the webhook target)
+    # field truth (#13): esm-bot deploy's alerts run on their own schedule (AlertsV2, or a job on legacy)
+    alert_schedule: timedelta = timedelta(minutes=10)  # how often each alert runs; divides an hour
 
     @property
     def duckdb_path(self) -> str | None:
@@ -166,6 +169,7 @@ ENV_NAMES = {
     "port": "ESM_PORT",
     "warehouse_id": "ESM_WAREHOUSE_ID",
     "public_url": "ESM_PUBLIC_URL",
+    "alert_schedule": "ESM_ALERT_SCHEDULE",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token"}
@@ -274,9 +278,19 @@ def _convert(attr: str, text: str) -> object:
         "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
+        "alert_schedule": _parse_alert_schedule,
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)
+
+
+def _parse_alert_schedule(text: str, name: str) -> timedelta:
+    interval = parse_duration(text, name)
+    try:
+        Schedule.every(interval)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {text!r}: {exc}") from None
+    return interval
 
 
 def _parse_log_level(text: str, name: str) -> str:

@@ -215,3 +215,11 @@ def test_settings_are_frozen():
 def test_every_setting_has_an_environment_variable():
     read_from_the_workspaces_file = {"workspaces", "workspace_tokens"}
     assert set(ENV_NAMES) == set(Settings.__dataclass_fields__) - read_from_the_workspaces_file
+
+
+def test_alert_schedule_defaults_to_ten_minutes_and_must_divide_an_hour():
+    assert load_settings({}).alert_schedule == timedelta(minutes=10)
+    assert load_settings({"ESM_ALERT_SCHEDULE": "1h"}).alert_schedule == timedelta(hours=1)
+    for bad in ("7m", "90s", "2h", "0"):
+        with pytest.raises(ConfigError, match="^ESM_ALERT_SCHEDULE: "):
+            load_settings({"ESM_ALERT_SCHEDULE": bad})
