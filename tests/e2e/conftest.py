@@ -20,6 +20,7 @@ from bot.runtime import Runtime, build_runtime
 from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator, blocks_to_text
 from emulators.slack_signing import block_actions_body, signed_form_headers, slash_command_body
+from tests.payloads import DOCUMENTED_CURRENT
 
 CHANNEL = "C0FINDINGS"
 SLACK_TOKEN = "xoxb-e2e-token-7f3a9c"
@@ -29,16 +30,8 @@ DBX_TOKEN = "dapi-e2e-token-44c0"
 RESPONDER = "U0RESPONDER"
 OUTSIDER = "U0OUTSIDER"
 
-CURRENT_PAYLOAD = {
-    "event": "alert_state_change",
-    "url_base": "https://dbc-e2e.cloud.databricks.com",
-    "alert": {
-        "title": "ESM kernel events",
-        "description": "Capsule8 kernel detections",
-        "alert": {"id": "a-1", "name": "ESM kernel events", "owner": "sec@example.com",
-                  "query_text": "SELECT 1", "warehouse_id": "w1", "evaluations": []},
-    },
-}
+# what a current (AlertsV2) alert sends: Databricks' documented example (tests/payloads.py)
+CURRENT_PAYLOAD = DOCUMENTED_CURRENT
 LEGACY_PAYLOAD = {
     "event": "TRIGGERED",
     "url_base": "https://dbc-e2e.cloud.databricks.com",
