@@ -139,6 +139,7 @@ class Bot:
         button = next(e for b in current["blocks"] if b["type"] == "actions" for e in b["elements"]
                       if e["action_id"] == action_id)
         response_url = self.slack.new_response_url(CHANNEL, message["ts"])
+        extra.setdefault("trigger_id", self.slack.trigger_id())  # it opens a view within 3 s, once
         body = block_actions_body(action_id=action_id, value=extra.pop("value", button["value"]), user_id=user_id,
                                   channel_id=CHANNEL, message=current, response_url=response_url, **extra)
         status, answer = await self.slack_request(body)
