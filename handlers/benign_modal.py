@@ -6,10 +6,9 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.actions import ActionContext, Outcome, OutcomeStatus
@@ -17,8 +16,9 @@ from bot.core.benign_modal import B_REASON, default_state, draft_for
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId, ButtonValue
 from bot.core.suppressions import Suppression
-from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, build_view, read_state
+from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, PREVIEW_COMPUTING, build_view, read_state
 from handlers.actions.mark_benign import preview_text
+from handlers.interactions import BoltModal
 from bot.services.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class ModalInteraction:
         if self.channel:
             await self.client.chat_postEphemeral(channel=self.channel, user=self.user_id, text=text, blocks=blocks)
 
-    async def open_modal(self, view: dict[str, Any]) -> None:
+    async def open_modal(self, view: dict[str, Any]) -> NoReturn:
         raise RuntimeError("a modal submission cannot open another modal here")
 
 
@@ -110,8 +110,8 @@ async def refresh(dispatcher: Dispatcher, user_id: str, view: dict[str, Any], cl
     if finding is None or view.get("callback_id") != CALLBACK_ID:
         return  # fail closed: nothing is shown to someone who may not see it
     state = read_state((view.get("state") or {}).get("values"), default_state(finding))
-    text = await preview_text((dispatcher.extras or {}).get("benign"), finding, state, timeout=10.0)
-    try:
-        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=build_view(finding, state, text))
-    except SlackApiError as exc:  # hash_conflict: the user changed it again; that change re-counts
-        log.info("benign preview not updated: %s", exc.response.get("error"))
+    modal = BoltModal(client, str(view.get("id") or ""), view.get("hash"))
+    # at once "computing…", then the count; a newer change of the user's wins (hash_conflict)
+    if await modal.update(build_view(finding, state, PREVIEW_COMPUTING)):
+        text = await preview_text((dispatcher.extras or {}).get("benign"), finding, state)
+        await modal.update(build_view(finding, state, text))
