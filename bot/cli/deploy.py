@@ -14,7 +14,8 @@ is deleted only after the object replacing it exists.
 Idempotency: an object is written only when a field esm-bot sets differs from what the API
 returns. The webhook destination's url, username and password are never returned by the API,
 so its display name carries the (non-secret) webhook URL: a new public URL means a new
-destination (the jobs are re-pointed, the old one is deleted). Changed credentials cannot be
+destination (the alerts' subscriptions, or the legacy jobs, are re-pointed, then the old one is
+deleted). Changed credentials cannot be
 detected: `--rotate-webhook-secret` re-sends them. Nothing secret is ever written to a name,
 a description or a tag.
 """
