@@ -41,8 +41,9 @@ ALERT_PAYLOAD = {
     "url_base": "https://dbc-bench.cloud.databricks.com",
     "alert": {
         "title": "ESM kernel events", "description": "Capsule8 detections",
-        "alert": {"id": "bench-alert", "name": "ESM kernel events", "owner": "sec@example.com",
-                  "query_text": "SELECT 1", "warehouse_id": "w1", "evaluations": []},
+        "alert": {"id": "bench-alert", "name": "ESM kernel events",
+                  "owner": {"id": 1, "name": "Security", "email": "sec@example.com"},
+                  "query_text": "SELECT 1", "warehouse_id": "w1"},
     },
 }
 IDENTITY = BotIdentity(channel=CHANNEL, slack_token=SLACK_TOKEN, signing_secret=SIGNING_SECRET,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from bot.core.deploy_plan import Schedule
 from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -113,6 +114,8 @@ class Settings:
     readers: tuple[str, ...] = ()  # ESM_READERS: who may read suppressions (and, when set, /esm recent and status)
     slack_team_id: str | None = None  # ESM_SLACK_TEAM_ID: Slack requests from any other workspace are refused
     slack_enterprise_id: str | None = None  # ESM_SLACK_ENTERPRISE_ID: the same for the Enterprise Grid org
+    # field truth (#13): esm-bot deploy's alerts run on their own schedule (AlertsV2, or a job on legacy)
+    alert_schedule: timedelta = timedelta(minutes=10)  # how often each alert runs; divides an hour
 
     @property
     def duckdb_path(self) -> str | None:
@@ -194,6 +197,7 @@ ENV_NAMES = {
     "readers": "ESM_READERS",
     "slack_team_id": "ESM_SLACK_TEAM_ID",
     "slack_enterprise_id": "ESM_SLACK_ENTERPRISE_ID",
+    "alert_schedule": "ESM_ALERT_SCHEDULE",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
@@ -351,9 +355,19 @@ def _convert(attr: str, text: str) -> object:
         "readers": _parse_responders,
         "slack_team_id": _parse_slack_id(_TEAM_ID, "team id (T…)"),
         "slack_enterprise_id": _parse_slack_id(_ENTERPRISE_ID, "Enterprise Grid id (E…)"),
+        "alert_schedule": _parse_alert_schedule,
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)
+
+
+def _parse_alert_schedule(text: str, name: str) -> timedelta:
+    interval = parse_duration(text, name)
+    try:
+        Schedule.every(interval)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {text!r}: {exc}") from None
+    return interval
 
 
 def _parse_log_level(text: str, name: str) -> str:

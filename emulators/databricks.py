@@ -1,9 +1,17 @@
 """A local Databricks workspace REST emulator for contract tests.
 
 The real `databricks.sdk.WorkspaceClient` talks plain HTTP to it. Paths and JSON shapes follow
-what databricks-sdk 0.16x sends and parses (clusters 2.1, jobs 2.2, SQL queries/alerts 2.0,
-notification destinations 2.0). State lives in memory; every request is recorded; faults and
-delays can be injected per path fragment.
+what databricks-sdk 0.16x sends and parses (clusters 2.1, jobs 2.2, SQL queries and legacy
+alerts 2.0, AlertsV2 `/api/2.0/alerts`, notification destinations 2.0). State lives in memory;
+every request is recorded; faults and delays can be injected per path fragment.
+
+As strict as the real service: the bodies of the SQL objects and destinations are checked
+against the SDK's own dataclasses and enums (emulators/sdk_schema.py: a missing required field
+or an unknown enum value is 400 INVALID_PARAMETER_VALUE), a display name another live object of
+the same API already has is 400 RESOURCE_ALREADY_EXISTS (the APIs fail on a conflict unless asked
+to resolve it), and a webhook destination's URL must be HTTPS. `alerts_v2_api` reproduces a
+workspace without AlertsV2: "missing" answers 404 ENDPOINT_NOT_FOUND, "disabled" 400
+FEATURE_DISABLED.
 
 It runs on the caller's event loop: drive the (synchronous) SDK from `asyncio.to_thread`,
 otherwise the SDK blocks the loop that is supposed to answer it.
@@ -21,6 +29,9 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from aiohttp import web
+from databricks.sdk.service import settings as sdk_settings, sql as sdk_sql
+
+from emulators.sdk_schema import first_problem
 
 Json = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[Json]]
@@ -100,6 +111,7 @@ class DatabricksEmulator:
         termination_seconds: float = 0.0,
         serve_host_metadata: bool = True,
         legacy_not_found: bool = False,
+        alerts_v2_api: str = "enabled",
     ):
         self.token = token  # None: accept any (or no) credentials
         self.page_size = page_size
@@ -111,11 +123,15 @@ class DatabricksEmulator:
         # The real clusters/get has answered an unknown id with 400 INVALID_PARAMETER_VALUE
         # "Cluster ... does not exist" (the SDK remaps it); True reproduces that shape.
         self.legacy_not_found = legacy_not_found
+        if alerts_v2_api not in ("enabled", "missing", "disabled"):
+            raise ValueError("alerts_v2_api: enabled, missing or disabled")
+        self.alerts_v2_api = alerts_v2_api
         self.clusters: dict[str, Json] = {}
         self.cluster_events: dict[str, list[Json]] = {}
         self.runs: dict[int, Json] = {}
         self.queries: dict[str, Json] = {}
-        self.alerts: dict[str, Json] = {}
+        self.alerts: dict[str, Json] = {}  # legacy: /api/2.0/sql/alerts
+        self.v2_alerts: dict[str, Json] = {}  # AlertsV2: /api/2.0/alerts
         self.destinations: dict[str, Json] = {}  # stored unmasked; responses are masked
         self.user_groups: list[str] = ["users"]  # the caller's groups, as SCIM Me lists them
         # cluster id -> access control list; unset: the creator and the admins group hold CAN_MANAGE
@@ -386,6 +402,7 @@ class DatabricksEmulator:
                                          self._new_query)
         json_routes += self._crud_routes("/api/2.0/sql/alerts", self.alerts, "Alert", "alert",
                                          self._new_alert)
+        json_routes += self._alert_v2_routes()
         json_routes += self._destination_routes()
         for method, path, handler in json_routes:
             router.add_route(method, path, self._as_json(handler))
@@ -564,6 +581,7 @@ class DatabricksEmulator:
             fields = (await request.json()).get(key) or {}
             obj = {**build(fields), "id": str(uuid.uuid4()), "lifecycle_state": "ACTIVE",
                    "owner_user_name": self.user_name, "create_time": _iso_now(), "update_time": _iso_now()}
+            self._check_name_free(store, obj, kind)
             store[obj["id"]] = obj
             return obj
 
@@ -578,9 +596,12 @@ class DatabricksEmulator:
 
         async def update(request: web.Request) -> Json:
             obj, body = existing(request), await request.json()
-            self._apply_update_mask(obj, body.get(key) or {}, body.get("update_mask"))
-            build(obj)  # re-validate the result
-            obj["update_time"] = _iso_now()
+            changed = dict(obj)
+            self._apply_update_mask(changed, body.get(key) or {}, body.get("update_mask"))
+            build(changed)  # re-validate the result
+            self._check_name_free(store, changed, kind)
+            obj.clear()
+            obj.update(changed, update_time=_iso_now())
             return obj
 
         async def delete(request: web.Request) -> Json:
@@ -621,17 +642,120 @@ class DatabricksEmulator:
         if missing:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Missing required field(s): {', '.join(missing)}")
 
+    @staticmethod
+    def _check_schema(cls: type, fields: Json) -> None:
+        """The SDK's dataclass for this body: required fields present, enum values known."""
+        problem = first_problem(cls, fields)
+        if problem:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", problem)
+
+    def _home(self) -> str:
+        return f"/Users/{self.user_name}"
+
+    def _check_name_free(self, store: dict[str, Json], obj: Json, kind: str) -> None:
+        """A live object of the same API, in the same folder, with the same display name: the API
+        fails the request (unless asked to auto-resolve, which esm-bot never does)."""
+        folder = obj.get("parent_path") or self._home()
+        for other in store.values():
+            if (other.get("id") != obj.get("id") and other.get("lifecycle_state") == "ACTIVE"
+                    and other.get("display_name") == obj.get("display_name")
+                    and (other.get("parent_path") or self._home()) == folder):
+                raise ApiError(400, "RESOURCE_ALREADY_EXISTS",
+                               f"{kind} with name '{obj.get('display_name')}' already exists in {folder}.")
+
     def _new_query(self, fields: Json) -> Json:
         self._require(fields, "display_name")
+        self._check_schema(sdk_sql.CreateQueryRequestQuery, fields)
         return {"query_text": "", "apply_auto_limit": True, "run_as_mode": "OWNER",
                 "last_modifier_user_name": self.user_name, **fields}
 
     def _new_alert(self, fields: Json) -> Json:
         self._require(fields, "display_name", "query_id", "condition")
+        self._check_schema(sdk_sql.CreateAlertRequestAlert, fields)
+        self._require(fields["condition"], "op", "operand")
         query = self.queries.get(fields["query_id"])
         if query is None or query["lifecycle_state"] != "ACTIVE":
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Query {fields['query_id']} does not exist")
         return {"state": "UNKNOWN", "notify_on_ok": False, "seconds_to_retrigger": 0, **fields}
+
+    # ---- AlertsV2: /api/2.0/alerts (the body is the AlertV2 itself; update_mask in the query) -
+
+    def _alert_v2_routes(self) -> list[tuple[str, str, Handler]]:
+        if self.alerts_v2_api == "missing":
+            return []  # an older workspace: no such endpoint (404 ENDPOINT_NOT_FOUND)
+        base, item = "/api/2.0/alerts", "/api/2.0/alerts/{id}"
+        return [("POST", base, self._alert_v2_create), ("GET", base, self._alert_v2_list),
+                ("GET", item, self._alert_v2_get), ("PATCH", item, self._alert_v2_update),
+                ("DELETE", item, self._alert_v2_trash)]
+
+    def _alerts_v2_enabled(self) -> None:
+        if self.alerts_v2_api == "disabled":
+            raise ApiError(400, "FEATURE_DISABLED", "Alerts V2 is not enabled for this workspace.")
+
+    def _checked_alert_v2(self, fields: Json) -> Json:
+        self._check_schema(sdk_sql.AlertV2, fields)
+        notification = (fields.get("evaluation") or {}).get("notification") or {}
+        for sub in notification.get("subscriptions") or []:
+            if sub.get("destination_id") and sub["destination_id"] not in self.destinations:
+                raise ApiError(400, "INVALID_PARAMETER_VALUE",
+                               f"Notification destination {sub['destination_id']} does not exist")
+            if not sub.get("destination_id") and not sub.get("user_email"):
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", "A subscription needs destination_id or user_email")
+        return fields
+
+    async def _alert_v2_create(self, request: web.Request) -> Json:
+        self._alerts_v2_enabled()
+        fields = self._checked_alert_v2(await request.json())
+        output_only = ("id", "create_time", "update_time", "lifecycle_state", "owner_user_name", "effective_run_as")
+        alert = {k: v for k, v in fields.items() if k not in output_only}
+        alert.update(id=str(uuid.uuid4()), lifecycle_state="ACTIVE", owner_user_name=self.user_name,
+                     create_time=_iso_now(), update_time=_iso_now(), parent_path=fields.get("parent_path") or self._home())
+        alert["evaluation"] = {**alert["evaluation"], "state": "UNKNOWN"}
+        self._check_name_free(self.v2_alerts, alert, "Alert")
+        self.v2_alerts[alert["id"]] = alert
+        return alert
+
+    def _alert_v2_or_404(self, request: web.Request) -> Json:
+        self._alerts_v2_enabled()
+        alert = self.v2_alerts.get(request.match_info["id"])
+        if alert is None:
+            raise _not_found("Alert", request.match_info["id"])
+        return alert
+
+    async def _alert_v2_get(self, request: web.Request) -> Json:
+        return self._alert_v2_or_404(request)
+
+    async def _alert_v2_update(self, request: web.Request) -> Json:
+        alert = self._alert_v2_or_404(request)
+        if alert["lifecycle_state"] != "ACTIVE":
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Alert {alert['id']} is in the trash.")
+        changed = dict(alert)
+        self._apply_update_mask(changed, await request.json(), request.query.get("update_mask"))
+        if "parent_path" in changed and changed.get("parent_path") != alert.get("parent_path"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "parent_path can only be set on create.")
+        self._checked_alert_v2(changed)
+        self._check_name_free(self.v2_alerts, changed, "Alert")
+        alert.clear()
+        alert.update(changed, update_time=_iso_now())
+        return alert
+
+    async def _alert_v2_trash(self, request: web.Request) -> Json:
+        alert = self._alert_v2_or_404(request)
+        if request.query.get("purge") == "true":
+            del self.v2_alerts[alert["id"]]
+        else:
+            alert["lifecycle_state"] = "DELETED"  # in the trash: gone from the list, still readable
+        return {}
+
+    async def _alert_v2_list(self, request: web.Request) -> Json:
+        self._alerts_v2_enabled()
+        live = [a for a in self.v2_alerts.values() if a["lifecycle_state"] == "ACTIVE"]
+        size = min(int(request.query.get("page_size") or self.page_size), self.page_size, 100)
+        chunk, token = _page(live, request.query.get("page_token"), size)
+        body: Json = {"alerts": chunk}
+        if token:
+            body["next_page_token"] = token
+        return body
 
     # ---- notification destinations ----------------------------------------------------------
 
@@ -648,9 +772,17 @@ class DatabricksEmulator:
             raise _not_found("Notification destination", request.match_info["id"])
         return dest
 
+    @classmethod
+    def _check_destination_config(cls, config: Json) -> None:
+        cls._check_schema(sdk_settings.Config, config)
+        url = (config.get("generic_webhook") or {}).get("url")
+        if url is not None and not str(url).lower().startswith("https://"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Invalid webhook URL: only HTTPS URLs are allowed.")
+
     async def _destination_create(self, request: web.Request) -> Json:
         body = await request.json()
         self._require(body, "display_name", "config")
+        self._check_destination_config(body["config"])
         dest = {"id": str(uuid.uuid4()), "display_name": body["display_name"],
                 "destination_type": self._destination_type(body["config"]), "config": body["config"]}
         self.destinations[dest["id"]] = dest
@@ -664,6 +796,7 @@ class DatabricksEmulator:
         if "display_name" in body:
             dest["display_name"] = body["display_name"]
         if "config" in body:
+            self._check_destination_config(body["config"])
             if self._destination_type(body["config"]) != dest["destination_type"]:
                 raise ApiError(400, "INVALID_PARAMETER_VALUE", "destination type cannot be changed")
             # omitted secret fields keep their stored value, as they are never read back

@@ -1,9 +1,12 @@
 """The Databricks REST emulator plus Jobs CRUD (2.2), for `esm-bot deploy` contract tests.
 
-DBSQL alerts (`/api/2.0/sql/alerts`) have no schedule of their own: a job with a `sql_task.alert`
-task evaluates them on a cron schedule and notifies its subscriptions. This adds the job
-endpoints the SDK's `w.jobs.create/get/list/reset/delete` call, in the shapes databricks-sdk
-0.16x sends and parses, to DatabricksEmulator (kept separate so the base emulator stays small).
+Legacy DBSQL alerts (`/api/2.0/sql/alerts`) have no schedule of their own: a job with a
+`sql_task.alert` task evaluates them on a cron schedule and notifies its subscriptions (AlertsV2
+carry their own schedule and need no job). This adds the job endpoints the SDK's
+`w.jobs.create/get/list/reset/delete` call, in the shapes databricks-sdk 0.16x sends and parses,
+to DatabricksEmulator (kept separate so the base emulator stays small). Job settings are checked
+against the SDK's `JobSettings` (a task without `task_key`, an `sql_task` without `warehouse_id`,
+an unknown `pause_status` are 400 INVALID_PARAMETER_VALUE, as in the real API).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import itertools
 from typing import Any
 
 from aiohttp import web
+from databricks.sdk.service import jobs as sdk_jobs
 
 from emulators.databricks import ApiError, DatabricksEmulator, Json, _error_response, _now_ms, _page
 
@@ -67,6 +71,7 @@ class JobsEmulator(DatabricksEmulator):
         return job
 
     def _validate(self, settings: Json) -> None:
+        self._check_schema(sdk_jobs.JobSettings, settings)
         for task in settings.get("tasks") or []:
             alert = (task.get("sql_task") or {}).get("alert")
             if alert is not None and alert.get("alert_id") not in self.alerts:

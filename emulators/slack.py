@@ -5,10 +5,16 @@ tests exercise the same request encoding, headers and retry handlers as producti
 the state a test wants to assert on (messages, threads, views, response_url posts), records
 every call, and can inject the failures Slack produces (429 with Retry-After, 5xx, slowness).
 
-Fidelity notes: error names and response shapes follow the public Web API docs; the block and
-view checks enforce the documented size limits so an oversize message fails here as it would in
-Slack. Where Slack is lenient or undocumented the emulator is stricter (e.g. an unknown
-`thread_ts` is `thread_not_found`) so that bugs surface in tests.
+Fidelity notes: error names and response shapes follow the public Web API docs. Every block and
+view is checked as Slack checks it (emulators/block_kit.py: slack_sdk's Block Kit models plus the
+limits they miss): a message that breaks one gets `{"ok": false, "error": "invalid_blocks",
+"errors": [...], "response_metadata": {"messages": ["[ERROR] ... [json-pointer:...]"]}}`, a view
+`invalid_arguments` with the same messages, a response_url post HTTP 400 `invalid_blocks`.
+`trigger_id`s are the emulator's own (`trigger_id()`, what a test puts in the interaction it
+sends): views.open and views.push accept one once, within `trigger_ttl` (3 s, as Slack) of the
+interaction, else `expired_trigger_id`, `exchanged_trigger_id` or `invalid_trigger_id`. Where
+Slack is lenient or undocumented the emulator is stricter (e.g. an unknown `thread_ts` is
+`thread_not_found`) so that bugs surface in tests.
 """
 from __future__ import annotations
 
@@ -18,12 +24,14 @@ import html
 import json
 import re
 import secrets
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from emulators.block_kit import message_problems, view_problems
 from emulators.slack_socket import ROUTE as SOCKET_ROUTE, SocketModeServer
 
 TEST_BOT_TOKEN = "xoxb-0000-esm-emulated-test-token"  # a fake token for tests and demos
@@ -33,9 +41,9 @@ DEFAULT_SCOPES = ("chat:write", "commands", "channels:history", "groups:history"
 APP_TOKEN_METHODS = {"apps.connections.open"}  # called with the app-level xapp- token
 JSON_FIELDS = ("blocks", "attachments", "metadata", "view")  # JSON-encoded in form bodies
 FIRST_TS_MICROS = 1_700_000_000_000_100
-MAX_BLOCKS = 50
 MAX_TEXT = 40_000
 RESPONSE_URL_USES = 5
+TRIGGER_TTL = 3.0  # seconds a trigger_id can open a view after the interaction that carried it
 
 
 class Call(NamedTuple):
@@ -81,6 +89,10 @@ class SlackEmulator:
         self.app_token: str | None = None  # apps.connections.open: None accepts any xapp- token
         self.not_member: set[str] = set()  # channels the bot has not been invited to
         self.socket = SocketModeServer()  # Socket Mode: apps.connections.open hands out its URLs
+        self.socket.new_trigger_id = self.trigger_id
+        self.trigger_ttl = TRIGGER_TTL
+        self._triggers: dict[str, float] = {}  # trigger_id -> when its interaction happened (monotonic)
+        self._exchanged: set[str] = set()
         self.bot = {"user_id": "U0ESMBOT", "bot_id": "B0ESMBOT", "team_id": "T0ESM", "app_id": "A0ESM"}
         self.calls: list[Call] = []
         self._host, self._port = host, port
@@ -202,6 +214,26 @@ class SlackEmulator:
     def views(self) -> list[dict[str, Any]]:
         """Every view opened or pushed, in order, with its latest content."""
         return [_copy(v) for v in self._views.values()]
+
+    def trigger_id(self) -> str:
+        """A fresh trigger_id for an interaction a test is about to send; it opens a view once,
+        within `trigger_ttl` seconds from now."""
+        tid = f"{int(time.time() * 1000)}.{len(self._triggers) + 1}.{secrets.token_hex(12)}"
+        self._triggers[tid] = time.monotonic()
+        return tid
+
+    def _exchange_trigger(self, params: dict[str, Any]) -> str:
+        tid = str(params.get("trigger_id") or "")
+        if not tid:
+            raise SlackError("invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: trigger_id"]})
+        issued = self._triggers.get(tid)
+        if issued is None:
+            raise SlackError("invalid_trigger_id")
+        if tid in self._exchanged:
+            raise SlackError("exchanged_trigger_id")
+        if time.monotonic() - issued > self.trigger_ttl:
+            raise SlackError("expired_trigger_id")
+        return tid
 
     def new_response_url(self, channel: str | None = None, ts: str | None = None) -> str:
         """A fresh response_url; bound to a message, `replace_original` posts update it."""
@@ -377,13 +409,17 @@ class SlackEmulator:
         }
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
-        _require_trigger(params)
-        return {"view": self._store_view(_checked_view(params), root=None)}
+        tid = self._exchange_trigger(params)
+        view = self._store_view(_checked_view(params), root=None)
+        self._exchanged.add(tid)
+        return {"view": view}
 
     def _views_push(self, params: dict[str, Any]) -> dict[str, Any]:
-        _require_trigger(params)
+        tid = self._exchange_trigger(params)
         previous = next(reversed(self._views), None)
-        return {"view": self._store_view(_checked_view(params), root=previous)}
+        view = self._store_view(_checked_view(params), root=previous)
+        self._exchanged.add(tid)
+        return {"view": view}
 
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
         current = self._view_for_update(params)
@@ -510,6 +546,10 @@ class SlackEmulator:
             return web.Response(status=404, text="no_such_url")
         if len(self._responses[rid]) >= RESPONSE_URL_USES:
             return web.Response(status=404, text="used_url")
+        if body.get("blocks") is not None:
+            blocks = _json_or_raw(body["blocks"]) if isinstance(body["blocks"], str) else body["blocks"]
+            if message_problems(blocks):
+                return web.Response(status=400, text="invalid_blocks")
         self._responses[rid].append(body)
         self._apply_response(rid, body)
         return web.Response(text="ok")
@@ -680,70 +720,17 @@ def _check_metadata(metadata: Any) -> None:
 
 
 def _raise_block_errors(blocks: Any, error: str) -> None:
-    problems = block_problems(blocks)
+    problems = message_problems(blocks)
     if problems:
         raise SlackError(error, errors=problems, response_metadata={"messages": problems})
 
 
-def block_problems(blocks: Any) -> list[str]:
-    """Slack's documented Block Kit size limits, as Slack words its errors."""
-    if not isinstance(blocks, list):
-        return ["blocks must be a list [json-pointer:/blocks]"]
-    problems = [] if len(blocks) <= MAX_BLOCKS else [f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"]
-    for index, block in enumerate(blocks):
-        problems.extend(_one_block_problems(block, f"/blocks/{index}"))
-    return problems
-
-
-def _one_block_problems(block: Any, where: str) -> list[str]:
-    if not isinstance(block, dict) or "type" not in block:
-        return [f"missing required field: type [json-pointer:{where}]"]
-    found = []
-    if block["type"] == "header":
-        found += _too_long(block.get("text"), 150, f"{where}/text/text")
-    if block["type"] == "section":
-        found += _too_long(block.get("text"), 3000, f"{where}/text/text")
-        for i, item in enumerate(block.get("fields") or []):
-            found += _too_long(item, 2000, f"{where}/fields/{i}/text")
-        found += _element_problems(block.get("accessory"), f"{where}/accessory")
-    for i, element in enumerate(block.get("elements") or [] if block["type"] == "actions" else []):
-        found += _element_problems(element, f"{where}/elements/{i}")
-    return found
-
-
-def _element_problems(element: Any, where: str) -> list[str]:
-    if not isinstance(element, dict):
-        return []
-    found = _too_long(element.get("text"), 75, f"{where}/text/text") if element.get("type") == "button" else []
-    found += _too_long(element.get("value"), 2000, f"{where}/value")
-    found += _too_long(element.get("action_id"), 255, f"{where}/action_id")
-    confirm = element.get("confirm") or {}
-    found += _too_long(confirm.get("title"), 100, f"{where}/confirm/title/text")
-    found += _too_long(confirm.get("text"), 300, f"{where}/confirm/text/text")
-    return found
-
-
-def _too_long(value: Any, limit: int, where: str) -> list[str]:
-    text = value.get("text") if isinstance(value, dict) else value
-    if isinstance(text, str) and len(text) > limit:
-        return [f"must be less than {limit + 1} characters [json-pointer:{where}]"]
-    return []
-
-
-def _require_trigger(params: dict[str, Any]) -> None:
-    if not params.get("trigger_id"):
-        raise SlackError("invalid_arguments", response_metadata={"messages": ["missing trigger_id"]})
-
-
 def _checked_view(params: dict[str, Any]) -> dict[str, Any]:
     view = params.get("view")
-    if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
-        raise SlackError("invalid_arguments", response_metadata={"messages": ["view must be a modal"]})
-    problems = _too_long(view.get("title"), 24, "/view/title/text")
-    problems += _too_long(view.get("private_metadata"), 3000, "/view/private_metadata")
-    problems += block_problems(view.get("blocks", []))
+    problems = view_problems(view)
     if problems:
         raise SlackError("invalid_arguments", response_metadata={"messages": problems})
+    assert isinstance(view, dict)
     return view
 
 

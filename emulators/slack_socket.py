@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -33,6 +34,8 @@ class SocketModeServer:
         self.accepted = 0  # websocket connections greeted with hello, ever
         self._acked: dict[str, asyncio.Event] = {}
         self._connected = asyncio.Event()
+        # the Slack emulator's own (its views.open accepts only the trigger_ids it issued)
+        self.new_trigger_id: Callable[[], str] = lambda: f"{secrets.randbelow(10**6)}.42.trigger"
 
     # -- what the Web API method hands out ---------------------------------------------------
 
@@ -122,7 +125,7 @@ class SocketModeServer:
             "channel_id": channel_id, "channel_name": "security-alerts", "user_id": user_id,
             "user_name": user_id.lower(), "command": command, "text": text, "api_app_id": APP_ID,
             "is_enterprise_install": "false", "response_url": response_url,
-            "trigger_id": f"{secrets.randbelow(10**6)}.42.trigger",
+            "trigger_id": self.new_trigger_id(),
         }
         return await self.send("slash_commands", payload, accepts_response_payload=True)
 

@@ -6,20 +6,20 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.actions import ActionContext, Outcome, OutcomeStatus
+from bot.core.actions import Outcome, OutcomeStatus
 from bot.core.benign_modal import B_REASON, default_state, draft_for
-from bot.core.findings import Finding, FindingStatus
+from bot.core.findings import FindingStatus
 from bot.core.ids import ActionId, ButtonValue
 from bot.core.suppressions import Suppression, SuppressionExists
-from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, build_view, read_state
+from bot.render.benign_modal import CALLBACK_ID, MODAL_ACTIONS, PREVIEW_COMPUTING, build_view, read_state
 from bot.render.blocks import actor, inert
 from handlers.actions.mark_benign import preview_text
+from handlers.interactions import BoltModal
 from bot.services.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class ModalInteraction:
         if self.channel:
             await self.client.chat_postEphemeral(channel=self.channel, user=self.user_id, text=text, blocks=blocks)
 
-    async def open_modal(self, view: dict[str, Any]) -> None:
+    async def open_modal(self, view: dict[str, Any]) -> NoReturn:
         raise RuntimeError("a modal submission cannot open another modal here")
 
 
@@ -63,19 +63,16 @@ async def submit(dispatcher: Dispatcher, ack: Any, user_id: str, view: dict[str,
     """Authorise (again: the form may be forged or the user removed since), validate, create
     the suppression, close the finding as benign; field errors keep the modal open."""
     action = dispatcher.actions[ActionId.MARK_BENIGN]
-    finding = await dispatcher.store.finding(str(view.get("private_metadata") or ""))
-    if finding is None:
-        await ack(response_action="errors", errors={B_REASON: "This finding is no longer known to esm-bot."})
+    key = str(view.get("private_metadata") or "")
+    message = await dispatcher.store.message_of(key)
+    interaction = ModalInteraction(user_id, client, message[0] if message else None)
+    # the same chain as the click: the finding, still open to this action, the user authorised
+    ctx, refusal = await dispatcher.gate(action, ButtonValue(key, None, None), interaction)
+    if ctx is None or refusal is not None:
+        text = refusal.message if refusal is not None else "This finding is no longer known to esm-bot."
+        await ack(response_action="errors", errors={B_REASON: inert(text)})
         return
-    ctx = await _context(dispatcher, finding, user_id, client)
-    allowed, why = await dispatcher.authorizer.allows(user_id)
-    if not allowed:
-        await ack(response_action="errors", errors={B_REASON: f"Refused: {why}."})
-        await dispatcher.complete(action, ctx, Outcome.refused(f"Refused: {why}."))
-        return
-    if finding.status == FindingStatus.BENIGN:
-        await ack(response_action="errors", errors={B_REASON: f"Already marked benign by {finding.status_by}."})
-        return
+    finding = ctx.finding
     state = read_state((view.get("state") or {}).get("values"), default_state(finding))
     draft, errors = draft_for(finding, state, user_id, datetime.now(timezone.utc))
     if draft is None:
@@ -113,13 +110,6 @@ def _outcome(s: Suppression, user_id: str) -> Outcome:
     return Outcome(OutcomeStatus.DONE, message, finding_status=FindingStatus.BENIGN, note=s.reason)
 
 
-async def _context(dispatcher: Dispatcher, finding: Finding, user_id: str, client: AsyncWebClient) -> ActionContext:
-    message = await dispatcher.store.message_of(finding.key)
-    interaction = ModalInteraction(user_id, client, message[0] if message else None)
-    value = ButtonValue(finding.key, finding.first_event.instance_id, finding.cluster_id)
-    return dispatcher.context(finding, value, interaction)
-
-
 async def refresh(dispatcher: Dispatcher, user_id: str, view: dict[str, Any], client: AsyncWebClient) -> None:
     """Scope or expiry changed, or Refresh pressed: re-count the preview and update the modal."""
     allowed, _ = await dispatcher.authorizer.allows(user_id)
@@ -127,8 +117,8 @@ async def refresh(dispatcher: Dispatcher, user_id: str, view: dict[str, Any], cl
     if finding is None or view.get("callback_id") != CALLBACK_ID:
         return  # fail closed: nothing is shown to someone who may not see it
     state = read_state((view.get("state") or {}).get("values"), default_state(finding))
-    text = await preview_text((dispatcher.extras or {}).get("benign"), finding, state, timeout=10.0)
-    try:
-        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=build_view(finding, state, text))
-    except SlackApiError as exc:  # hash_conflict: the user changed it again; that change re-counts
-        log.info("benign preview not updated: %s", exc.response.get("error"))
+    modal = BoltModal(client, str(view.get("id") or ""), view.get("hash"))
+    # at once "computing…", then the count; a newer change of the user's wins (hash_conflict)
+    if await modal.update(build_view(finding, state, PREVIEW_COMPUTING)):
+        text = await preview_text((dispatcher.extras or {}).get("benign"), finding, state)
+        await modal.update(build_view(finding, state, text))

@@ -2,16 +2,38 @@
 are the files in handlers/actions/."""
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services.dispatch import Dispatcher
 
+log = logging.getLogger(__name__)
+
 ACTION_PATTERN = re.compile(r"^esm\.")
+
+
+@dataclass
+class BoltModal:
+    """A modal opened with views.open; updated by id, guarded by the hash Slack gave it."""
+
+    client: AsyncWebClient
+    view_id: str
+    hash: str | None
+
+    async def update(self, view: dict[str, Any]) -> bool:
+        try:
+            answer = await self.client.views_update(view_id=self.view_id, hash=self.hash, view=view)
+        except SlackApiError as exc:  # hash_conflict: the user changed it, and that change re-renders it
+            log.info("modal %s not updated: %s", self.view_id, exc.response.get("error"))
+            return False
+        self.hash = (answer.get("view") or {}).get("hash") or self.hash
+        return True
 
 
 @dataclass
@@ -26,10 +48,11 @@ class BoltInteraction:
     async def reply_private(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         await self.respond(response_type="ephemeral", replace_original=False, text=text, blocks=blocks)
 
-    async def open_modal(self, view: dict[str, Any]) -> None:
+    async def open_modal(self, view: dict[str, Any]) -> BoltModal:
         if not self.trigger_id:
             raise RuntimeError("this interaction carries no trigger_id to open a modal with")
-        await self.client.views_open(trigger_id=self.trigger_id, view=view)
+        opened = (await self.client.views_open(trigger_id=self.trigger_id, view=view)).get("view") or {}
+        return BoltModal(self.client, str(opened.get("id") or ""), opened.get("hash"))
 
 
 def register(app: AsyncApp, dispatcher: Dispatcher) -> None:

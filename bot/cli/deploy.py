@@ -5,10 +5,17 @@ and the WorkspaceClient is built exactly like the bot's (bot.adapters.workspace.
 short retry and HTTP timeouts, the SDK's unified auth). Only objects whose name starts with
 "[esm-bot] " are ever updated or deleted.
 
+Which SQL alerts API: the current one (AlertsV2, `w.alerts_v2`, one scheduled alert per category)
+unless the workspace has none (listing it answers 404 or FEATURE_DISABLED): then the legacy
+one (a query, an alert and a job per category), said in one line. `--api v2|legacy` forces one.
+Objects of the other API left by an earlier deploy are replaced: the plan lists them, and each
+is deleted only after the object replacing it exists.
+
 Idempotency: an object is written only when a field esm-bot sets differs from what the API
 returns. The webhook destination's url, username and password are never returned by the API,
 so its display name carries the (non-secret) webhook URL: a new public URL means a new
-destination (the jobs are re-pointed, the old one is deleted). Changed credentials cannot be
+destination (the alerts' subscriptions, or the legacy jobs, are re-pointed, then the old one is
+deleted). Changed credentials cannot be
 detected: `--rotate-webhook-secret` re-sends them. Nothing secret is ever written to a name,
 a description or a tag.
 """
@@ -21,13 +28,16 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import DatabricksError, NotFound
+from databricks.sdk.errors import NotImplemented as NotImplementedError_
 from databricks.sdk.service import jobs, settings as dest_settings, sql
 
 from bot.adapters.workspace import _build_client, _reason, _redact
 from bot.config import ConfigError, Settings
-from bot.core.catalogue import CatalogueError, load_catalogue
+from bot.core.catalogue import Catalogue, CatalogueError, load_catalogue
 from bot.core.deploy_plan import (
     Action,
+    Api,
     Desired,
     Existing,
     Kind,
@@ -38,6 +48,7 @@ from bot.core.deploy_plan import (
     desired_objects,
     diff,
     is_managed,
+    migration_note,
     plan_lines,
     removal,
     resolve,
@@ -47,10 +58,17 @@ from bot.core.suppressions import Suppression, SuppressionError, load_benign_rul
 
 QUERY_MASK = "display_name,description,query_text,warehouse_id,tags"
 ALERT_MASK = "display_name,query_id,condition,notify_on_ok,seconds_to_retrigger"
+ALERT_V2_MASK = "display_name,custom_summary,custom_description,query_text,warehouse_id,evaluation,schedule"
+# how a workspace without AlertsV2 answers GET /api/2.0/alerts
+NO_ALERTS_V2_CODES = {"FEATURE_DISABLED", "ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"}
 
 
 class DeployFailure(Exception):
     """One object could not be read or written; the message names it and the API's reason."""
+
+
+class NoAlertsV2(Exception):
+    """The workspace has no AlertsV2 API; the message is the API's answer."""
 
 
 @dataclass(frozen=True)
@@ -59,42 +77,64 @@ class DeployOptions:
     remove: bool = False
     rotate_webhook_secret: bool = False
     public_url: str | None = None  # overrides ESM_PUBLIC_URL
+    api: Api | None = None  # None: AlertsV2 where the workspace has it, else legacy
 
 
 # ---------------------------------------------------------------------------- the SDK side
 
 
 class DatabricksObjects:
-    """List, create, update and delete the four kinds of objects through the SDK."""
+    """List, create, update and delete the five kinds of objects through the SDK."""
 
     def __init__(self, client: WorkspaceClient):
         self.client = client
         self.host = (client.config.host or "").rstrip("/")
 
-    def existing(self) -> list[Existing]:
-        """Every managed object (name prefix), read with list calls only."""
+    def alerts_v2(self) -> list[Existing]:
+        """Every managed AlertsV2 alert; NoAlertsV2 when the workspace has no such API."""
+        try:
+            alerts = list(self.client.alerts_v2.list_alerts())
+        except (NotFound, NotImplementedError_) as err:
+            raise NoAlertsV2(_reason(err, self.host)) from err
+        except DatabricksError as err:
+            if err.error_code in NO_ALERTS_V2_CODES:
+                raise NoAlertsV2(_reason(err, self.host)) from err
+            raise DeployFailure(self.describe("list alerts (v2)", err)) from err
+        except Exception as err:
+            raise DeployFailure(self.describe("list alerts (v2)", err)) from err
+        return _managed([Existing(Kind.ALERT_V2, a.display_name or "", a.id or "", a.as_dict()) for a in alerts])
+
+    def existing(self, *, legacy_required: bool = True) -> list[Existing]:
+        """Every managed destination and legacy object (name prefix), read with list calls only.
+        With legacy_required False (deploying v2), a workspace without the legacy APIs has none."""
         w = self.client
         found: list[Existing] = []
         found += self._read("list queries", lambda: [
-            Existing(Kind.QUERY, q.display_name or "", q.id or "", q.as_dict()) for q in w.queries.list()])
+            Existing(Kind.QUERY, q.display_name or "", q.id or "", q.as_dict()) for q in w.queries.list()],
+            missing_ok=not legacy_required)
         found += self._read("list alerts", lambda: [
-            Existing(Kind.ALERT, a.display_name or "", a.id or "", a.as_dict()) for a in w.alerts.list()])
+            Existing(Kind.ALERT, a.display_name or "", a.id or "", a.as_dict()) for a in w.alerts.list()],
+            missing_ok=not legacy_required)
         found += self._read("list jobs", lambda: [
             Existing(Kind.JOB, j.settings.name or "", str(j.job_id), j.settings.as_dict())
             for j in w.jobs.list(expand_tasks=True) if j.settings is not None])
         found += self._read("list notification destinations", lambda: [
             Existing(Kind.DESTINATION, d.display_name or "", d.id or "", d.as_dict())
             for d in w.notification_destinations.list()])
-        return [obj for obj in found if is_managed(obj.name)]
+        return _managed(found)
 
-    def _read(self, what: str, fn: Callable[[], list[Existing]]) -> list[Existing]:
+    def _read(self, what: str, fn: Callable[[], list[Existing]], *, missing_ok: bool = False) -> list[Existing]:
         try:
             return fn()
         except Exception as err:
+            if missing_ok and isinstance(err, NotFound):
+                return []
             raise DeployFailure(self.describe(what, err)) from err
 
     def create(self, kind: Kind, body: dict[str, Any]) -> str:
         w = self.client
+        if kind == Kind.ALERT_V2:
+            return w.alerts_v2.create_alert(sql.AlertV2.from_dict(body)).id or ""
         if kind == Kind.QUERY:
             return w.queries.create(query=sql.CreateQueryRequestQuery.from_dict(body)).id or ""
         if kind == Kind.ALERT:
@@ -109,7 +149,9 @@ class DatabricksObjects:
 
     def update(self, kind: Kind, object_id: str, body: dict[str, Any]) -> None:
         w = self.client
-        if kind == Kind.QUERY:
+        if kind == Kind.ALERT_V2:
+            w.alerts_v2.update_alert(object_id, sql.AlertV2.from_dict(body), ALERT_V2_MASK)
+        elif kind == Kind.QUERY:
             w.queries.update(object_id, QUERY_MASK, query=sql.UpdateQueryRequestQuery.from_dict(body))
         elif kind == Kind.ALERT:
             w.alerts.update(object_id, ALERT_MASK, alert=sql.UpdateAlertRequestAlert.from_dict(body))
@@ -121,7 +163,9 @@ class DatabricksObjects:
 
     def delete(self, kind: Kind, object_id: str) -> None:
         w = self.client
-        if kind == Kind.QUERY:
+        if kind == Kind.ALERT_V2:
+            w.alerts_v2.trash_alert(object_id)  # the trash, as the UI does; purged after 30 days
+        elif kind == Kind.QUERY:
             w.queries.delete(object_id)  # moves it to the trash, as the UI does
         elif kind == Kind.ALERT:
             w.alerts.delete(object_id)
@@ -130,8 +174,12 @@ class DatabricksObjects:
         else:
             w.notification_destinations.delete(object_id)
 
-    def describe(self, what: str, err: Exception) -> str:
+    def describe(self, what: str, err: BaseException) -> str:
         return _redact(f"{what} failed: {_reason(err, self.host)}", self.client.config.token)
+
+
+def _managed(found: list[Existing]) -> list[Existing]:
+    return [obj for obj in found if is_managed(obj.name)]
 
 
 # ---------------------------------------------------------------------------------- planning
@@ -142,9 +190,8 @@ def webhook_of(settings: Settings, options: DeployOptions, *, need_password: boo
     if not public_url:
         raise ConfigError("ESM_PUBLIC_URL (or --public-url) is required for deploy: the webhook destination points at it")
     if not public_url.startswith("https://"):
-        # Databricks only calls HTTPS webhooks; http is accepted for local emulators, with a warning
-        print(f"esm-bot deploy: warning: {public_url} is not https; Databricks destinations need HTTPS",
-              file=sys.stderr)
+        # the notification destinations API rejects any other scheme: say so before any request
+        raise ConfigError(f"ESM_PUBLIC_URL: {public_url} is not https; Databricks webhook destinations must use HTTPS")
     settings.require("webhook_user")
     if need_password:
         settings.require("webhook_password")
@@ -152,13 +199,34 @@ def webhook_of(settings: Settings, options: DeployOptions, *, need_password: boo
     return Webhook(public_url.rstrip("/"), settings.webhook_user or "", password)
 
 
-def desired_state(settings: Settings, options: DeployOptions, *, now: datetime | None = None) -> list[Desired]:
+@dataclass(frozen=True)
+class DeployInputs:
+    """Everything the desired state is built from, read and checked before any request."""
+
+    catalogue: Catalogue
+    suppressions: Sequence[Suppression]
+    webhook: Webhook
+    warehouse_id: str
+    schedule: Schedule
+
+    def desired(self, api: Api, now: datetime | None = None) -> list[Desired]:
+        return desired_objects(self.catalogue, warehouse_id=self.warehouse_id, webhook=self.webhook,
+                               suppressions=self.suppressions, schedule=self.schedule,
+                               now=now or datetime.now(timezone.utc), api=api)
+
+
+def deploy_inputs(settings: Settings, options: DeployOptions) -> DeployInputs:
     settings.require("warehouse_id")
     catalogue = load_catalogue(settings.rules_dir / "detections.yml")
     suppressions: list[Suppression] = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries
     webhook = webhook_of(settings, options, need_password=not options.dry_run)
-    return desired_objects(catalogue, warehouse_id=settings.warehouse_id or "", webhook=webhook,
-                           suppressions=suppressions, schedule=Schedule(), now=now or datetime.now(timezone.utc))
+    return DeployInputs(catalogue, suppressions, webhook, settings.warehouse_id or "",
+                        Schedule.every(settings.alert_schedule))
+
+
+def desired_state(settings: Settings, options: DeployOptions, *, now: datetime | None = None,
+                  api: Api = Api.V2) -> list[Desired]:
+    return deploy_inputs(settings, options).desired(api, now)
 
 
 def make_plan(desired: Sequence[Desired] | None, options: DeployOptions, existing: Sequence[Existing]) -> list[Step]:
@@ -194,6 +262,9 @@ class Applier:
 
     def _one(self, step: Step) -> None:
         label = f"{step.action.value} {step.kind.value} {step.name!r}"
+        if step.replaced_by is not None and step.replaced_by not in self.ids:
+            kind, name = step.replaced_by
+            raise DeployFailure(f"{label} skipped: the {kind.value} replacing it, {name!r}, does not exist")
         try:
             if step.action == Action.DELETE:
                 self.objects.delete(step.kind, step.existing_id or "")
@@ -235,7 +306,7 @@ def run_deploy(settings: Settings, options: DeployOptions, out: TextIO | None = 
     out, err = out or sys.stdout, err or sys.stderr
     # configuration problems (and catalogue errors) stop here, before any request
     try:
-        desired = None if options.remove else desired_state(settings, options)
+        inputs = None if options.remove else deploy_inputs(settings, options)
     except (CatalogueError, SuppressionError) as exc:
         print(f"esm-bot deploy: {exc}", file=err)
         return 2
@@ -245,14 +316,15 @@ def run_deploy(settings: Settings, options: DeployOptions, out: TextIO | None = 
     try:
         client = _build_client(settings.databricks_host, token, settings.databricks_timeout)
         objects = DatabricksObjects(client)
-        existing = objects.existing()
+        api, v2_alerts = _choose_api(objects, options, err)
+        existing = objects.existing(legacy_required=api == Api.LEGACY) + v2_alerts
     except DeployFailure as exc:
         print(f"esm-bot deploy: {exc}", file=err)
         return 1
     except Exception as exc:  # the SDK raises ValueError for config/auth problems
         print("esm-bot deploy: " + _redact(f"cannot connect to {where}: {exc}", token), file=err)
         return 1
-    steps = make_plan(desired, options, existing)
+    steps = make_plan(inputs.desired(api) if inputs is not None else None, options, existing)
     _print_plan(steps, options, out)
     if options.dry_run:
         print("Dry run: nothing was changed.", file=out)
@@ -262,9 +334,33 @@ def run_deploy(settings: Settings, options: DeployOptions, out: TextIO | None = 
     return _report(applier, steps, out, err)
 
 
+def _choose_api(objects: DatabricksObjects, options: DeployOptions, err: TextIO) -> tuple[Api, list[Existing]]:
+    """AlertsV2 where the workspace has it (or as forced); otherwise legacy, said in one line.
+    Returns the API and the managed v2 alerts (none where there is no AlertsV2)."""
+    try:
+        v2_alerts = objects.alerts_v2()
+    except NoAlertsV2 as why:
+        if options.api == Api.V2:
+            raise DeployFailure(f"--api v2, but this workspace has no AlertsV2 (GET /api/2.0/alerts: {why})") from None
+        if options.api is None and not options.remove:
+            print(f"esm-bot deploy: this workspace has no AlertsV2 (GET /api/2.0/alerts: {why}); falling back to "
+                  "the legacy SQL alerts API: a query, an alert and a job per category (--api legacy chooses it "
+                  "without asking)", file=err, flush=True)
+        return Api.LEGACY, []
+    api = options.api or Api.V2
+    if not options.remove:
+        what = ("AlertsV2 (/api/2.0/alerts), one scheduled alert per category" if api == Api.V2
+                else "the legacy SQL alerts API (--api legacy): a query, an alert and a job per category")
+        print(f"esm-bot deploy: using {what}", file=err, flush=True)
+    return api, v2_alerts
+
+
 def _print_plan(steps: Sequence[Step], options: DeployOptions, out: TextIO) -> None:
     title = "Plan (remove)" if options.remove else "Plan"
     print(f"{title}: {summary(steps)}", file=out)
+    note = migration_note(steps)
+    if note:
+        print(note, file=out)
     for line in plan_lines(steps):
         print(line, file=out)
     out.flush()

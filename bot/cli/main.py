@@ -28,12 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="bot port (the Slack viewer uses port+1)")
     demo.add_argument("--dir", default=".esm-demo",
                       help="where the demo keeps its files: a new or empty folder, or one an earlier demo made (emptied)")
-    deploy = sub.add_parser("deploy", help="create or update the DBSQL queries, alerts, schedules and webhook destination")
+    deploy = sub.add_parser("deploy", help="create or update the scheduled DBSQL alerts and the webhook destination")
     deploy.add_argument("--dry-run", action="store_true", help="print the plan (create / update / unchanged) and change nothing")
     deploy.add_argument("--remove", action="store_true", help="delete every object esm-bot deploy created, and nothing else")
     deploy.add_argument("--public-url", help="the bot's public base URL (ESM_PUBLIC_URL)")
     deploy.add_argument("--rotate-webhook-secret", action="store_true",
                         help="re-send the webhook user and password (the API never shows them, so they are not compared)")
+    deploy.add_argument("--api", choices=["v2", "legacy"],
+                        help="which SQL alerts API: v2 (AlertsV2, the default where the workspace has it) or legacy "
+                             "(a query, an alert and a job per category)")
     backfill = sub.add_parser("backfill", help="process past events from the audit source")
     backfill.add_argument("--since", required=True, help="how far back: a duration like 12h or 7d")
     backfill.add_argument("--summary", action="store_true", help="post one digest message instead of each finding")
@@ -178,8 +181,11 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.deploy import DeployOptions, run_deploy
 
+    from bot.core.deploy_plan import Api
+
     options = DeployOptions(dry_run=args.dry_run, remove=args.remove,
-                            rotate_webhook_secret=args.rotate_webhook_secret, public_url=args.public_url)
+                            rotate_webhook_secret=args.rotate_webhook_secret, public_url=args.public_url,
+                            api=Api(args.api) if args.api else None)
     return run_deploy(settings, options)
 
 

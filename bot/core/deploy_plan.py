@@ -1,20 +1,28 @@
 """`esm-bot deploy` as pure data: the Databricks objects esm-bot wants, and the plan to get there.
 
 Per category of the detection catalogue (and one for ClamAV infections, one for detections the
-catalogue does not know) esm-bot keeps three workspace objects:
+catalogue does not know) esm-bot keeps, with the current SQL alerts (AlertsV2, `/api/2.0/alerts`),
+one workspace object:
 
-- a SQL **query** over `system.access.audit` (the category's detection names, benign rules that
-  SQL can express left out, a lookback matched to the schedule),
-- an **alert** on it (triggered when the query's `matching_events` column is > 0; an empty
-  result is OK; it never notifies on OK),
-- a **job** that evaluates the alert on a quartz-cron schedule and notifies the webhook
-  destination (the SQL alerts API has no schedule of its own: alerts are scheduled through the
-  Jobs API's `sql_task.alert`, with the destination as a subscription),
+- an **alert** (Kind.ALERT_V2) holding its own SQL over `system.access.audit` (the category's
+  detection names, benign rules that SQL can express left out, a lookback matched to the
+  schedule), its evaluation (triggered when the `matching_events` column is > 0; an empty result
+  is OK; never a notification on OK; re-notified once per run while rows keep coming), its
+  subscription to the webhook destination, and its own quartz-cron schedule.
 
-and one generic-webhook **notification destination** pointing at `<public url>/webhooks/dbsql`
-with the bot's Basic-auth credentials. Every object's name starts with MARKER ("[esm-bot] "),
-and queries and jobs also carry an `esm-bot` tag: the name prefix is what deploy and `--remove`
-use to recognise their own objects, nothing else is ever touched.
+Where a workspace has no AlertsV2, the legacy API (`/api/2.0/sql/alerts`) needs three objects
+per category instead: a SQL **query** (Kind.QUERY), a legacy **alert** on it (Kind.ALERT), and a
+**job** (Kind.JOB) that evaluates the alert on the schedule and notifies the destination through
+the Jobs API's `sql_task.alert`.
+
+Either way there is one generic-webhook **notification destination** pointing at
+`<public url>/webhooks/dbsql` with the bot's Basic-auth credentials. Every object's name starts
+with MARKER ("[esm-bot] "), and queries and jobs also carry an `esm-bot` tag: the name prefix is
+what deploy and `--remove` use to recognise their own objects, nothing else is ever touched.
+
+Migration: the objects of the API not chosen are not wanted, so the diff deletes them. A legacy
+query, alert or job whose section has a v2 alert of the same name (and the other way round) is
+deleted *after* that alert exists: its Step names the replacement, which the applier checks.
 
 Desired objects are JSON bodies in the API's own field names; references to other objects (an
 alert's query, a job's alert and destination) are `Ref`s, resolved to ids when the plan is
@@ -52,12 +60,21 @@ MAX_NAME = 255
 
 class Kind(StrEnum):
     DESTINATION = "destination"
-    QUERY = "query"
-    ALERT = "alert"
-    JOB = "job"
+    QUERY = "query"  # legacy: the query a legacy alert evaluates
+    ALERT = "legacy alert"  # /api/2.0/sql/alerts
+    JOB = "job"  # legacy: the job that schedules a legacy alert
+    ALERT_V2 = "alert"  # /api/2.0/alerts: query, evaluation, subscription and schedule in one
 
 
-APPLY_ORDER = (Kind.DESTINATION, Kind.QUERY, Kind.ALERT, Kind.JOB)  # what refers to what
+LEGACY_KINDS = (Kind.QUERY, Kind.ALERT, Kind.JOB)
+APPLY_ORDER = (Kind.DESTINATION, Kind.QUERY, Kind.ALERT, Kind.JOB, Kind.ALERT_V2)  # what refers to what
+
+
+class Api(StrEnum):
+    """Which SQL alerts API a deploy uses."""
+
+    V2 = "v2"  # AlertsV2: /api/2.0/alerts
+    LEGACY = "legacy"  # /api/2.0/sql/queries + /api/2.0/sql/alerts + a job per alert
 
 
 class Action(StrEnum):
@@ -80,14 +97,30 @@ class Schedule:
     timezone_id: str = "UTC"
 
     def __post_init__(self) -> None:
-        if not 1 <= self.every_minutes <= 59 or 60 % self.every_minutes:
-            raise ValueError("the alert schedule must be a divisor of 60 minutes (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)")
+        if not 1 <= self.every_minutes <= 60 or 60 % self.every_minutes:
+            raise ValueError("the alert schedule must divide an hour: 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60 minutes")
         if self.lookback < timedelta(minutes=self.every_minutes):
             raise ValueError("the query lookback must be at least the schedule interval")
 
+    @classmethod
+    def every(cls, interval: timedelta) -> "Schedule":
+        """The schedule for an interval such as ESM_ALERT_SCHEDULE (a whole number of minutes)."""
+        seconds = int(interval.total_seconds())
+        if seconds % 60:
+            raise ValueError("the alert schedule must be a whole number of minutes")
+        minutes = seconds // 60
+        return cls(every_minutes=minutes, lookback=max(timedelta(hours=1), timedelta(minutes=minutes)))
+
     @property
     def quartz_cron(self) -> str:
+        if self.every_minutes == 60:
+            return "0 0 * * * ?"
         return f"0 0/{self.every_minutes} * * * ?"
+
+    @property
+    def retrigger_seconds(self) -> int:
+        # while new rows keep arriving the alert stays TRIGGERED: notify again once per run
+        return self.every_minutes * 60
 
     @property
     def lookback_minutes(self) -> int:
@@ -126,6 +159,8 @@ class Step:
     reason: str = ""
     desired: Desired | None = None
     existing_id: str | None = None
+    # a delete that a new object replaces: done only once that object exists
+    replaced_by: tuple[Kind, str] | None = None
 
     def describe(self) -> str:
         text = f"{self.action.value} {self.kind.value} {self.name}"
@@ -152,7 +187,7 @@ class Webhook:
 
 @dataclass(frozen=True)
 class Section:
-    """One query/alert/job triple: its title and the SQL of its query."""
+    """One alert (v2), or one query/alert/job triple (legacy): its title and its SQL."""
 
     title: str
     sql: str
@@ -297,13 +332,19 @@ def desired_objects(
     suppressions: Sequence[Suppression] = (),
     schedule: Schedule = Schedule(),
     now: datetime | None = None,
+    api: Api = Api.V2,
 ) -> list[Desired]:
-    """The destination, then per section its query, alert and job, in apply order."""
+    """The destination, then per section its alert (v2), or its query, alert and job (legacy),
+    in apply order."""
     now = now or datetime.now(timezone.utc)
     destination = _destination(webhook)
     objects = [destination]
+    subscriber = Ref(Kind.DESTINATION, destination.name)
     for section in sections(catalogue, suppressions, schedule, now):
-        objects += _triple(section, warehouse_id, schedule, Ref(Kind.DESTINATION, destination.name))
+        if api == Api.V2:
+            objects.append(_alert_v2(section, warehouse_id, schedule, subscriber))
+        else:
+            objects += _triple(section, warehouse_id, schedule, subscriber)
     return sorted(objects, key=lambda d: APPLY_ORDER.index(d.kind))
 
 
@@ -319,6 +360,35 @@ def _destination(webhook: Webhook) -> Desired:
 
 def object_name(title: str) -> str:
     return _clip_name(MARKER + " ".join(title.split()))
+
+
+def _alert_v2(section: Section, warehouse_id: str, schedule: Schedule, destination: Ref) -> Desired:
+    """One AlertsV2 alert: its query, evaluation, subscription and schedule (AlertV2's fields)."""
+    name = object_name(section.title)
+    alert = {
+        "display_name": name,
+        "custom_summary": _clip_name(f"{name}: new Capsule8 rows"),
+        "custom_description": f"{section.description} {MANAGED_NOTE}",
+        "query_text": section.sql,
+        "warehouse_id": warehouse_id,
+        "evaluation": {
+            "source": {"name": COUNT_COLUMN},
+            "comparison_operator": "GREATER_THAN",
+            "threshold": {"value": {"double_value": 0}},
+            "empty_result_state": "OK",
+            "notification": {
+                "notify_on_ok": False,
+                "retrigger_seconds": schedule.retrigger_seconds,
+                "subscriptions": [{"destination_id": destination}],
+            },
+        },
+        "schedule": {
+            "quartz_cron_schedule": schedule.quartz_cron,
+            "timezone_id": schedule.timezone_id,
+            "pause_status": "UNPAUSED",
+        },
+    }
+    return Desired(Kind.ALERT_V2, name, alert)
 
 
 def _triple(section: Section, warehouse_id: str, schedule: Schedule, destination: Ref) -> list[Desired]:
@@ -341,7 +411,7 @@ def _triple(section: Section, warehouse_id: str, schedule: Schedule, destination
         },
         "notify_on_ok": False,
         # while new rows keep arriving the alert stays TRIGGERED; re-notify once per run
-        "seconds_to_retrigger": schedule.every_minutes * 60,
+        "seconds_to_retrigger": schedule.retrigger_seconds,
     }
     job = {
         "name": name,
@@ -454,13 +524,22 @@ def diff(
     steps = [_step(d, index.get((d.kind, d.name)), ids, d.kind in forced) for d in desired]
     wanted = {(d.kind, d.name) for d in desired}
     stale = [o for key, o in index.items() if key not in wanted]
-    deletes = [Step(Action.DELETE, o.kind, o.name, _stale_reason(o.kind), existing_id=o.id) for o in stale]
+    deletes = [_stale(o, wanted) for o in stale]
     deletes += [Step(Action.DELETE, o.kind, o.name, "duplicate", existing_id=o.id) for o in extra]
     return steps + sorted(deletes, key=lambda s: -APPLY_ORDER.index(s.kind))
 
 
-def _stale_reason(kind: Kind) -> str:
-    return "replaced: the public URL changed" if kind == Kind.DESTINATION else "no longer in the catalogue"
+def _stale(obj: Existing, wanted: set[tuple[Kind, str]]) -> Step:
+    """The delete of a managed object no longer wanted; a legacy object whose section now has a v2
+    alert (or the other way round) names it: it goes only once that alert exists."""
+    if obj.kind in LEGACY_KINDS and (Kind.ALERT_V2, obj.name) in wanted:
+        return Step(Action.DELETE, obj.kind, obj.name, "legacy: replaced by the v2 alert", existing_id=obj.id,
+                    replaced_by=(Kind.ALERT_V2, obj.name))
+    if obj.kind == Kind.ALERT_V2 and (Kind.JOB, obj.name) in wanted:
+        return Step(Action.DELETE, obj.kind, obj.name, "replaced by the legacy alert and its job", existing_id=obj.id,
+                    replaced_by=(Kind.JOB, obj.name))
+    reason = "replaced: the public URL changed" if obj.kind == Kind.DESTINATION else "no longer in the catalogue"
+    return Step(Action.DELETE, obj.kind, obj.name, reason, existing_id=obj.id)
 
 
 def _step(d: Desired, found: Existing | None, ids: Mapping[tuple[Kind, str], str], forced: bool) -> Step:
@@ -488,13 +567,26 @@ def summary(steps: Sequence[Step]) -> str:
     return ", ".join(f"{n} to {a.value}" if a != Action.UNCHANGED else f"{n} unchanged" for a, n in counts.items() if n) or "Nothing to do."
 
 
+def migration_note(steps: Sequence[Step]) -> str | None:
+    """One line saying which objects of the other alerts API this plan replaces, if any."""
+    replaced = [s for s in steps if s.action == Action.DELETE and s.replaced_by is not None]
+    if not replaced:
+        return None
+    counts = {k: sum(1 for s in replaced if s.kind == k) for k in (*LEGACY_KINDS, Kind.ALERT_V2)}
+    plural = {Kind.QUERY: "queries", Kind.ALERT: "legacy alerts", Kind.JOB: "jobs", Kind.ALERT_V2: "alerts"}
+    listed = ", ".join(f"{n} {plural[k] if n != 1 else k.value}" for k, n in counts.items() if n)
+    target = "v2 alerts" if any(s.kind in LEGACY_KINDS for s in replaced) else "legacy alerts and jobs"
+    return (f"Migration: replaces {listed} of an earlier esm-bot deploy with {target}; "
+            "each is deleted only after the object replacing it exists.")
+
+
 def plan_lines(steps: Sequence[Step]) -> list[str]:
     """One line per step, for the printed plan."""
-    return [f"  {s.action.value:<9} {s.kind.value:<11} {s.name}" + (f"  ({s.reason})" if s.reason else "") for s in steps]
+    return [f"  {s.action.value:<9} {s.kind.value:<12} {s.name}" + (f"  ({s.reason})" if s.reason else "") for s in steps]
 
 
 __all__ = [
-    "Action", "Desired", "Existing", "Kind", "MARKER", "Ref", "Schedule", "Section", "Step", "Webhook",
-    "capsule8_sql", "clamav_sql", "desired_objects", "diff", "differences", "is_managed", "object_name",
+    "Action", "Api", "Desired", "LEGACY_KINDS", "Existing", "Kind", "MARKER", "Ref", "Schedule", "Section", "Step", "Webhook",
+    "capsule8_sql", "clamav_sql", "desired_objects", "diff", "differences", "is_managed", "migration_note", "object_name",
     "plan_lines", "removal", "resolve", "sections", "sql_suppressible", "suppression_sql", "summary",
 ]

@@ -112,6 +112,14 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class OpenedModal(Protocol):
+    """A modal the clicker has open: it can change without a trigger_id (views.update)."""
+
+    async def update(self, view: dict[str, Any]) -> bool:
+        """Replace its content; False when Slack refused because the modal changed meanwhile (the
+        user's own change re-renders it) or was closed."""
+
+
 class Interaction(Protocol):
     """The Slack interaction that started an action: who clicked, and how to answer them."""
 
@@ -120,8 +128,9 @@ class Interaction(Protocol):
     async def reply_private(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """An answer only the clicker sees."""
 
-    async def open_modal(self, view: dict[str, Any]) -> None:
-        """Open a modal (within 3 s of the click: Slack's trigger_id expires)."""
+    async def open_modal(self, view: dict[str, Any]) -> OpenedModal:
+        """Open a modal at once: Slack's trigger_id expires 3 s after the click, so anything slow
+        comes after, through the returned modal's update()."""
 
 
 class FindingReader(Protocol):

@@ -40,6 +40,9 @@ EXPIRY_LABELS = {
 B_PREVIEW = "preview"  # the preview line's block id; not a field of the form
 MAX_METADATA = 3000
 PREVIEW_PENDING = "Preview not counted yet: change the scope or press Refresh preview."
+# what the modal says while the count runs: it opens at once (Slack's trigger_id lives 3 s) and is
+# updated with views.update when the preview arrives
+PREVIEW_COMPUTING = "Preview: computing… (counting matching events of the last 7 days)"
 
 
 # ----------------------------------------------------------------------------------- view
@@ -61,7 +64,7 @@ def build_view(finding: Finding, state: FormState, preview: str) -> dict[str, An
             _date_block(state),
             _never_block(state),
             _reason_block(state),
-            {"type": "context", "block_id": B_PREVIEW, "elements": [mrkdwn(escape(preview))]},
+            {"type": "context", "block_id": B_PREVIEW, "elements": [mrkdwn(escape(preview) or PREVIEW_PENDING)]},
             {"type": "actions", "block_id": "preview_actions",
              "elements": [{"type": "button", "action_id": REFRESH_ACTION, "text": plain("Refresh preview")}]},
         ],

@@ -515,7 +515,7 @@ def button(spec: ActionSpec, value: str, finding: Finding) -> dict[str, Any]:
     element: dict[str, Any] = {
         "type": "button",
         "action_id": clip(spec.id, MAX_ACTION_ID),
-        "text": plain(clip(escape(spec.label), MAX_BUTTON_TEXT)),
+        "text": plain(clip(_shown(spec.label, spec.id), MAX_BUTTON_TEXT)),
         "value": value,
     }
     if spec.style in ("primary", "danger"):
@@ -525,12 +525,17 @@ def button(spec: ActionSpec, value: str, finding: Finding) -> dict[str, Any]:
     return element
 
 
+def _shown(text: str, fallback: str) -> str:
+    """Slack refuses an empty text object (`must be more than 0 characters`): never send one."""
+    return escape(text) if text.strip() else fallback
+
+
 def _confirm(dialog: Confirm) -> dict[str, Any]:
     confirm: dict[str, Any] = {
-        "title": plain(clip(escape(dialog.title), MAX_CONFIRM_TITLE)),
-        "text": plain(clip(escape(dialog.text), MAX_CONFIRM_TEXT)),
-        "confirm": plain(clip(escape(dialog.confirm), MAX_CONFIRM_BUTTON)),
-        "deny": plain(clip(escape(dialog.deny), MAX_CONFIRM_BUTTON)),
+        "title": plain(clip(_shown(dialog.title, "Are you sure?"), MAX_CONFIRM_TITLE)),
+        "text": plain(clip(_shown(dialog.text, "Are you sure?"), MAX_CONFIRM_TEXT)),
+        "confirm": plain(clip(_shown(dialog.confirm, "Confirm"), MAX_CONFIRM_BUTTON)),
+        "deny": plain(clip(_shown(dialog.deny, "Cancel"), MAX_CONFIRM_BUTTON)),
     }
     if dialog.danger:
         confirm["style"] = "danger"

@@ -57,17 +57,29 @@ class Dispatcher:
         except ValueError as exc:
             log.warning("refused %s from %s: bad button value: %s", action_id, interaction.user_id, exc)
             return Outcome.refused("This button's value is not valid (stale message or forged request).")
+        ctx, refusal = await self.gate(action, value, interaction)
+        if ctx is None or refusal is not None:
+            return refusal or Outcome.refused("This finding is no longer known to esm-bot.")
+        return await self._run(action, ctx)
+
+    async def gate(
+        self, action: ResponseAction, value: ButtonValue, interaction: Interaction
+    ) -> tuple[ActionContext | None, Outcome | None]:
+        """The chain's checks, for a click and for what follows it (a modal's submission): find
+        the finding, check the action is still offered on it, authorise (a refusal there is
+        recorded). (context, None) means go on; otherwise the refusal to answer with."""
         ctx = await self._context(value, interaction)
         if ctx is None:
-            return Outcome.refused("This finding is no longer known to esm-bot.")
+            return None, Outcome.refused("This finding is no longer known to esm-bot.")
         if not action.spec.offered_on(ctx.finding):
-            return Outcome.refused(
-                f"This finding is {ctx.finding.status.value}; {action.spec.label} is no longer offered on it."
+            by = f" (by {ctx.finding.status_by})" if ctx.finding.status_by else ""
+            return ctx, Outcome.refused(
+                f"This finding is already {ctx.finding.status.value}{by}; {action.spec.label} is no longer offered on it."
             )
         refusal = await self._authorise(action, ctx)
         if refusal is not None:
-            return await self.complete(action, ctx, refusal)
-        return await self._run(action, ctx)
+            return ctx, await self.complete(action, ctx, refusal)
+        return ctx, None
 
     async def _context(self, value: ButtonValue, interaction: Interaction) -> ActionContext | None:
         finding = await self.store.finding(value.finding_key)

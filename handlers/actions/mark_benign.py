@@ -3,6 +3,11 @@
 The click only opens the modal; its submission (handlers/benign_modal.py) creates the
 suppression and closes the finding as benign through the Dispatcher, so it is recorded and
 reported like every other action.
+
+Slack's trigger_id dies 3 s after the click, and counting the preview reads the audit source,
+which can take longer. So the modal opens at once, its preview "computing…", while the count
+runs; when the count arrives the modal is updated (views.update needs no trigger_id). If the
+user changed the form meanwhile, that change re-counts and this late update is dropped.
 """
 from __future__ import annotations
 
@@ -14,13 +19,14 @@ from bot.core.actions import UNTIL_CLOSED, ActionContext, ActionSpec, Outcome, O
 from bot.core.benign_modal import FormState, default_state, preview_draft
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId
-from bot.render.benign_modal import PREVIEW_PENDING, build_view
+from bot.render.benign_modal import PREVIEW_COMPUTING, PREVIEW_PENDING, build_view
 from bot.render.blocks import actor
 
 log = logging.getLogger(__name__)
 
-# Slack's trigger_id lives 3 s from the click: a slow audit source must not cost the modal.
-PREVIEW_TIMEOUT = 1.5
+# How long a preview may count before the modal says it could not: the modal is open by then,
+# so this is the user's patience, not Slack's 3 s.
+PREVIEW_TIMEOUT = 10.0
 
 
 async def preview_text(service: Any, finding: Finding, state: FormState, timeout: float = PREVIEW_TIMEOUT) -> str:
@@ -53,8 +59,13 @@ class MarkBenign:
 
     async def run(self, ctx: ActionContext) -> Outcome:
         state = default_state(ctx.finding)
-        preview = await preview_text(ctx.extras.get("benign"), ctx.finding, state)
-        await ctx.interaction.open_modal(build_view(ctx.finding, state, preview))
+        counting = asyncio.create_task(preview_text(ctx.extras.get("benign"), ctx.finding, state))
+        try:
+            modal = await ctx.interaction.open_modal(build_view(ctx.finding, state, PREVIEW_COMPUTING))
+        except BaseException:
+            counting.cancel()
+            raise
+        await modal.update(build_view(ctx.finding, state, await counting))
         return Outcome(OutcomeStatus.DONE, "Opened the benign form", private=True)
 
 

@@ -232,9 +232,10 @@ async def test_response_url_posts_are_recorded_and_replace_the_message(slack_cha
 async def test_views_and_directory_methods_through_the_real_client(slack_emu):
     slack_emu.usergroups["S0RESPONDERS"] = ["U1", "U2"]
     client = AsyncWebClient(token=TEST_BOT_TOKEN, base_url=slack_emu.api_url)
-    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Mark benign"}, "blocks": []}
+    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Mark benign"},
+             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Scope"}}]}
 
-    opened = await client.views_open(trigger_id="1.2.3", view=modal)
+    opened = await client.views_open(trigger_id=slack_emu.trigger_id(), view=modal)
     updated = await client.views_update(view_id=opened["view"]["id"], view={**modal, "callback_id": "benign"})
     members = await client.usergroups_users_list(usergroup="S0RESPONDERS")
     user = await client.users_info(user="U1")

@@ -20,6 +20,7 @@ from bot.runtime import Runtime, build_runtime
 from emulators.databricks import DatabricksEmulator
 from emulators.slack import SlackEmulator, blocks_to_text
 from emulators.slack_signing import block_actions_body, signed_form_headers, slash_command_body
+from tests.payloads import DOCUMENTED_CURRENT
 
 CHANNEL = "C0FINDINGS"
 SLACK_TOKEN = "xoxb-e2e-token-7f3a9c"
@@ -30,16 +31,8 @@ ADMIN_TOKEN = "e2e-admin-token-0b7d31"  # ESM_ADMIN_TOKEN: shows /readyz's detai
 RESPONDER = "U0RESPONDER"
 OUTSIDER = "U0OUTSIDER"
 
-CURRENT_PAYLOAD = {
-    "event": "alert_state_change",
-    "url_base": "https://dbc-e2e.cloud.databricks.com",
-    "alert": {
-        "title": "ESM kernel events",
-        "description": "Capsule8 kernel detections",
-        "alert": {"id": "a-1", "name": "ESM kernel events", "owner": "sec@example.com",
-                  "query_text": "SELECT 1", "warehouse_id": "w1", "evaluations": []},
-    },
-}
+# what a current (AlertsV2) alert sends: Databricks' documented example (tests/payloads.py)
+CURRENT_PAYLOAD = DOCUMENTED_CURRENT
 LEGACY_PAYLOAD = {
     "event": "TRIGGERED",
     "url_base": "https://dbc-e2e.cloud.databricks.com",
@@ -148,6 +141,7 @@ class Bot:
         button = next(e for b in current["blocks"] if b["type"] == "actions" for e in b["elements"]
                       if e["action_id"] == action_id)
         response_url = self.slack.new_response_url(CHANNEL, message["ts"])
+        extra.setdefault("trigger_id", self.slack.trigger_id())  # it opens a view within 3 s, once
         body = block_actions_body(action_id=action_id, value=extra.pop("value", button["value"]), user_id=user_id,
                                   channel_id=CHANNEL, message=current, response_url=response_url, **extra)
         status, answer = await self.slack_request(body)

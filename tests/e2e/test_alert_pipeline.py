@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from tests.e2e.conftest import (
+    CURRENT_PAYLOAD,
     LEGACY_PAYLOAD,
     WEBHOOK_PASSWORD,
     WEBHOOK_USER,
@@ -15,6 +16,7 @@ from tests.e2e.conftest import (
     capsule8,
     notebook_command,
 )
+from tests.payloads import minimal_current
 
 DS_CLUSTER = "0101-000000-ds0001"
 AUTH = basic_auth(WEBHOOK_USER, WEBHOOK_PASSWORD)
@@ -95,6 +97,18 @@ async def test_heartbeats_are_dropped_and_unknown_detections_still_posted(bot: B
     assert counts["ignored"] == 1, "the heartbeat is still stored and counted"
 
 
+async def test_the_documented_current_payload_and_its_minimal_form_trigger_a_sync(bot: Bot):
+    bot.add(capsule8("c8-1", "AppArmor Disabled In Kernel", "i-0etl00000000001", 3))
+    status, body = await bot.webhook(CURRENT_PAYLOAD)
+    assert status == 202 and body["alert_id"] == "9876543210987654"
+    await bot.settle()
+    bot.add(capsule8("c8-2", "Kernel Module Loaded", "i-0driver000000001", 2))
+    status, body = await bot.webhook(minimal_current("a-2"))  # fields without values are omitted
+    assert status == 202 and body["alert_id"] == "a-2"
+    await bot.settle()
+    assert len(bot.findings()) == 2
+
+
 async def test_the_legacy_alert_payload_triggers_a_sync_too(bot: Bot):
     bot.add(capsule8("c8-1", "AppArmor Disabled In Kernel", "i-0etl00000000001", 3))
     status, body = await bot.webhook(LEGACY_PAYLOAD)
@@ -114,8 +128,12 @@ async def test_wrong_credentials_and_bad_bodies_are_refused_and_the_bot_stays_up
     cases = [
         (b"not json", "not valid JSON"),
         (b"[1, 2]", "must be a JSON object"),
-        (b'{"event": "x"}', "'alert' must be an object"),
+        (b'{"event": "x"}', "not a Databricks SQL alert payload: field 'alert' is missing: expected "
+                            "'alert.alert.id' (current SQL alerts"),
         (b'{"alert": {"alert": {"name": "no id"}}}', "alert.alert.id"),
+        (b'{"alert": {"name": "no id"}}', "neither 'alert.alert.id' nor 'alert.id' is given: expected "
+                                         "'alert.alert.id' (current SQL alerts: {event, alert: {title, alert: "
+                                         "{id, name, …}}}) or 'alert.id' (legacy alerts"),
     ]
     for body, message in cases:
         status, answer = await bot.post("/webhooks/dbsql", body, {"Content-Type": "application/json", **AUTH})

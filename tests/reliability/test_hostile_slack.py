@@ -103,7 +103,7 @@ def click_body(host: EmulatorHost, action_id: str, value: str, user_id: str = RE
     message = host.messages()[0] if ts is None else host.call(host.slack.message, CHANNEL, ts)
     url = host.call(host.slack.new_response_url, CHANNEL, message["ts"])
     body = block_actions_body(action_id=action_id, value=value, user_id=user_id, channel_id=CHANNEL,
-                              message=message, response_url=url)
+                              message=message, response_url=url, trigger_id=host.call(host.slack.trigger_id))
     return body, url
 
 

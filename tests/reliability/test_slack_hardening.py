@@ -90,7 +90,7 @@ def click_payload(host: EmulatorHost, message: dict[str, Any], action_id: str, u
                   if e["action_id"] == action_id)
     url = host.call(host.slack.new_response_url, CHANNEL, message["ts"])
     payload = block_actions_payload(action_id=action_id, value=button["value"], user_id=user, channel_id=CHANNEL,
-                                    message=current, response_url=url)
+                                    message=current, response_url=url, trigger_id=host.call(host.slack.trigger_id))
     return payload, url
 
 
@@ -408,7 +408,7 @@ def test_a_hostile_detection_name_and_instance_id_never_become_live_mentions(mak
     response = bot.slack_request(submission(key_of(finding), RESPONDER, hostile_form))
     assert response.status_code == 200 and response.text == "", response.text
     again = bot.slack_request(submission(key_of(finding), SECOND, hostile_form))
-    assert "Already marked benign" in again.json()["errors"]["reason"]
+    assert "already benign" in again.json()["errors"]["reason"] and "no longer offered" in again.json()["errors"]["reason"]
     texts = []
     for text in ("benign list", "benign remove b1", "benign remove <@U0VICTIM>", "benign list"):
         _, url = command(host, bot, text)

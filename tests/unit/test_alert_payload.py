@@ -9,54 +9,45 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core.alert_payload import MAX_DEPTH, AlertNotice, PayloadError, parse_alert_payload
+from tests.payloads import DOCUMENTED_CURRENT, LEGACY, current, minimal_current
 
-CURRENT = {
-    "event": "alert_state_change",
-    "url_base": "https://adb-123.4.azuredatabricks.net",
-    "alert": {
-        "title": "ESM findings",
-        "description": "Capsule8 rows: {{QUERY_RESULT_ROWS}}",
-        "alert": {
-            "id": "6c1e4b2a-aaaa-bbbb-cccc-0123456789ab",
-            "name": "Capsule8 detections",
-            "owner": "secops@example.com",
-            "query_text": "SELECT * FROM system.access.audit WHERE service_name = 'capsule8-alerts-dataplane'",
-            "warehouse_id": "abc123def456",
-            "custom_summary": "New ESM finding",
-            "custom_description": "Check Slack",
-            "evaluations": [{"state": "TRIGGERED", "value": 3}],
-        },
-    },
-}
-
-LEGACY = {
-    "event": "alert_state_change",
-    "url_base": "https://example.cloud.databricks.com",
-    "alert": {
-        "id": "1234",
-        "name": "Capsule8 detections (legacy)",
-        "state": "TRIGGERED",
-        "title": "ESM",
-        "description": "rows",
-        "query_id": "5678",
-    },
-}
+CURRENT = DOCUMENTED_CURRENT  # Databricks' documented example, quoted in tests/payloads.py
 
 
 def body(value) -> bytes:
     return json.dumps(value).encode()
 
 
-def test_current_payload_parses():
+def test_the_documented_current_payload_parses():
     notice = parse_alert_payload(body(CURRENT))
     assert notice == AlertNotice(
         shape="current",
         event="alert_state_change",
-        alert_id="6c1e4b2a-aaaa-bbbb-cccc-0123456789ab",
-        alert_name="Capsule8 detections",
-        state=None,
-        url_base="https://adb-123.4.azuredatabricks.net",
+        alert_id="9876543210987654",
+        alert_name="Daily revenue",
+        state=None,  # the documented evaluation carries no state; the title says it in words
+        url_base="https://<workspace-url>/sql?o=1234567890123456",
+        owner="alex.smith@example.com",
+        summary='Alert "{{ALERT_NAME}}" changed status to {{ALERT_STATUS}}',
     )
+
+
+def test_current_payload_with_fields_omitted_when_empty_parses():
+    notice = parse_alert_payload(body(minimal_current("a-77")))
+    assert (notice.shape, notice.alert_id) == ("current", "a-77")
+    assert (notice.alert_name, notice.state, notice.url_base, notice.owner, notice.summary) == (None,) * 5
+
+
+def test_current_payload_state_comes_from_its_evaluations_when_present():
+    evaluations = [{**CURRENT["alert"]["alert"]["evaluations"][0], "state": "TRIGGERED"}]
+    assert parse_alert_payload(body(current(evaluations=evaluations))).state == "TRIGGERED"
+    assert parse_alert_payload(body(current(evaluations="not a list"))).state is None
+
+
+def test_current_payload_owner_as_an_object_a_name_only_or_a_plain_string():
+    assert parse_alert_payload(body(current(owner={"id": 1, "name": "Alex Smith"}))).owner == "Alex Smith"
+    assert parse_alert_payload(body(current(owner="sec@example.com"))).owner == "sec@example.com"
+    assert parse_alert_payload(body(current(owner=[1]))).owner is None
 
 
 def test_legacy_payload_parses():
@@ -72,9 +63,7 @@ def test_legacy_payload_parses():
 
 
 def test_current_payload_without_name_falls_back_to_title():
-    payload = json.loads(json.dumps(CURRENT))
-    del payload["alert"]["alert"]["name"]
-    assert parse_alert_payload(body(payload)).alert_name == "ESM findings"
+    assert parse_alert_payload(body(current(name=None))).alert_name == 'Alert "Daily revenue" changed status to TRIGGERED'
 
 
 def test_legacy_payload_without_name_falls_back_to_title():
@@ -130,11 +119,12 @@ def test_body_with_utf8_bom_is_accepted():
         (b'"alert"', "must be a JSON object"),
         (b"null", "must be a JSON object"),
         (b"42", "must be a JSON object"),
-        (b"{}", "'alert' must be an object"),
-        (b'{"alert": null}', "'alert' must be an object"),
-        (b'{"alert": "id"}', "'alert' must be an object"),
-        (b'{"alert": [{"id": "1"}]}', "'alert' must be an object"),
-        (b'{"alert": {}}', "'alert.id'"),
+        (b"{}", "field 'alert' is missing: expected 'alert.alert.id' (current SQL alerts"),
+        (b'{"alert": null}', "field 'alert' is missing"),
+        (b'{"alert": "id"}', "field 'alert' is a JSON str, not an object"),
+        (b'{"alert": [{"id": "1"}]}', "field 'alert' is a JSON list, not an object"),
+        (b'{"alert": {}}', "neither 'alert.alert.id' nor 'alert.id' is given: expected"),
+        (b'{"alert": {"alert": "x", "id": "1"}}', "field 'alert.alert' is a JSON str"),
         (b'{"alert": {"id": ""}}', "'alert.id'"),
         (b'{"alert": {"id": "   "}}', "'alert.id'"),
         (b'{"alert": {"id": true}}', "'alert.id'"),

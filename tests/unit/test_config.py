@@ -238,3 +238,11 @@ def test_malformed_readers_and_workspace_ids_name_the_variable(name, value):
     with pytest.raises(ConfigError) as info:
         load_settings({name: value})
     assert name in str(info.value) and "\n" not in str(info.value)
+
+
+def test_alert_schedule_defaults_to_ten_minutes_and_must_divide_an_hour():
+    assert load_settings({}).alert_schedule == timedelta(minutes=10)
+    assert load_settings({"ESM_ALERT_SCHEDULE": "1h"}).alert_schedule == timedelta(hours=1)
+    for bad in ("7m", "90s", "2h", "0"):
+        with pytest.raises(ConfigError, match="^ESM_ALERT_SCHEDULE: "):
+            load_settings({"ESM_ALERT_SCHEDULE": bad})

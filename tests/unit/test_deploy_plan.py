@@ -13,6 +13,7 @@ from bot.core.deploy_plan import (
     COUNT_COLUMN,
     MARKER,
     Action,
+    Api,
     Existing,
     Kind,
     Ref,
@@ -37,9 +38,14 @@ def catalogue():
     return load_catalogue(RULES_DIR / "detections.yml")
 
 
-def plan(catalogue, suppressions=(), webhook=WEBHOOK, schedule=Schedule()):
+def plan(catalogue, suppressions=(), webhook=WEBHOOK, schedule=Schedule(), api=Api.LEGACY):
+    """The legacy objects by default: most tests here read the SQL off the legacy queries."""
     return desired_objects(catalogue, warehouse_id="wh-123", webhook=webhook, suppressions=suppressions,
-                           schedule=schedule, now=NOW)
+                           schedule=schedule, now=NOW, api=api)
+
+
+def plan_v2(catalogue, **kwargs):
+    return plan(catalogue, api=Api.V2, **kwargs)
 
 
 def by(objects, kind, title):
@@ -298,3 +304,100 @@ def test_differences_paths():
     assert differences({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 2, "c": [2, 1]}, "z": 0}) == ["a.b"]
     assert differences({"t": [{"k": "x"}]}, {"t": []}) == ["t"]
     assert differences({"s": "x"}, {}, skip=("s",)) == []
+
+
+# ---- AlertsV2 (#13) -----------------------------------------------------------------------------
+
+TITLES = CATEGORIES + ["ClamAV Infections", "Uncategorised Capsule8 Detections"]
+
+
+def test_v2_one_alert_per_section_and_the_destination_no_queries_or_jobs(catalogue):
+    objects = plan_v2(catalogue)
+    assert [o.kind for o in objects] == [Kind.DESTINATION] + [Kind.ALERT_V2] * len(TITLES)
+    assert [o.name for o in objects[1:]] == [MARKER + t for t in TITLES]
+
+
+def test_v2_alert_carries_the_legacy_querys_sql_its_evaluation_subscription_and_schedule(catalogue):
+    schedule = Schedule(every_minutes=15, lookback=timedelta(hours=2))
+    alert = by(plan_v2(catalogue, schedule=schedule), Kind.ALERT_V2, "Host Security Changes").body
+    legacy_query = by(plan(catalogue, schedule=schedule), Kind.QUERY, "Host Security Changes").body
+    assert alert["query_text"] == legacy_query["query_text"] and alert["warehouse_id"] == "wh-123"
+    assert alert["evaluation"] == {
+        "source": {"name": COUNT_COLUMN}, "comparison_operator": "GREATER_THAN",
+        "threshold": {"value": {"double_value": 0}}, "empty_result_state": "OK",
+        "notification": {"notify_on_ok": False, "retrigger_seconds": 900,
+                         "subscriptions": [{"destination_id": Ref(Kind.DESTINATION, WEBHOOK.display_name)}]}}
+    assert alert["schedule"] == {"quartz_cron_schedule": "0 0/15 * * * ?", "timezone_id": "UTC",
+                                 "pause_status": "UNPAUSED"}
+    assert "esm-bot deploy" in alert["custom_description"]
+
+
+def test_v2_alert_bodies_are_the_sdks_own_alertv2_fields():
+    from databricks.sdk.service import sql
+
+    catalogue = load_catalogue(RULES_DIR / "detections.yml")
+    objects = plan_v2(catalogue)
+    ids = {(o.kind, o.name): f"id-{i}" for i, o in enumerate(objects)}
+    for obj in objects[1:]:
+        body = resolve(obj.body, ids)
+        assert sql.AlertV2.from_dict(body).as_dict() == body  # every field known, every enum value valid
+
+
+def test_schedule_every_interval_and_an_hour():
+    assert Schedule.every(timedelta(minutes=5)).quartz_cron == "0 0/5 * * * ?"
+    hourly = Schedule.every(timedelta(hours=1))
+    assert hourly.quartz_cron == "0 0 * * * ?" and hourly.retrigger_seconds == 3600
+    for bad in (timedelta(seconds=90), timedelta(minutes=7), timedelta(hours=2)):
+        with pytest.raises(ValueError):
+            Schedule.every(bad)
+
+
+def test_v2_what_was_created_is_unchanged_even_with_api_defaults(catalogue):
+    objects = plan_v2(catalogue)
+    existing = []
+    for obj in existing_from(objects):
+        body = dict(obj.body)
+        if obj.kind == Kind.ALERT_V2:
+            notification = {k: v for k, v in body["evaluation"]["notification"].items() if k != "notify_on_ok"}
+            body["evaluation"] = {**body["evaluation"], "notification": notification, "state": "OK",
+                                  "threshold": {"value": {"double_value": 0.0}}}
+            body.update(lifecycle_state="ACTIVE", owner_user_name="me", create_time="2025-03-04T12:00:00Z")
+        existing.append(Existing(obj.kind, obj.name, obj.id, body))
+    assert {s.action for s in diff(objects, existing)} == {Action.UNCHANGED}
+
+
+def test_migration_creates_the_v2_alerts_first_then_deletes_the_legacy_objects_it_replaces(catalogue):
+    legacy = existing_from(plan(catalogue))
+    foreign = [Existing(Kind.QUERY, "Team query", "q-team", {}), Existing(Kind.JOB, "Team nightly", "j-team", {})]
+    steps = diff(plan_v2(catalogue), legacy + foreign)
+    assert [(s.action, s.kind) for s in steps[:1 + len(TITLES)]] == (
+        [(Action.UNCHANGED, Kind.DESTINATION)] + [(Action.CREATE, Kind.ALERT_V2)] * len(TITLES))
+    deletes = steps[1 + len(TITLES):]
+    assert [s.kind for s in deletes] == [Kind.JOB] * 6 + [Kind.ALERT] * 6 + [Kind.QUERY] * 6
+    assert all(s.action == Action.DELETE and s.reason == "legacy: replaced by the v2 alert"
+               and s.replaced_by == (Kind.ALERT_V2, s.name) for s in deletes)
+    assert not {"q-team", "j-team"} & {s.existing_id for s in steps}
+
+
+def test_forcing_legacy_replaces_v2_alerts_once_their_jobs_exist(catalogue):
+    v2 = existing_from(plan_v2(catalogue))
+    steps = diff(plan(catalogue), v2)
+    deletes = [s for s in steps if s.action == Action.DELETE]
+    assert [s.kind for s in deletes] == [Kind.ALERT_V2] * len(TITLES)
+    assert all(s.replaced_by == (Kind.JOB, s.name) for s in deletes)
+    assert steps.index(deletes[0]) > max(i for i, s in enumerate(steps) if s.action == Action.CREATE)
+
+
+def test_a_new_public_url_repoints_the_v2_subscriptions(catalogue):
+    old = plan_v2(catalogue)
+    new = plan_v2(catalogue, webhook=Webhook("https://bot2.example.com", "databricks", "s3cret-pw"))
+    steps = diff(new, existing_from(old))
+    updates = [s for s in steps if s.action == Action.UPDATE]
+    assert {s.kind for s in updates} == {Kind.ALERT_V2} and len(updates) == len(TITLES)
+    assert all(s.reason == "changed: evaluation.notification.subscriptions[0].destination_id" for s in updates)
+
+
+def test_removal_covers_both_apis():
+    existing = [Existing(Kind.ALERT_V2, MARKER + "Q", "v2", {}), Existing(Kind.JOB, MARKER + "Q", "j", {}),
+                Existing(Kind.DESTINATION, MARKER + "Webhook", "d", {})]
+    assert [s.existing_id for s in removal(existing)] == ["v2", "j", "d"]
