@@ -205,3 +205,23 @@ async def bot(tmp_path, slack, dbx):
     await instance.start()
     yield instance
     await instance.stop()
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    """The Thrift SQL warehouse stand-in over the same DuckDB file the Bot helper seeds through
+    bot.add(): the warehouse serves those rows."""
+    from emulators.thrift_sql import ThriftSQLEmulator
+
+    with ThriftSQLEmulator(tmp_path / "audit.duckdb", token=DBX_TOKEN) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def warehouse_bot(tmp_path, slack, dbx, warehouse):
+    """The bot reading the audit table through the SQL warehouse (databricks-sql-connector)."""
+    instance = Bot(tmp_path, slack, dbx, ESM_AUDIT_SOURCE="databricks", ESM_WAREHOUSE_URI=warehouse.uri,
+                   ESM_WAREHOUSE_HTTP_PATH=warehouse.http_path, ESM_WAREHOUSE_TIMEOUT="20")
+    await instance.start()
+    yield instance
+    await instance.stop()

@@ -9,29 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 
 from bot.render.benign_modal import PREVIEW_COMPUTING
 from emulators.thrift_sql import ThriftSQLEmulator
-from tests.e2e.conftest import DBX_TOKEN, Bot
+from tests.e2e.conftest import Bot
 from tests.e2e.test_benign import MARK, ca_finding, change_in_modal, form, preview_of
 
 SLOW = 2.5  # seconds every warehouse statement is held
-
-
-@pytest.fixture
-def warehouse(tmp_path):
-    with ThriftSQLEmulator(tmp_path / "audit.duckdb", token=DBX_TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def warehouse_bot(tmp_path, slack, dbx, warehouse):
-    instance = Bot(tmp_path, slack, dbx, ESM_AUDIT_SOURCE="databricks", ESM_WAREHOUSE_URI=warehouse.uri,
-                   ESM_WAREHOUSE_HTTP_PATH=warehouse.http_path, ESM_WAREHOUSE_TIMEOUT="20")
-    await instance.start()
-    yield instance
-    await instance.stop()
 
 
 async def wait_for(predicate, timeout: float = 30.0) -> None:

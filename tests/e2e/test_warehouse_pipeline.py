@@ -3,28 +3,11 @@ and system tables through databricks-sql-connector over Thrift/HTTP from the loc
 emulator (DuckDB behind it), and posts the finding exactly as it does with the embedded store."""
 from __future__ import annotations
 
-import pytest
 
 from emulators.thrift_sql import ThriftSQLEmulator
-from tests.e2e.conftest import DBX_TOKEN, Bot, capsule8, notebook_command
+from tests.e2e.conftest import Bot, capsule8, notebook_command
 
 DS_CLUSTER = "0101-000000-ds0001"
-
-
-@pytest.fixture
-def warehouse(tmp_path):
-    # the same file the Bot helper seeds through bot.add(): the warehouse serves those rows
-    with ThriftSQLEmulator(tmp_path / "audit.duckdb", token=DBX_TOKEN) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-async def warehouse_bot(tmp_path, slack, dbx, warehouse):
-    instance = Bot(tmp_path, slack, dbx, ESM_AUDIT_SOURCE="databricks", ESM_WAREHOUSE_URI=warehouse.uri,
-                   ESM_WAREHOUSE_HTTP_PATH=warehouse.http_path, ESM_WAREHOUSE_TIMEOUT="10")
-    await instance.start()
-    yield instance
-    await instance.stop()
 
 
 async def test_a_webhook_posts_the_finding_read_from_the_warehouse(warehouse_bot: Bot, warehouse: ThriftSQLEmulator):
