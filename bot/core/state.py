@@ -22,10 +22,6 @@ class OutboxKind(StrEnum):
     DIGEST = "digest"  # later repeats, counted
     NOTE = "note"  # an action's note in the thread
 
-    @property
-    def in_thread(self) -> bool:
-        return self in (OutboxKind.REPLY, OutboxKind.DIGEST, OutboxKind.NOTE)
-
 
 @dataclass(frozen=True)
 class PostPayload:

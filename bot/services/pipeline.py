@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 Resolved = tuple[ClusterContext | None, str | None]  # the cluster, or why it is unknown
 
 PAGE_SIZE = 5000
+SENSOR_CHECK_EVERY = timedelta(minutes=1)  # silent sensors are looked for at most this often
 ENRICH_CONCURRENCY = 8
 
 
@@ -146,6 +147,7 @@ class Pipeline:
         self.last_success_at: datetime | None = None
         self.last_sweep: SweepReport | None = None
         self._last_sweep_at: datetime | None = None
+        self._last_sensor_check: datetime | None = None
         self.runs = 0
         self._options = SyncOptions()
 
@@ -220,7 +222,7 @@ class Pipeline:
                 break
         if self._options.since is None and self._sweep_due():
             await self._sweep(report)
-        if self._options.since is None and self.settings.heartbeat_gap > timedelta(0):
+        if self._options.since is None and self._sensor_check_due():
             await self._silent_sensors(report)
 
     async def _start(self) -> datetime:
@@ -271,11 +273,20 @@ class Pipeline:
 
     # -- sensors that went silent --------------------------------------------------------
 
+    def _sensor_check_due(self) -> bool:
+        """Silence is measured in tens of minutes: once a minute is often enough, however many
+        syncs a storm of webhooks starts (the check reads a day of stored events)."""
+        if self.settings.heartbeat_gap <= timedelta(0):
+            return False
+        last = self._last_sensor_check
+        return last is None or self.clock() - last >= SENSOR_CHECK_EVERY
+
     async def _silent_sensors(self, report: SyncReport) -> None:
         """A host that sent heartbeats and stopped for longer than the gap while its cluster still
         runs is a finding ("ESM sensor silent"): stopping the agent is an attacker's first move.
         A host whose cluster terminated is not; one the bot cannot check is posted, saying so."""
         now, gap = self.clock(), self.settings.heartbeat_gap
+        self._last_sensor_check = now
         hosts = await self.store.last_heartbeats(HEARTBEAT, now - max(self.settings.late_window, gap * 2), SENSOR_SILENT)
         rows = []
         for host in hosts:

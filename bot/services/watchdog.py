@@ -10,10 +10,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from bot.observability import metrics
-from bot.core.degraded import Degradation, Problem, degraded_text, recovered_text
+from bot.core.degraded import Degradation, degraded_text, recovered_text
 from bot.core.ports import Chat, ChatError
+from bot.render.blocks import clip, escape, plain_section
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +26,9 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _plain(text: str) -> tuple[str, list[dict[str, object]]]:
+def _plain(text: str) -> tuple[str, list[dict[str, Any]]]:
     """Plain text only: a reason quoted from an error can never become a mention or a link."""
-    safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:2900]
-    return safe, [{"type": "section", "text": {"type": "plain_text", "text": text[:2900] or "-"}}]
+    return escape(clip(text, 2900)), [plain_section(clip(text, 2900) or "-")]
 
 
 class Watchdog:
@@ -76,6 +77,3 @@ class Watchdog:
         self._post_failing = False
         return True
 
-
-def problems_json(problems: list[Problem]) -> dict[str, dict[str, str]]:
-    return {p.part: {"reason": p.reason, "since": p.since.isoformat()} for p in problems}

@@ -253,10 +253,20 @@ def assert_exactly_once(delivery: Delivery, bot: BotProcess, host: EmulatorHost)
     assert delivery.limit_violations == 0, delivery
 
 
-def source_event_ids(audit_path: Path) -> set[str]:
+def source_event_ids(audit_path: Path, timeout: float = 15.0) -> set[str]:
+    """The Capsule8 event ids of the audit file. The bot keeps the file open (and locked) for a
+    moment after each burst of queries: wait for it to let go, as a loader does."""
     import duckdb
 
-    con = duckdb.connect(str(audit_path), read_only=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            con = duckdb.connect(str(audit_path), read_only=True)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     try:
         rows = con.execute(
             "SELECT event_id FROM access.audit WHERE service_name = 'capsule8-alerts-dataplane'").fetchall()

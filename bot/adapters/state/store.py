@@ -134,14 +134,6 @@ class StateStore:
         return store
 
     @property
-    def url(self) -> str:
-        return self.target
-
-    @property
-    def path(self) -> str:
-        return self.target
-
-    @property
     def replica(self) -> str:
         return self._coord.replica
 
@@ -679,11 +671,8 @@ def _sqlite_engines(path: str) -> tuple[AsyncEngine, AsyncEngine]:
     parent = Path(path).expanduser().resolve().parent
     if not parent.is_dir():
         raise StateStoreError(f"cannot open the SQLite state store {path}: folder {parent} does not exist")
-    url = f"sqlite+aiosqlite:///{path}"
-    writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-    reader = create_async_engine(url, pool_size=4, max_overflow=4)
-    for engine, begin in ((writer, "BEGIN IMMEDIATE"), (reader, "BEGIN")):
-        _sqlite_setup(engine, begin)
+    writer = _sqlite_engine(path, "BEGIN IMMEDIATE", pool_size=1, max_overflow=0, pool_timeout=60)
+    reader = _sqlite_engine(path, "BEGIN", pool_size=4, max_overflow=4)
     return writer, reader
 
 
@@ -691,17 +680,20 @@ def _sqlite_ledger_engine(path: str) -> AsyncEngine:
     """SQLite: the replay ledger's own writer connection (#11). Its writes are a few rows and
     wait at most REPLAY_BUSY_TIMEOUT_MS for the file's lock, so they never queue on, nor hold up,
     the store's writer: a Slack request's own writes go first."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=1, max_overflow=0, pool_timeout=60)
-    _sqlite_setup(engine, "BEGIN IMMEDIATE", REPLAY_BUSY_TIMEOUT_MS)
-    return engine
+    return _sqlite_engine(path, "BEGIN IMMEDIATE", REPLAY_BUSY_TIMEOUT_MS, pool_size=1, max_overflow=0,
+                          pool_timeout=60)
 
 
-def _sqlite_setup(engine: AsyncEngine, begin: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+def _sqlite_engine(path: str, begin: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS, **pool: Any) -> AsyncEngine:
+    """An engine on the SQLite file whose transactions start with `begin`; a statement waits at most
+    `busy_timeout_ms` for another connection's lock (sqlite3's own `timeout`), in WAL mode."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", connect_args={"timeout": busy_timeout_ms / 1000},
+                                 **pool)
+
     @event.listens_for(engine.sync_engine, "connect")
     def connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver's own BEGIN is off: ours follows
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -709,6 +701,8 @@ def _sqlite_setup(engine: AsyncEngine, begin: str, busy_timeout_ms: int = BUSY_T
     @event.listens_for(engine.sync_engine, "begin")
     def start(conn: Any) -> None:
         conn.exec_driver_sql(begin)
+
+    return engine
 
 
 class Credentials(Protocol):
