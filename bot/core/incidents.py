@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.core.findings import Detection, Finding
+from bot.core.findings import Detection, Finding, FindingStatus
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class ClusterRow:
     workspace_id: str
     events: int
     hosts: int
+    status: FindingStatus = FindingStatus.OPEN
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,12 @@ class IncidentSummary:
 
     @property
     def terminable(self) -> tuple[ClusterRow, ...]:
-        """The members tied to a cluster, one row per cluster."""
+        """The members tied to a cluster and not closed yet, one row per cluster."""
         seen: set[str] = set()
         rows = []
         for row in self.rows:
+            if row.status not in (FindingStatus.OPEN, FindingStatus.ACKNOWLEDGED):
+                continue
             if row.cluster_id and row.cluster_id not in seen:
                 seen.add(row.cluster_id)
                 rows.append(row)
@@ -119,6 +122,7 @@ def _row(f: Finding) -> ClusterRow:
         workspace_id=f.first_event.workspace_id,
         events=f.count,
         hosts=len(f.hosts),
+        status=f.status,
     )
 
 

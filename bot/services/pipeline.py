@@ -473,6 +473,7 @@ class Pipeline:
                 for (ch, name), incident in list(self._storm.open.items()):  # the storm is over here
                     if ch == channel:
                         out.closed.add(incident.key)
+                        out.update(incident.key)  # it says the storm is over
                         del self._storm.open[(ch, name)]
         for key, incident_key_ in members.items():  # later repeats count on their incident
             out.quiet.add(key)
