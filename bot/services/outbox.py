@@ -256,6 +256,12 @@ class OutboxWorker:
         ts = await self.chat.find_posted(channel, METADATA_EVENT, key, limit=HISTORY_MARGIN + since)
         return None if ts is None else (channel, ts)
 
+    def _ready(self, channel: str) -> None:
+        """Raise _Paced if the channel may not take a message now (claims nothing)."""
+        until = max(self._paused.get(channel, 0.0), self._next_post.get(channel, 0.0))
+        if until > time.monotonic():
+            raise _Paced(channel, until)
+
     def _pace(self, channel: str, *, post: bool = True) -> None:
         """Claim the channel's next slot, or raise _Paced: at most one message per post_interval
         per channel (Slack's pace), and nothing while Slack's Retry-After for it runs. Updates
@@ -334,6 +340,7 @@ class OutboxWorker:
         if incident.ts is not None:
             await self.store.outbox_sent(item.id)
             return
+        self._ready(channel)
         self._pace(channel)
         updates = [u.id for u in await self.store.pending_items(incident.key, OutboxKind.INCIDENT_UPDATE)
                    if u.attempts == 0]
@@ -357,6 +364,7 @@ class OutboxWorker:
         """List the members not listed yet, a few hundred per message, resuming after a restart
         where the thread left off (each listing message carries its offset in metadata)."""
         assert incident.ts is not None
+        self._ready(incident.channel)  # before reading every member: the channel may not post yet
         members = await self.store.incident_members(incident.key)
         rest = summarise(members).rows if members else ()
         order = {f.key: n for n, f in enumerate(members)}

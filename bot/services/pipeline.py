@@ -120,6 +120,7 @@ class SyncSettings:
 
 
 POSTED_KINDS = (OutboxKind.POST, OutboxKind.REPLY, OutboxKind.DIGEST)  # what chat.postMessage sends
+UPDATE_PRIORITY = 5  # incident updates: after parent posts (10 + severity), before thread items (0)
 
 
 @dataclass
@@ -531,7 +532,9 @@ class _RollUp:
     def _once(self, key: str, kind: OutboxKind) -> None:
         if (key, kind) not in self._queued:
             self._queued.add((key, kind))
-            self.outbox.append(NewOutboxItem(key, IncidentPayload(kind)))
+            # an update (chat.update, not paced like posts) goes before the thread's listings
+            priority = UPDATE_PRIORITY if kind is OutboxKind.INCIDENT_UPDATE else 0
+            self.outbox.append(NewOutboxItem(key, IncidentPayload(kind), priority=priority))
 
     def update(self, key: str) -> None:
         if (key, OutboxKind.INCIDENT) not in {(i.finding_key, i.kind) for i in self.outbox}:

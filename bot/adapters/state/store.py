@@ -354,7 +354,7 @@ class StateStore:
             found = await conn.execute(
                 select(t.outbox.c.id, t.outbox.c.finding_key, t.outbox.c.kind, t.outbox.c.payload)
                 .where(t.outbox.c.finding_key.in_(chunk), t.outbox.c.state == PENDING, t.outbox.c.attempts == 0,
-                       t.outbox.c.kind.in_([k.value for k in (*FOLDED_KINDS, OutboxKind.POST)]))
+                       t.outbox.c.kind.in_([k.value for k in (*FOLDED_KINDS, OutboxKind.POST, OutboxKind.INCIDENT)]))
                 .order_by(t.outbox.c.id)
             )
             for r in found:
@@ -369,6 +369,9 @@ class StateStore:
                 keep.append(row)
                 continue
             if row["kind"] == OutboxKind.UPDATE.value and (row["finding_key"], OutboxKind.POST.value) in stored:
+                continue
+            if (row["kind"] == OutboxKind.INCIDENT_UPDATE.value
+                    and (row["finding_key"], OutboxKind.INCIDENT.value) in stored):
                 continue
             if row["kind"] != OutboxKind.DIGEST.value:
                 if key in stored or key in batch:
