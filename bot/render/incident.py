@@ -29,7 +29,7 @@ LIST_METADATA_EVENT = "esm_incident_list"
 TOP_ROWS = 10  # clusters in the incident message's table
 MAX_OPTIONS = 100  # Slack's limit of options in a static_select
 MAX_OPTION_TEXT = 75
-LIST_SECTIONS = 20  # sections per thread message listing clusters (Slack allows 50 blocks)
+LIST_SECTIONS = 40  # sections per thread message listing clusters (Slack allows 50 blocks)
 MODAL_SECTIONS = 40  # sections of the modal's cluster list (a modal allows 100 blocks)
 SECTION_BUDGET = MAX_SECTION_TEXT - 100
 

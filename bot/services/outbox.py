@@ -64,6 +64,7 @@ class OutboxWorker:
         self._paused: dict[str, float] = {}  # channel -> end of Slack's Retry-After for it
         self._channel: str | None = None  # the channel of the item being sent (for a 429)
         self._list_tries: set[tuple[str, int]] = set()  # incident listings attempted here, not confirmed
+        self._attempted: set[int] = set()  # listing items this process attempted (their later chunks need no look-up)
         self.sent = 0
         self.retries = 0
         # Parent messages this worker posted, and that count at each post's latest attempt: a
@@ -173,8 +174,9 @@ class OutboxWorker:
         item, covered = await self._coalesce(item)
         if item.kind is OutboxKind.UPDATE:
             self._pace(channel, post=False)
+            await self.store.outbox_attempt(item.id)  # every try counts; an update written after it is kept
+            finding = await self.store.finding(finding.key) or finding  # rendered as it is now, after the attempt
             text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
-            await self.store.outbox_attempt(item.id)  # every try counts, for the backoff
             metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key, "events": finding.count}}
             await self.chat.update(channel, ts, text, body, metadata=metadata)
         else:
@@ -230,13 +232,13 @@ class OutboxWorker:
             await self.store.posted_with_message(item.id, finding.key, *existing)
             return
         self._pace(channel)
-        # The post shows the finding as it is now, so the updates queued so far (each written
-        # with the finding change it announces) need not be sent after it.
+        await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first
+        # The post shows the finding as it is now (read after the attempt: an update written
+        # later is kept, #14), so the updates queued so far need not be sent after it.
         updates = [u.id for u in await self.store.pending_items(finding.key, OutboxKind.UPDATE) if u.attempts == 0]
         finding = await self.store.finding(finding.key) or finding
         text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key, "events": finding.count}}
-        await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first
         self._parents_at_attempt[item.id] = self._parents
         ts = await self.chat.post(channel, text, body, metadata=metadata)
         self._parents += 1
@@ -340,12 +342,11 @@ class OutboxWorker:
         if incident.ts is not None:
             await self.store.outbox_sent(item.id)
             return
-        self._ready(channel)
         self._pace(channel)
+        await self.store.outbox_attempt(item.id)  # before reading the counts: an update written later is kept
         updates = [u.id for u in await self.store.pending_items(incident.key, OutboxKind.INCIDENT_UPDATE)
                    if u.attempts == 0]
         text, body, metadata = await self._incident_body(incident)
-        await self.store.outbox_attempt(item.id)
         ts = await self.chat.post(channel, text, body, metadata=metadata)
         self._parents += 1
         await self.store.incident_posted(item.id, incident.key, ts)
@@ -356,8 +357,8 @@ class OutboxWorker:
     async def _update_incident(self, incident: Incident, item: OutboxItem) -> None:
         assert incident.ts is not None
         self._pace(incident.channel, post=False)
+        await self.store.outbox_attempt(item.id)  # before reading the counts: an update written later is kept
         text, body, metadata = await self._incident_body(incident)
-        await self.store.outbox_attempt(item.id)
         await self.chat.update(incident.channel, incident.ts, text, body, metadata=metadata)
 
     async def _list_members(self, incident: Incident, item: OutboxItem) -> None:
@@ -365,6 +366,9 @@ class OutboxWorker:
         where the thread left off (each listing message carries its offset in metadata)."""
         assert incident.ts is not None
         self._ready(incident.channel)  # before reading every member: the channel may not post yet
+        retried_item = item.attempts > 0 and item.id not in self._attempted  # interrupted before this process
+        self._attempted.add(item.id)
+        await self.store.outbox_attempt(item.id)  # before reading the members: a listing written later is kept
         members = await self.store.incident_members(incident.key)
         rest = summarise(members).rows if members else ()
         order = {f.key: n for n, f in enumerate(members)}
@@ -372,11 +376,10 @@ class OutboxWorker:
         listed = incident.listed
         for upto, text, body in incident_render.list_messages(incident, rows, listed):
             tag = f"{incident.key}:list:{listed}"
-            retried = (incident.key, listed) in self._list_tries or (item.attempts > 0 and not self._list_tries)
+            retried = (incident.key, listed) in self._list_tries or retried_item
             if not (retried and await self._already_replied(incident.channel, incident.ts, tag)):
                 self._pace(incident.channel)
                 self._list_tries.add((incident.key, listed))
-                await self.store.outbox_attempt(item.id)
                 metadata = {"event_type": THREAD_METADATA_EVENT, "event_payload": {"key": tag}}
                 await self.chat.post(incident.channel, text, body, thread_ts=incident.ts, metadata=metadata)
             self._list_tries.discard((incident.key, listed))

@@ -365,7 +365,9 @@ class Pipeline:
             for row in rows
         ]
         open_findings = await self.store.latest_findings(item.group_key for item in items)
-        return plan_batch(items, open_findings, self.settings.group_window, self._suppressor()), clusters
+        # pure and CPU-bound over a whole page: in a thread, so the event loop keeps answering (#14)
+        plan = await asyncio.to_thread(plan_batch, items, open_findings, self.settings.group_window, self._suppressor())
+        return plan, clusters
 
     async def _load_suppressions(self) -> None:
         """Slack-made ones first (their counts show on the finding they came from), then rules."""

@@ -91,8 +91,8 @@ outbox = Table(
     Column("created_at", UtcTime, nullable=False),
     Column("sent_at", UtcTime),
     Column("priority", Integer, nullable=False, default=0),  # parent posts 10 + severity (#14)
-    Index("outbox_due", "state", "priority", "id"),  # the next-due query reads it in order (#14)
-    Index("outbox_held", "state", "not_before"),  # threads waiting for a retry (#14)
+    # indexes (migration 0008): outbox_due (state, priority DESC, id), read in order by the
+    # next-due query; outbox_held (state, not_before), the threads waiting for a retry
     sqlite_autoincrement=True,
 )
 

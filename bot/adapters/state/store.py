@@ -312,11 +312,13 @@ class StateStore:
         incident_rows = [_incident_values(i) for i in incidents]
         await self._coord.check_sync_lock()
         async with self._write() as conn:
-            if event_rows:
+            # in batches: SQLAlchemy prepares each batch's parameters on the event loop, and between
+            # batches the loop serves other requests (/healthz, Slack clicks) (#14)
+            for batch in _batches(event_rows):
                 await conn.execute(self._insert(t.events).on_conflict_do_nothing(index_elements=[t.events.c.event_id]),
-                                   event_rows)
-            if finding_rows:
-                await conn.execute(self._upsert_finding(), finding_rows)
+                                   batch)
+            for batch in _batches(finding_rows):
+                await conn.execute(self._upsert_finding(), batch)
             await self._count_suppressed(conn, suppressed)  # after the upserts, which write suppressed_count
             if incident_rows:
                 stmt = self._insert(t.incidents)
@@ -334,8 +336,8 @@ class StateStore:
                 ).values(closed_at=at))
             if outbox_rows:
                 outbox_rows = await self._fold(conn, outbox_rows)
-            if outbox_rows:
-                await conn.execute(t.outbox.insert(), outbox_rows)
+            for batch in _batches(outbox_rows):
+                await conn.execute(t.outbox.insert(), batch)
             if watermark is not None:
                 await self._advance_watermark(conn, watermark)
 
@@ -672,9 +674,9 @@ class StateStore:
                 select(t.outbox.c.finding_key).where(t.outbox.c.state == PENDING, t.outbox.c.not_before > now)
                 .distinct())}
             held.update(skip)
-            stmt = (
+            stmt = (  # an item not due yet holds its thread: `held` leaves it out with its thread
                 select(t.outbox.c.id, t.outbox.c.finding_key, t.outbox.c.kind, t.outbox.c.payload, t.outbox.c.attempts)
-                .where(t.outbox.c.state == PENDING, t.outbox.c.not_before <= now)
+                .where(t.outbox.c.state == PENDING)
                 .order_by(t.outbox.c.priority.desc(), t.outbox.c.id)
                 .limit(limit)
             )
@@ -930,6 +932,14 @@ async def _migrate(engine: AsyncEngine, target: str) -> int:
 
 
 # -- rows ------------------------------------------------------------------------------------
+
+
+WRITE_BATCH = 500  # rows per executemany in record_sync
+
+
+def _batches(rows: list[dict[str, Any]], size: int = WRITE_BATCH) -> Iterable[list[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def _chunks(values: list[str], size: int = ID_CHUNK) -> Iterable[list[str]]:

@@ -48,7 +48,7 @@ def upgrade() -> None:
     op.add_column("outbox", sa.Column("priority", sa.Integer, nullable=False, server_default="0"))
     outbox = sa.table("outbox", sa.column("kind", Str), sa.column("state", Str), sa.column("priority", sa.Integer))
     op.execute(sa.update(outbox).where(outbox.c.kind == "post", outbox.c.state == "pending").values(priority=10))
-    op.create_index("outbox_due", "outbox", ["state", "priority", "id"])
+    op.create_index("outbox_due", "outbox", ["state", sa.text("priority DESC"), "id"])
     op.create_index("outbox_held", "outbox", ["state", "not_before"])
 
 
