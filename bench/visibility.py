@@ -43,11 +43,13 @@ SLACK_RATE, SLACK_BURST = 1.0, 3  # Slack: about one message per second per chan
 
 
 async def run_visibility(events: int, clusters: int, *, budget: str = "60s", timeout: float = 600.0,
-                         hold_s: float | None = None, drain_cutoff_s: float = 180.0) -> dict[str, Any]:
+                         hold_s: float | None = None, drain_cutoff_s: float = 180.0,
+                         extra_env: dict[str, str] | None = None, keep: bool = False) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"esm-bench-visible{events}-"))
     slack, dbx = await start_emulators(clusters)
     slack.post_rate, slack.post_burst = SLACK_RATE, SLACK_BURST
-    bot = BotProcess(folder, slack.api_url, dbx.host, {"ESM_SLACK_POST_INTERVAL": "1", "ESM_STORM_BUDGET": budget})
+    bot = BotProcess(folder, slack.api_url, dbx.host, {"ESM_SLACK_POST_INTERVAL": "1", "ESM_STORM_BUDGET": budget,
+                                                         **(extra_env or {})})
     store: StateStore | None = None
     try:
         source = bot.source()
@@ -66,7 +68,7 @@ async def run_visibility(events: int, clusters: int, *, budget: str = "60s", tim
             visible_s = stored_s = drained_s = None
             deadline = t0 + timeout
             while time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)  # (visibility is timed by the emulator, not by this poll)
                 now = time.monotonic() - t0
                 progress = await asyncio.to_thread(state_progress, bot)
                 if stored_s is None and progress["events"] >= events:
@@ -106,6 +108,7 @@ async def run_visibility(events: int, clusters: int, *, budget: str = "60s", tim
             "healthz_failures": probes.healthz_failures,
             "bot_cpu_s": round((bot.cpu_seconds() or 0.0) - cpu0, 2),
             "timed_out": visible_s is None,
+            **({"folder": str(folder)} if keep else {}),
         }
     finally:
         if store is not None:

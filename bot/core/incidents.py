@@ -75,7 +75,12 @@ class IncidentSummary:
     workspaces: int
     first_seen: datetime
     last_seen: datetime
-    rows: tuple[ClusterRow, ...]  # every member, most events first
+    rows: tuple[ClusterRow, ...]  # the members, most events first (the store gives the top ones only)
+    open_clusters: int | None = None  # clusters Terminate all would touch (None: count them in rows)
+
+    @property
+    def terminate_count(self) -> int:
+        return self.open_clusters if self.open_clusters is not None else len(self.terminable)
 
     @property
     def terminable(self) -> tuple[ClusterRow, ...]:
@@ -106,6 +111,10 @@ def summarise(members: Sequence[Finding]) -> IncidentSummary:
         last_seen=max(f.last_seen for f in members),
         rows=tuple(rows),
     )
+
+
+def cluster_row(f: Finding) -> ClusterRow:
+    return _row(f)
 
 
 def _row(f: Finding) -> ClusterRow:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
 from bot.core.recent import RecentRow
-from bot.core.incidents import Incident
+from bot.core.incidents import Incident, IncidentSummary
 from bot.core.state import EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind, Payload
 from bot.core.suppressions import Suppression
 
@@ -234,7 +234,8 @@ class IncidentReader(Protocol):
     """Storm incidents (#14) as the outbox and the incident buttons read them."""
 
     async def incident(self, key: str) -> Incident | None: ...
-    async def incident_members(self, key: str) -> list[Finding]: ...
+    async def incident_members(self, key: str, offset: int = 0) -> list[Finding]: ...
+    async def incident_summary(self, key: str, top: int = 100) -> IncidentSummary | None: ...
     async def incidents_of(self, finding_keys: Iterable[str]) -> dict[str, str]: ...
 
 

@@ -61,7 +61,7 @@ def incident_message(incident: Incident, summary: IncidentSummary, *, terminate:
                                                     f" (top {MAX_OPTIONS})")
         elements.append({"type": "static_select", "action_id": OPEN_FINDING, "placeholder": plain(placeholder),
                          "options": options})
-    clusters = len(summary.terminable)
+    clusters = summary.terminate_count
     if terminate and clusters:
         elements.append({"type": "button", "action_id": TERMINATE_ALL, "style": "danger",
                          "text": plain(clip(f"Terminate all {clusters} clusters…", 75)), "value": incident.key})

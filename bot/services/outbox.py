@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bot.observability import correlation, metrics
-from bot.core.incidents import Incident, is_incident_key, summarise
+from bot.core.incidents import Incident, cluster_row, is_incident_key
 from bot.core.state import DigestPayload, NotePayload, OutboxItem, OutboxKind, ReplyPayload
 from bot.render import blocks, incident as incident_render
 from bot.core.actions import ActionSpec
@@ -325,7 +325,9 @@ class OutboxWorker:
         return True
 
     async def _incident_body(self, incident: Incident) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
-        summary = summarise(await self.store.incident_members(incident.key))
+        summary = await self.store.incident_summary(incident.key)
+        if summary is None:
+            raise ChatError(f"incident {incident.key} has no members", permanent=True)
         text, body = incident_render.incident_message(incident, summary, terminate=self.settings.incident_terminate)
         metadata = {"event_type": incident_render.METADATA_EVENT,
                     "event_payload": {"key": incident.key, "events": summary.events, "findings": summary.findings}}
@@ -369,11 +371,8 @@ class OutboxWorker:
         retried_item = item.attempts > 0 and item.id not in self._attempted  # interrupted before this process
         self._attempted.add(item.id)
         await self.store.outbox_attempt(item.id)  # before reading the members: a listing written later is kept
-        members = await self.store.incident_members(incident.key)
-        rest = summarise(members).rows if members else ()
-        order = {f.key: n for n, f in enumerate(members)}
-        rows = sorted(rest, key=lambda r: order[r.finding_key])[incident.listed:]
         listed = incident.listed
+        rows = [cluster_row(f) for f in await self.store.incident_members(incident.key, offset=listed)]
         for upto, text, body in incident_render.list_messages(incident, rows, listed):
             tag = f"{incident.key}:list:{listed}"
             retried = (incident.key, listed) in self._list_tries or retried_item

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from bot.core.findings import FindingStatus
 from bot.core.incidents import Incident
 from bot.core.state import DigestPayload, IncidentPayload, NewOutboxItem, OutboxKind, UpdatePayload
 from tests.contract.test_state_store import DETECTION, T0, finding, item
@@ -110,3 +111,18 @@ async def test_the_next_due_read_stays_fast_with_many_pending(store):
     due = await store.due_outbox()
     assert len(due) == 100 and all(i.kind is OutboxKind.POST for i in due)
     assert [i.id for i in due] == sorted(i.id for i in due)
+
+
+async def test_the_incident_summary_counts_in_the_store_what_the_message_shows(store):
+    members = [replace(finding(f"f-{n}", group=f"{ws}|Kernel Module Loaded|cluster:c-{n}"), count=n + 1,
+                       cluster_id=f"c-{n}", hosts=frozenset({f"i-{n}", "i-shared"}))
+               for n, ws in enumerate(["111", "111", "222"])]
+    members[2] = replace(members[2], status=FindingStatus.TERMINATED)
+    await store.record_sync([], members, [], None, incidents=[incident()], members=[(f.key, "inc-1") for f in members])
+    summary = await store.incident_summary("inc-1", top=2)
+    assert summary is not None
+    assert (summary.events, summary.findings, summary.clusters, summary.hosts, summary.workspaces) == (6, 3, 3, 4, 2)
+    assert summary.open_clusters == 2 and summary.terminate_count == 2
+    assert [r.finding_key for r in summary.rows] == ["f-2", "f-1"]  # the top ones by events
+    assert [f.key for f in await store.incident_members("inc-1", offset=1)] == ["f-1", "f-2"]
+    assert await store.incident_summary("inc-none") is None

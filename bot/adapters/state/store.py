@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Text, any_, bindparam, event, func, select, update
+from sqlalchemy import ColumnElement, Text, any_, bindparam, case, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -36,7 +36,7 @@ from bot.adapters.state.urls import StateStoreError, connect_timeout, redact_url
 from bot.core.codec import context_from_json, context_to_json, detection_from_json, detection_to_json
 from bot.core.events import parse_audit_row, parse_time
 from bot.core.findings import Finding, FindingStatus
-from bot.core.incidents import Incident
+from bot.core.incidents import Incident, IncidentSummary, cluster_row
 from bot.core.state import (
     FOLDED_KINDS,
     DigestPayload,
@@ -757,13 +757,42 @@ class StateStore:
                 found.update({wanted[r[0]]: r[1] for r in rows})
         return found
 
-    async def incident_members(self, key: str) -> list[Finding]:
-        """The incident's findings in the order they joined."""
+    async def incident_members(self, key: str, offset: int = 0) -> list[Finding]:
+        """The incident's findings in the order they joined (from the `offset`-th on)."""
         m = t.incident_members
         stmt = (select(t.findings).select_from(m.join(t.findings, t.findings.c.key == m.c.finding_key))
-                .where(m.c.incident_key == key).order_by(m.c.id))
+                .where(m.c.incident_key == key).order_by(m.c.id).offset(offset))
         async with self._read() as conn:
             return [_finding_from_row(r) for r in await conn.execute(stmt)]
+
+    async def incident_summary(self, key: str, top: int = 100) -> IncidentSummary | None:
+        """What the incident message shows, without reading every member whole: the counts in
+        SQL (hosts from the members' host lists), the `top` members by events as rows."""
+        m, f = t.incident_members, t.findings
+        joined = m.join(f, f.c.key == m.c.finding_key)
+        offered = f.c.status.in_([FindingStatus.OPEN.value, FindingStatus.ACKNOWLEDGED.value])
+        totals = (select(func.count(), func.coalesce(func.sum(f.c.count), 0), func.min(f.c.first_seen),
+                         func.max(f.c.last_seen),
+                         func.count(func.distinct(case((offered, f.c.cluster_id), else_=None))))
+                  .select_from(joined).where(m.c.incident_key == key))
+        spread = select(f.c.key, f.c.cluster_id, f.c.grp, f.c.hosts).select_from(joined).where(m.c.incident_key == key)
+        best = (select(t.findings).select_from(joined).where(m.c.incident_key == key)
+                .order_by(f.c.count.desc(), f.c.key).limit(top))
+        async with self._read() as conn:
+            n, events, first, last, open_clusters = (await conn.execute(totals)).one()
+            if not n:
+                return None
+            hosts: set[str] = set()
+            clusters, workspaces = set(), set()
+            for r in await conn.execute(spread):
+                hosts.update(r.hosts or ())
+                clusters.add(r.cluster_id or r.key)
+                workspaces.add(str(r.grp).split("|", 1)[0])  # a group key starts with its workspace id
+            rows = [cluster_row(_finding_from_row(r)) for r in await conn.execute(best)]
+        rows.sort(key=lambda r: (-r.events, r.name or "", r.finding_key))
+        return IncidentSummary(events=int(events), findings=int(n), clusters=len(clusters), hosts=len(hosts),
+                               workspaces=len(workspaces), first_seen=first, last_seen=last, rows=tuple(rows),
+                               open_clusters=int(open_clusters))
 
     async def incident_posted(self, item_id: int, key: str, ts: str) -> None:
         """The incident's Slack ts and its sent item together (a restart never posts it again)."""
