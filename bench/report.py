@@ -106,8 +106,12 @@ def _command(name: str, r: dict[str, Any]) -> list[Row]:
         _row(name, f"time to acknowledge, p99 ({r['commands']} commands, {r['ack_load_rate_per_s']}/s under load)",
              "< 100 ms (Slack: 3 s)", f"{r['ack_p99_ms']} ms (p50 {r['ack_p50_ms']}, max {r['ack_max_ms']})",
              r["ack_p99_ms"] < 100),
-        _row(name, f"time to the answer ({r['answers']} commands, 4 at a time)", "warehouse delay + a little",
-             f"p50 {r['answer_p50_s']} s, p99 {r['answer_p99_s']} s", r["answer_p99_s"] < r["warehouse_delay_s"] + 1.0),
+        _row(name, f"time to the answer ({r['answers']} commands, 4 at a time; the last 4 while a sync's enrichment "
+                   "reads the warehouse)", "<= warehouse delay + 1 s",
+             f"p50 {r['answer_p50_s']} s, p99 {r['answer_p99_s']} s", r["answer_p99_s"] <= r["warehouse_delay_s"] + 1.0),
+        *([_row(name, "the 4 answers asked during the sync", "", ", ".join(f"{a} s" for a in r["during_sync_answers_s"])
+                + f" (the sync: {r['during_sync_command_lookups']} notebook-command look-ups)", None)]
+          if "during_sync_answers_s" in r else []),
     ]
 
 
