@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from bot.core.deploy_plan import Schedule
 from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
@@ -94,6 +95,7 @@ class Settings:
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
     thread_replies: int = 1  # a finding's first repeat in full in its thread; later ones in digests
+    message_style: Literal["compact", "full"] = "compact"  # compact parent + details reply, or one long message
     slack_post_interval: float = 1.0  # seconds between posts: Slack allows about 1 message/s per channel
     poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
     databricks_timeout: float = 10.0
@@ -177,6 +179,7 @@ ENV_NAMES = {
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
     "thread_replies": "ESM_THREAD_REPLIES",
+    "message_style": "ESM_MESSAGE_STYLE",
     "slack_post_interval": "ESM_SLACK_POST_INTERVAL",
     "poll_interval": "ESM_POLL_INTERVAL",
     "databricks_timeout": "ESM_DATABRICKS_TIMEOUT",
@@ -347,6 +350,7 @@ def _convert(attr: str, text: str) -> object:
         "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
+        "message_style": _parse_message_style,
         # server hardening (#11)
         "header_timeout": _parse_float,
         "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
@@ -382,6 +386,13 @@ def _parse_log_format(text: str, name: str) -> str:
     if fmt not in ("text", "json"):
         raise ConfigError(f"{name}: {text!r} is not one of text, json")
     return fmt
+
+
+def _parse_message_style(text: str, name: str) -> str:
+    style = text.strip().lower()
+    if style not in ("compact", "full"):
+        raise ConfigError(f"{name}: {text!r} is not one of compact, full")
+    return style
 
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:

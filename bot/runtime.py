@@ -155,7 +155,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
         store, chat, OutboxSettings(
-            workspaces.channel_for, workspaces.links_for, settings.slack_post_interval, actions.specs(registry)
+            workspaces.channel_for, workspaces.links_for, settings.slack_post_interval, actions.specs(registry),
+            style=settings.message_style,
         ),
         health=health,
     )

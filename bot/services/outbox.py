@@ -5,6 +5,11 @@ when Slack is down or the bot restarts. A parent post carries the finding key in
 metadata; before re-posting an item that was in flight when the bot stopped, the worker looks
 for that key in the channel, so a crash between Slack's answer and our commit posts nothing
 twice.
+
+A compact parent (ESM_MESSAGE_STYLE=compact) is followed at once by its details reply, the first
+in its thread, keyed `<finding>:details`. The parent's item is done only when both are in
+Slack: a crash between the two finds the parent in the channel and the reply (or its absence)
+in the thread, so the details are posted exactly once, before any other reply of the thread.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ class OutboxSettings:
     links_for: Callable[[Finding], blocks.Links]
     post_interval: float = 1.0  # Slack allows about one message per second per channel
     actions: tuple[ActionSpec, ...] = ()  # the buttons every finding message carries
+    style: blocks.MessageStyle = "compact"  # compact parent + details reply, or one full message
 
 
 class OutboxWorker:
@@ -137,7 +143,7 @@ class OutboxWorker:
         channel, ts = message
         item, covered = await self._coalesce(item)
         if item.kind is OutboxKind.UPDATE:
-            text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
+            text, body = self._parent(finding)
             await self.store.outbox_attempt(item.id)  # every try counts, for the backoff
             await self.chat.update(channel, ts, text, body)
         else:
@@ -192,6 +198,8 @@ class OutboxWorker:
             existing = await self._already_posted(channel, finding.key, item.id)
         if existing is not None:
             self._parents_at_attempt.pop(item.id, None)
+            if item.attempts > 0:  # an interrupted attempt may have posted the parent and not its details
+                await self._post_details(finding, *existing, retried=True)
             await self.store.posted_with_message(item.id, finding.key, *existing)
             return
         await self._pace()
@@ -199,17 +207,45 @@ class OutboxWorker:
         # with the finding change it announces) need not be sent after it.
         updates = [u.id for u in await self.store.pending_items(finding.key, OutboxKind.UPDATE) if u.attempts == 0]
         finding = await self.store.finding(finding.key) or finding
-        text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
+        text, body = self._parent(finding)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key}}
         await self.store.outbox_attempt(item.id)  # from here on, a restart checks Slack first
         self._parents_at_attempt[item.id] = self._parents
         ts = await self.chat.post(channel, text, body, metadata=metadata)
         self._parents += 1
+        # a failure of the details reply retries this item: it finds the parent by its
+        # metadata, looking back past every parent posted since this attempt
+        await self._post_details(finding, channel, ts, retried=False)
         self._parents_at_attempt.pop(item.id, None)
         await self.store.posted_with_message(item.id, finding.key, channel, ts)
         for update_id in updates:
             await self.store.outbox_sent(update_id)
         self._covered.update(updates)
+
+    def _parent(self, finding: Finding) -> tuple[str, list[dict[str, Any]]]:
+        return blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions,
+                                      self.settings.style)
+
+    async def _post_details(self, finding: Finding, channel: str, thread_ts: str, *, retried: bool) -> None:
+        """The first reply under a compact parent: everything the parent leaves out. Keyed in
+        metadata like every thread item; after an interrupted attempt, looked for first."""
+        if not blocks.has_details_reply(self.settings.style):
+            return
+        key = f"{finding.key}:details"
+        if retried and await self._already_replied(channel, thread_ts, key):
+            return
+        text, body = blocks.finding_details(finding, self.settings.links_for(finding))
+        metadata = {"event_type": THREAD_METADATA_EVENT, "event_payload": {"key": key}}
+        await self._pace()
+        try:
+            await self.chat.post(channel, text, body, thread_ts=thread_ts, metadata=metadata)
+        except ChatError as exc:
+            if not exc.permanent:
+                raise  # the parent's item retries, and finds the parent already posted
+            # refused for good (counted in esm_slack_errors_total by the client): the parent
+            # stands, its thread goes on without the details, and the log says so
+            log.error("details reply of finding %s refused by Slack: %s", finding.key, exc,
+                      extra={"finding": finding.key, "kind": "details"})
 
     async def _already_posted(self, channel: str, key: str, item_id: int) -> tuple[str, str] | None:
         """After a failed or interrupted attempt, Slack may have the message already. Every
