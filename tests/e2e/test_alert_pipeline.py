@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tests.e2e.conftest import (
     CURRENT_PAYLOAD,
     LEGACY_PAYLOAD,
@@ -336,3 +338,36 @@ async def test_a_clamav_infection_is_posted_with_its_files_and_a_clean_scan_is_n
     assert "/local_disk0/tmp/miner.bin" in text and "Unix.Coinminer.Generic-7" in text
     assert "<!channel>" not in json.dumps(finding["blocks"]), "scan text is escaped"
     assert (await bot.runtime.store.counts())["ignored"] == 1, "the clean scan is stored, not posted"
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("failure", ["refused", "accepted, answer lost"])
+async def test_a_stop_between_the_parent_and_its_details_neither_loses_nor_repeats_the_details(
+        tmp_path, slack, dbx, failure):
+    bot = Bot(tmp_path, slack, dbx, ESM_SLACK_POST_INTERVAL="1")  # a second between parent and details
+    bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 5, commandLine="insmod ./x.ko"))
+    await bot.start()
+    try:
+        await bot.webhook()
+        await _until(lambda: len(slack.calls_to("chat.postMessage")) >= 1)
+        if failure == "refused":
+            slack.fail("chat.postMessage", status=503, times=None)
+        else:
+            slack.lose_answers("chat.postMessage", times=1)
+        await _until(lambda: len(slack.calls_to("chat.postMessage")) >= 2)
+        await bot.stop()  # the parent is in Slack, its item not finished
+        slack.clear_faults()
+        await bot.start()
+        await bot.settle(timeout=20)
+        [finding] = bot.findings()
+        replies = bot.replies(finding)
+        assert len(replies) == 1, [r["text"] for r in replies]
+        assert "Reproduce in Databricks SQL" in bot.details(finding)
+    finally:
+        await bot.stop()
