@@ -229,8 +229,12 @@ def cloud_pointer(instance_id: str | None) -> str | None:
 
 MessageStyle = Literal["compact", "full"]
 STYLES: tuple[MessageStyle, ...] = ("compact", "full")
-EVIDENCE_LIMIT = 300  # the one line of evidence on a compact parent
+EVIDENCE_LIMIT = 240  # the one line of evidence on a compact parent
+NAME_LIMIT = 80  # a cluster name, an owner on a compact parent
+LINE_LIMIT = 160  # a timing line, a status note on a compact parent
+COMPACT_TEXT_LIMIT = 1400  # every text of a compact parent but its buttons: about a dozen lines
 RAW_EVENT_LIMIT = 2800
+DETAILS_HINT = "Process chain, notebook commands, guidance and SQL to reproduce: in the thread"
 
 
 def finding_message(
@@ -256,7 +260,7 @@ def finding_message(
         _header(finding.detection),
         section(_compact_summary(finding, links)),
         *_evidence_blocks(finding),
-        *_timing_blocks(finding.context),
+        *_timing_blocks(finding.context, LINE_LIMIT),
         *_compact_status_blocks(finding),
         *_action_blocks(finding, actions),
     ]
@@ -296,25 +300,30 @@ def _detail_blocks(finding: Finding, links: Links) -> list[dict[str, Any]]:
 def _compact_summary(finding: Finding, links: Links) -> str:
     """One line: severity · category · on cluster (owner) · workspace · when, seen N× on M hosts."""
     detection, row, cluster = finding.detection, finding.first_event, finding.context.cluster
-    parts = [f"{_emoji(detection.severity)} *{detection.severity.label}*", escape(clip(detection.category, 80))]
+    parts = [f"{_emoji(detection.severity)} *{detection.severity.label}*", _inline(detection.category, NAME_LIMIT)]
     if cluster is not None:
         name = cluster.name if _present(cluster.name) else cluster.cluster_id
-        parts.append(f"on cluster {code(name or '', 100)}")
+        parts.append(f"on cluster {code(name or '', NAME_LIMIT)}")
         owner = cluster.owner if _present(cluster.owner) else cluster.single_user
         if owner is not None and _present(owner):
-            parts.append(f"owner {code(owner, 100)}")
+            parts.append(f"owner {code(owner, NAME_LIMIT)}")
     elif _cluster_id(finding):
-        parts.append(f"on cluster {code(_cluster_id(finding) or '', 100)}")
+        parts.append(f"on cluster {code(_cluster_id(finding) or '', NAME_LIMIT)}")
     else:
-        host = code(row.instance_id, 100) if row.instance_id else "an unknown host"
+        host = code(row.instance_id, NAME_LIMIT) if row.instance_id else "an unknown host"
         parts.append(f"on {host} (cluster unknown)")
-    parts.append(f"workspace {_workspace(row.workspace_id, links.workspace_name)}")
+    parts.append(f"workspace {_workspace(row.workspace_id, links.workspace_name, 40)}")
     hosts = max(len(finding.hosts), 1)
     if finding.count > 1:
         parts.append(f"seen {finding.count}× on {_plural(hosts, 'host')} since {_when(finding.first_seen)}")
     else:
         parts.append(_when(finding.first_seen))
     return " · ".join(parts)
+
+
+def _inline(value: str, limit: int) -> str:
+    """Reviewed configuration (a category) inside the summary line: one line, no code fences."""
+    return escape(clip(_one_line(value).replace("`", _BACKTICK_LOOKALIKE), limit))
 
 
 def _evidence_blocks(finding: Finding) -> list[dict[str, Any]]:
@@ -326,14 +335,14 @@ def _evidence_blocks(finding: Finding) -> list[dict[str, Any]]:
         return [section(f"*Command line:* {code(lineage.command_line or '', EVIDENCE_LIMIT)}")]
     last = _last_command_before(finding.context.commands, row.event_time)
     if last is not None:
-        who = f" by {code(last.user or '', 100)}" if _present(last.user) else ""
+        who = f" by {code(last.user or '', NAME_LIMIT)}" if _present(last.user) else ""
         return [section(f"*Last notebook command* ({_when(last.event_time)}{who}): "
                         f"{code(last.command_text or '', EVIDENCE_LIMIT)}")]
     infections = clamav_infections(row)
     if infections:
         path, signature = infections[0]
         more = f" (+{len(infections) - 1} more)" if len(infections) > 1 else ""
-        return [section(f"*Infected:* {code(path, 200)} — {code(signature, 100)}{more}")]
+        return [section(f"*Infected:* {code(path, EVIDENCE_LIMIT // 2)} — {code(signature, NAME_LIMIT)}{more}")]
     if _present(lineage.file_path):
         return [section(f"*File:* {code(lineage.file_path or '', EVIDENCE_LIMIT)}")]
     return []
@@ -346,10 +355,10 @@ def _last_command_before(commands: Sequence[NotebookCommand], moment: datetime) 
 
 
 def _compact_status_blocks(finding: Finding) -> list[dict[str, Any]]:
-    elements = [*_status_elements(finding)]
+    elements = [*_status_elements(finding, LINE_LIMIT)]
     if finding.suppressed_count > 0:
         elements.append(mrkdwn(f"{_plural(finding.suppressed_count, 'similar event')} hidden by benign suppressions"))
-    elements.append(plain("Process chain, notebook commands, guidance and SQL to reproduce: in the thread"))
+    elements.append(plain(DETAILS_HINT))
     return [context(elements)]
 
 
@@ -396,18 +405,19 @@ def _summary(finding: Finding, links: Links, title: str | None = None, counter: 
     return fields_section(fields, text)
 
 
-def _timing_blocks(ctx: Context) -> list[dict[str, Any]]:
+def _timing_blocks(ctx: Context, limit: int = MAX_TEXT) -> list[dict[str, Any]]:
     """When the event's time is odd (it landed late; the host's clock is ahead), one line says so."""
     if not ctx.timing:
         return []
     return [{"type": "context", "elements": [
-        {"type": "plain_text", "text": clip(f"⏱ Time: {ctx.timing}", MAX_TEXT), "emoji": True}]}]
+        {"type": "plain_text", "text": clip(escape(f"⏱ Time: {ctx.timing}"), limit), "emoji": True}]}]
 
 
-def _workspace(workspace_id: str, name: str | None) -> str:
+def _workspace(workspace_id: str, name: str | None, limit: int = 200) -> str:
     if not _present(workspace_id):
         return "unknown"
-    return f"{escape(clip(name, 60))} {code(workspace_id)}" if name else code(workspace_id)
+    id_text = code(workspace_id, limit)
+    return f"{escape(clip(name, min(60, limit)))} {id_text}" if name else id_text
 
 
 def _counter_line(finding: Finding) -> str | None:
@@ -602,14 +612,14 @@ def _status_blocks(finding: Finding) -> list[dict[str, Any]]:
     return [context(elements)] if elements else []
 
 
-def _status_elements(finding: Finding) -> list[dict[str, Any]]:
+def _status_elements(finding: Finding, note_limit: int = 2000) -> list[dict[str, Any]]:
     if finding.status not in _STATUS_TEXT:
         return []
     emoji, verb, note_label = _STATUS_TEXT[finding.status]
     line = f"{emoji} *{verb}*" + (f" by {actor(finding.status_by)}" if _present(finding.status_by) else "")
     elements = [mrkdwn(clip(line, MAX_TEXT))]
     if _present(finding.status_note):
-        elements.append(plain(clip(escape(f"{note_label}: {finding.status_note}"), 2000)))
+        elements.append(plain(clip(escape(f"{note_label}: {finding.status_note}"), note_limit)))
     return elements
 
 
