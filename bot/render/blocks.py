@@ -318,6 +318,8 @@ def _compact_summary(finding: Finding, links: Links) -> str:
         parts.append(f"seen {finding.count}× on {_plural(hosts, 'host')} since {_when(finding.first_seen)}")
     else:
         parts.append(_when(finding.first_seen))
+    if hosts == 1 and row.instance_id and (cluster is not None or _cluster_id(finding)):
+        parts.append(f"host {code(row.instance_id, NAME_LIMIT)}")
     return " · ".join(parts)
 
 
