@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -52,23 +53,45 @@ async def webhook_ingest(rates: list[int], step_s: float, closed_s: float, worke
         await _wait_http(f"http://127.0.0.1:{base_port}/healthz")
         headers, body = bot.webhook_headers(), bot.alert_body
         targets = {"baseline": f"http://127.0.0.1:{base_port}/webhooks/dbsql", "bot": bot.url + "/webhooks/dbsql"}
+        pids = {"baseline": baseline.pid, "bot": bot.proc.pid if bot.proc else None}
         results: dict[str, Any] = {}
         for name, url in targets.items():
             await loadgen.open_loop(url, body, headers, 100, 0.5)  # warm up connections and code paths
             steps = [await loadgen.open_loop(url, body, headers, rate, step_s) for rate in rates]
+            # the closed loop, with the CPU each side spent: the server's per request, and the load
+            # generator's share of one core (near 1.0: it, not the server, set the pace)
+            server_cpu, own_cpu, wall = _cpu_seconds(pids[name]), time.process_time(), time.perf_counter()
             most = await loadgen.closed_loop(url, body, headers, workers, closed_s)
+            server_cpu = (_cpu_seconds(pids[name]) or 0.0) - (server_cpu or 0.0)
+            requests = most["completed"] + most["errors"]
+            most["server_cpu_ms_per_request"] = round(server_cpu * 1000 / requests, 3) if requests else None
+            most["server_cpu_share"] = round(server_cpu / (time.perf_counter() - wall), 2)
+            most["loadgen_cpu_share"] = round((time.process_time() - own_cpu) / (time.perf_counter() - wall), 2)
             results[name] = {"steps": steps, "max": most}
         syncs = len(bot.sync_reports())
         ratio = results["bot"]["max"]["throughput_rps"] / results["baseline"]["max"]["throughput_rps"]
+        bot_cpu, base_cpu = (results[n]["max"]["server_cpu_ms_per_request"] for n in ("bot", "baseline"))
         at500 = next((s for s in results["bot"]["steps"] if s["offered_rps"] == 500), None)
         return {**results, "throughput_ratio": round(ratio, 3), "bot_p99_ms_at_500": at500 and at500["p99_ms"],
                 "bot_p50_ms_at_500": at500 and at500["p50_ms"], "syncs_triggered": syncs,
+                "cpu_per_request_ratio": round(base_cpu / bot_cpu, 3) if bot_cpu and base_cpu else None,
                 "peak_rss_mb": round((bot.proc_status("VmHWM") or 0) / 1024, 1)}
     finally:
         baseline.terminate()
         baseline.wait(10)
         await bot.stop_async()
         await stop_emulators(slack, dbx)
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 async def _wait_http(url: str, timeout: float = 20.0) -> None:
