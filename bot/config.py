@@ -97,6 +97,7 @@ class Settings:
     thread_replies: int = 1  # a finding's first repeat in full in its thread; later ones in digests
     message_style: Literal["compact", "full"] = "compact"  # compact parent + details reply, or one long message
     slack_post_interval: float = 1.0  # seconds between posts: Slack allows about 1 message/s per channel
+    storm_budget: timedelta = timedelta(seconds=60)  # a sync's posts per channel beyond this: one message per detection
     poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
     databricks_timeout: float = 10.0
     rules_dir: Path = RULES_DIR
@@ -176,6 +177,7 @@ ENV_NAMES = {
     "degraded_after": "ESM_DEGRADED_AFTER",
     "heartbeat_gap": "ESM_HEARTBEAT_GAP",
     "group_window": "ESM_GROUP_WINDOW",
+    "storm_budget": "ESM_STORM_BUDGET",
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
     "thread_replies": "ESM_THREAD_REPLIES",
@@ -206,7 +208,7 @@ ENV_NAMES = {
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
             "admin_token"}
 _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
-              "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap"}
+              "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap", "storm_budget"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 # Slack-side hardening (#11)
