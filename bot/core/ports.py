@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
 from bot.core.recent import RecentRow
-from bot.core.state import EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind
+from bot.core.state import ActionRecord, ActionState, EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind
 from bot.core.suppressions import Suppression
 
 
@@ -166,11 +166,15 @@ class ActionStore(FindingReader, Protocol):
 
     async def record_action(
         self, key: str, action: str, user_id: str, outcome: str, message: str, *, dry_run: bool,
-        outbox: Sequence[NewOutboxItem] = (),
+        outbox: Sequence[NewOutboxItem] = (), record: ActionRecord | None = None,
     ) -> None:
-        """The audit record and the Slack messages it causes, in one transaction."""
+        """The audit record, the Slack messages it causes, and (#12) its before/after, the
+        parent's containment line and the state an undo needs, in one transaction."""
 
     async def actions_for(self, key: str) -> list[dict[str, Any]]: ...
+
+    async def action_state(self, key: str, action: str) -> ActionState | None:
+        """What that action replaced on this finding, while it still applies (not undone)."""
 
 
 class SuppressionStore(Protocol):
@@ -273,7 +277,37 @@ class StateStore(SyncLedger, OutboxQueue, BenignStore, StatusReader, ReplayLedge
     async def close(self) -> None: ...
 
 
-class ClusterControl(Protocol):
+class Containment(Protocol):
+    """The Databricks calls the containment and investigation actions make (#12). ACL entries are
+    `Grant`s (bot.core.containment): only direct grants, since inherited ones cannot be changed."""
+
+    async def whoami(self) -> str:
+        """The bot's own principal: a user name, or a service principal's application id."""
+
+    async def cluster_grants(self, cluster_id: str) -> tuple[list[Any], list[Any]]:
+        """(direct grants, inherited grants) of the cluster's access control list."""
+
+    async def replace_cluster_grants(self, cluster_id: str, grants: Sequence[Any]) -> None:
+        """Replace every direct grant (PUT): inherited grants stay."""
+
+    async def find_user(self, user_name: str) -> dict[str, Any] | None:
+        """{id, user_name, active} of the workspace user, or None."""
+
+    async def set_user_active(self, user_id: str, active: bool) -> None: ...
+
+    async def user_tokens(self, user_name: str) -> list[dict[str, Any]]:
+        """The user's personal access tokens: {token_id, comment, created, last_used, expires}."""
+
+    async def delete_token(self, token_id: str) -> None: ...
+
+    async def cluster_events(self, cluster_id: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        """The cluster's own events in [start, end], oldest first, every page read up to `limit`."""
+
+    async def runs_on_cluster(self, cluster_id: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        """Job runs on that cluster started in [start, end]."""
+
+
+class ClusterControl(Containment, Protocol):
     """The Databricks calls a response action may make."""
 
     async def get_cluster(self, cluster_id: str) -> ClusterContext | None: ...
@@ -282,6 +316,18 @@ class ClusterControl(Protocol):
         """Terminate (reversible: clusters.delete). Never a permanent delete."""
 
     async def active_runs_on_cluster(self, cluster_id: str) -> list[dict[str, Any]]: ...
+
+
+class Pager(Protocol):
+    """An on-call paging service (PagerDuty Events API v2)."""
+
+    async def send(self, action: str, dedup_key: str, *, summary: str = "", severity: str = "", source: str = "",
+                   links: Sequence[tuple[str, str]] = (), details: dict[str, Any] | None = None) -> str:
+        """trigger | acknowledge | resolve; returns the dedup key the service answered. Raises PagerError."""
+
+
+class PagerError(RuntimeError):
+    """The paging service refused or failed; the message says why, never the routing key."""
 
 
 class WorkspaceApi(Workspace, ClusterControl, Protocol):

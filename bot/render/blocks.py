@@ -36,6 +36,7 @@ from bot.core.findings import (
     lineage_of,
 )
 from bot.core.ids import ButtonValue
+from bot.core.state import NoteButton
 from bot.core.queries import sql_literal
 from bot.core.text import clip, slack_len  # re-exported: the rendering's own text helpers
 
@@ -476,6 +477,16 @@ def actor(user: str | None) -> str:
 
 
 def _status_blocks(finding: Finding) -> list[dict[str, Any]]:
+    return _finding_status_blocks(finding) + _mark_blocks(finding)
+
+
+def _mark_blocks(finding: Finding) -> list[dict[str, Any]]:
+    """Containment in force (#12): one line each, "Quarantined by <@U…> at 18:02 UTC"."""
+    lines = [f":lock: *{escape(m.text)}* by {actor(m.by)} at {_utc(m.at):%Y-%m-%d %H:%M} UTC" for m in finding.marks]
+    return [context([mrkdwn(clip(line, 2000)) for line in lines[:10]])] if lines else []
+
+
+def _finding_status_blocks(finding: Finding) -> list[dict[str, Any]]:
     if finding.status not in _STATUS_TEXT:
         return []
     emoji, verb, note_label = _STATUS_TEXT[finding.status]
@@ -583,10 +594,17 @@ def inert(text: str) -> str:
     return text.replace("<@", "<\u2060@")  # a word joiner: invisible, breaks the mention
 
 
-def note_message(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """(fallback text, blocks) of an action's note in a finding's thread."""
+def note_message(text: str, undo: NoteButton | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) of an action's note in a finding's thread, with its undo button."""
     body = mention_safe(text)
-    return clip(body, MAX_TEXT), [section(clip(body, MAX_SECTION_TEXT))]
+    found = [section(clip(body, MAX_SECTION_TEXT))]
+    if undo is not None:
+        found.append({"type": "actions", "elements": [{
+            "type": "button", "action_id": clip(undo.action_id, MAX_ACTION_ID),
+            "text": plain(clip(undo.label, MAX_BUTTON_TEXT)), "value": undo.value,
+            "confirm": _confirm(Confirm(f"{undo.label}?", "Restore exactly what this action replaced?",
+                                        undo.label, "Cancel"))}]})
+    return clip(body, MAX_TEXT), found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Terminate cluster: stop the finding's cluster through clusters.delete, which TERMINATES (the
 cluster can be started again). The SDK's permanent deletion is never called.
 
-Destructive: responders only, once per finding (the dispatcher's claim), honours ESM_DRY_RUN.
+Destructive: responders only, once per finding (the dispatcher's claim); with ESM_DRY_RUN the
+dispatcher reports plan() and never calls run().
 The pre-flight checks that the button names this finding's cluster, that a workspace is
 configured and that the cluster still runs, and notes what stopping it will interrupt.
 """
@@ -77,11 +78,12 @@ class TerminateCluster:
         ctx.extras[_PLAN] = (cluster_id, label, state, await _interrupted(ctx, cluster_id))
         return None
 
+    async def plan(self, ctx: ActionContext) -> str:
+        _, label, state, interrupted = ctx.extras[_PLAN]
+        return f"would terminate cluster {label}, state {state}, interrupting {interrupted}"
+
     async def run(self, ctx: ActionContext) -> Outcome:
         cluster_id, label, state, interrupted = ctx.extras[_PLAN]
-        if ctx.dry_run:
-            return _shown(OutcomeStatus.DRY_RUN, f"Dry run: would terminate cluster {label}, state {state},"
-                          f" interrupting {interrupted}. Nothing was changed (ESM_DRY_RUN is on).")
         assert ctx.clusters is not None
         try:
             await ctx.clusters.terminate_cluster(cluster_id)
