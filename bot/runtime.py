@@ -29,6 +29,7 @@ from bot.services.recent import RecentService
 from bot.core.degraded import Degradation
 from bot.services.watchdog import Watchdog
 from bot.services.autopage import AutoPager
+from bot.services.investigate import InvestigateService
 from bot.core.findings import Severity
 from bot.core.playbook import EXTRA as PLAYBOOK, Playbook
 
@@ -168,8 +169,10 @@ async def build_runtime(settings: Settings) -> Runtime:
     health = Degradation(settings.degraded_after)
     registry = actions.discover()
     pager = build_pager(settings)
+    investigate = InvestigateService(source, chat, store, workspaces.workspace, workspaces.channel_for)
     playbook = Playbook(settings.quarantine_principals, settings.protected_principals, pager,
-                        Severity.parse(settings.page_severity) if settings.page_severity else None)
+                        Severity.parse(settings.page_severity) if settings.page_severity else None,
+                        investigate=investigate)
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
         store, chat, OutboxSettings(

