@@ -371,3 +371,138 @@ async def test_with_readers_set_investigate_is_refused_to_others_before_any_quer
 
     assert answer.startswith("Refused:")
     assert bot.slack.files() == [] and len(bot.dbx.calls) == calls
+
+
+# ---- Disable user / Re-enable user ---------------------------------------------------------------
+
+DISABLE, ENABLE = "esm.disable_user", "esm.enable_user"
+REVOKE, REVOKE_NOW = "esm.revoke_tokens", "esm.revoke_tokens_confirmed"
+SCIM_USERS = "/api/2.0/preview/scim/v2/Users"
+
+
+async def finding_with_suspect(bot: Bot, user: str = SUSPECT) -> dict:
+    from tests.e2e.conftest import notebook_command
+
+    bot.dbx.add_user(user)
+    bot.add(notebook_command("nb-s", CLUSTER, 10, user, "import os; os.system('insmod x.ko')"))
+    return await posted_finding(bot)
+
+
+def scim_patches(bot: Bot) -> list:
+    return [c for c in bot.dbx.calls if c.method == "PATCH" and c.path.startswith(SCIM_USERS)]
+
+
+async def test_disable_names_who_and_why_deactivates_and_re_enable_undoes_it(make_bot):
+    bot = await make_bot()
+    finding = await finding_with_suspect(bot)
+    confirm = button(bot, finding, DISABLE)["confirm"]["text"]["text"]
+    assert SUSPECT in confirm and "ran the last notebook command before the event" in confirm
+
+    answer = await answer_to(bot, await click(bot, finding, DISABLE))
+    await bot.settle()
+
+    assert answer.startswith(f"<@{RESPONDER}> disabled user {SUSPECT}")
+    assert bot.dbx.user_by_name(SUSPECT)["active"] is False
+    [patch] = scim_patches(bot)
+    assert patch.data["Operations"] == [{"op": "replace", "value": {"active": False}}], "the value survives the SDK"
+    assert f"User {SUSPECT} disabled* by @{RESPONDER}" in bot.text_of(finding)
+    note = note_with(bot, finding, ENABLE)
+
+    undone = await answer_to(bot, await click(bot, note, ENABLE))
+    await bot.settle()
+
+    assert f"re-enabled user {SUSPECT}" in undone
+    assert bot.dbx.user_by_name(SUSPECT)["active"] is True
+    assert "disabled*" not in bot.text_of(finding)
+    assert "nothing to undo" in await answer_to(bot, await click(bot, note, ENABLE))
+
+
+@pytest.mark.parametrize("protected, user", [
+    ("", BOT_USER),  # the bot's own principal, whatever the setting
+    (f"user:{SUSPECT}", SUSPECT),
+    ("group:break-glass", SUSPECT),  # a member of a protected group
+], ids=["the-bot-itself", "a-listed-user", "a-protected-group-member"])
+async def test_disable_refuses_the_bots_own_principal_and_protected_principals(make_bot, protected, user):
+    bot = await make_bot(ESM_PROTECTED_PRINCIPALS=protected)
+    bot.dbx.add_user(SUSPECT, groups=("break-glass",))
+    finding = await finding_with_suspect(bot, user)
+
+    answer = await answer_to(bot, await click(bot, finding, DISABLE))
+
+    assert answer.startswith(f"Refused: esm-bot never acts on {user}"), answer
+    assert scim_patches(bot) == [] and bot.dbx.user_by_name(user)["active"] is True
+
+
+async def test_disable_by_a_non_responder_is_refused_and_dry_run_patches_nothing(make_bot):
+    bot = await make_bot(ESM_DRY_RUN="true")
+    finding = await finding_with_suspect(bot)
+
+    refused = await answer_to(bot, await click(bot, finding, DISABLE, user_id=OUTSIDER))
+    planned = await answer_to(bot, await click(bot, finding, DISABLE))
+
+    assert refused.startswith("Refused:")
+    assert planned.startswith(f"Dry run: would deactivate user {SUSPECT}") and "Nothing was changed" in planned
+    assert scim_patches(bot) == [] and bot.dbx.user_by_name(SUSPECT)["active"] is True
+
+
+async def test_a_double_click_disables_once(make_bot):
+    bot = await make_bot()
+    finding = await finding_with_suspect(bot)
+    bot.dbx.delay(SCIM_USERS, 0.3, times=2)
+    first, second = await asyncio.gather(*(click(bot, finding, DISABLE) for _ in range(2)))
+    await answer_to(bot, first), await answer_to(bot, second)
+    assert len(scim_patches(bot)) == 1
+
+
+# ---- Revoke tokens -----------------------------------------------------------------------------------
+
+
+async def click_answer_button(bot: Bot, answer: dict, action_id: str, finding: dict, user_id: str = RESPONDER) -> str:
+    """Click a button in a private answer (an ephemeral message), as Slack sends it."""
+    found = next(e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]
+                 if e["action_id"] == action_id)
+    response_url = bot.slack.new_response_url(CHANNEL)
+    body = block_actions_body(action_id=action_id, value=found["value"], user_id=user_id, channel_id=CHANNEL,
+                              message={"ts": finding["ts"], "blocks": answer["blocks"], "text": answer["text"]},
+                              response_url=response_url)
+    status, ack = await bot.slack_request(body)
+    assert status == 200, ack
+    return response_url
+
+
+async def test_revoke_lists_the_tokens_then_deletes_them_and_says_it_is_not_reversible(make_bot):
+    bot = await make_bot()
+    finding = await finding_with_suspect(bot)
+    day = 86_400_000
+    bot.dbx.add_token(SUSPECT, comment="ci <!here> pipeline", last_used_ms=int(time.time() * 1000) - day)
+    bot.dbx.add_token(SUSPECT, comment="laptop")
+    bot.dbx.add_token("someone-else@example.com", comment="keep me")
+
+    listed_url = await click(bot, finding, REVOKE)
+    [listed] = await bot.answers(listed_url)
+    shown = json.dumps(listed["blocks"])
+    assert "2 personal access token(s)" in shown and "laptop" in shown and "&lt;!here&gt;" in shown
+    assert "last used 20" in shown and "last used never" in shown
+    confirm = next(e for b in listed["blocks"] if b["type"] == "actions" for e in b["elements"])["confirm"]
+    assert "NOT reversible" in confirm["text"]["text"]
+    assert [t["comment"] for t in bot.dbx.tokens.values()] == ["ci <!here> pipeline", "laptop", "keep me"]
+
+    answer = await answer_to(bot, await click_answer_button(bot, listed, REVOKE_NOW, finding))
+    await bot.settle()
+
+    assert f"revoked 2 personal access token(s) of {SUSPECT}" in answer and "Not reversible" in answer
+    assert [t["comment"] for t in bot.dbx.tokens.values()] == ["keep me"]
+    again = await answer_to(bot, await click_answer_button(bot, listed, REVOKE_NOW, finding))
+    assert "already running or done" in again or "no personal access tokens left" in again
+
+
+async def test_revoke_refuses_a_protected_user_and_outsiders_before_listing(make_bot):
+    bot = await make_bot(ESM_PROTECTED_PRINCIPALS=SUSPECT)
+    finding = await finding_with_suspect(bot)
+    bot.dbx.add_token(SUSPECT, comment="laptop")
+
+    protected = await answer_to(bot, await click(bot, finding, REVOKE))
+    outsider = await answer_to(bot, await click(bot, finding, REVOKE, user_id=OUTSIDER))
+
+    assert protected.startswith(f"Refused: esm-bot never acts on {SUSPECT}") and outsider.startswith("Refused:")
+    assert bot.dbx.calls_to("/api/2.0/token-management/tokens") == []
