@@ -172,7 +172,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     investigate = InvestigateService(source, chat, store, workspaces.workspace, workspaces.channel_for)
     playbook = Playbook(settings.quarantine_principals, settings.protected_principals, pager,
                         Severity.parse(settings.page_severity) if settings.page_severity else None,
-                        investigate=investigate)
+                        investigate=investigate, audit=source)
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
         store, chat, OutboxSettings(

@@ -53,6 +53,7 @@ class ActionSpec:
     permissions: tuple[str, ...] = ()  # what the bot needs in Databricks (`esm-bot doctor` checks them)
     settings: tuple[str, ...] = ()  # Settings fields it needs (`rules check` and `doctor` say when unset)
     hidden: bool = False  # a follow-up step (a button in a private answer), never on the parent
+    claim_as: str | None = None  # runs once per finding together with that action (same claim)
 
     def offered_on(self, finding: Finding) -> bool:
         return finding.status in self.offered_while
@@ -67,6 +68,7 @@ class OutcomeStatus(StrEnum):
     REFUSED = "refused"  # not authorised, or the finding or button is no longer valid
     FAILED = "failed"  # the outside system said no; the message says why
     DRY_RUN = "dry_run"  # ESM_DRY_RUN: what would have happened
+    CHOICE = "choice"  # the pre-flight offers the clicker a better choice first (Terminate: Quarantine instead)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class ActionId(StrEnum):
     REVOKE_TOKENS_CONFIRMED = "esm.revoke_tokens_confirmed"
     INVESTIGATE = "esm.investigate"
     PAGE_ONCALL = "esm.page_oncall"
+    TERMINATE_ANYWAY = "esm.terminate_anyway"
 
 
 BUTTON_VALUE_VERSION = 1

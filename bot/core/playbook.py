@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.core.findings import Finding, Severity
-from bot.core.ports import Pager
+from bot.core.ports import AuditSource, Pager
 
 EXTRA = "playbook"  # its key in ActionContext.extras
 # the catalogue's severities as PagerDuty's four
@@ -21,6 +21,7 @@ class Playbook:
     page_severity: Severity | None = None  # page new findings at or above it
     slack_team_url: str = "https://slack.com"  # message links in pages
     investigate: Any = None  # the Investigate service (bot.services.investigate)
+    audit: AuditSource | None = None  # who attached to a cluster lately (Terminate's "Quarantine instead")
 
 
 def playbook_of(extras: dict[str, Any]) -> Playbook:

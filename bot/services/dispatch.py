@@ -110,7 +110,8 @@ class Dispatcher:
 
     async def _run(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
         spec = action.spec
-        if spec.destructive and not await self.store.claim_action(ctx.finding.key, spec.id, ctx.user_id):
+        claim = spec.claim_as or spec.id
+        if spec.destructive and not await self.store.claim_action(ctx.finding.key, claim, ctx.user_id):
             lost = Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.", private=True)
             return await self.complete(action, ctx, lost)  # the audit trail keeps the losing click too
         try:
@@ -120,8 +121,9 @@ class Dispatcher:
             outcome = Outcome(OutcomeStatus.FAILED, f"{spec.label} failed: {type(exc).__name__}")
         try:
             if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN,
-                                                       OutcomeStatus.REFUSED, OutcomeStatus.ALREADY):
-                await self.store.release_claim(ctx.finding.key, spec.id)  # allow another try
+                                                       OutcomeStatus.REFUSED, OutcomeStatus.ALREADY,
+                                                       OutcomeStatus.CHOICE):
+                await self.store.release_claim(ctx.finding.key, claim)  # allow another try
             return await self.complete(action, ctx, outcome)
         except StoreError as exc:
             if not spec.destructive:  # recording was the action (acknowledge, …): nothing happened

@@ -506,3 +506,49 @@ async def test_revoke_refuses_a_protected_user_and_outsiders_before_listing(make
 
     assert protected.startswith(f"Refused: esm-bot never acts on {SUSPECT}") and outsider.startswith("Refused:")
     assert bot.dbx.calls_to("/api/2.0/token-management/tokens") == []
+
+
+# ---- Terminate offers Quarantine instead on a shared cluster -----------------------------------------
+
+
+async def shared_finding(bot: Bot) -> dict:
+    from tests.e2e.conftest import notebook_command
+
+    bot.add(notebook_command("nb-a", CLUSTER, 30, SUSPECT, "df.count()"),
+            notebook_command("nb-b", CLUSTER, 20, "bob@example.com", "spark.sql('select 1')"))
+    return await posted_finding(bot)
+
+
+async def test_terminate_on_a_shared_cluster_offers_quarantine_instead(make_bot):
+    bot = await make_bot()
+    finding = await shared_finding(bot)
+
+    offered_url = await click(bot, finding, TERMINATE)
+    [offer] = await bot.answers(offered_url)
+
+    assert "is shared: 2 users attached in the last hour" in offer["text"] and SUSPECT in offer["text"]
+    assert bot.dbx.calls_to("/api/2.1/clusters/delete") == [] and bot.dbx.clusters[CLUSTER]["state"] == "RUNNING"
+    choices = [e["action_id"] for b in offer["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert choices == [QUARANTINE, "esm.terminate_anyway"]
+
+    quarantined = await answer_to(bot, await click_answer_button(bot, offer, QUARANTINE, finding))
+    assert "quarantined cluster" in quarantined and bot.dbx.clusters[CLUSTER]["state"] == "RUNNING"
+
+
+async def test_terminate_anyway_terminates_once(make_bot):
+    bot = await make_bot()
+    finding = await shared_finding(bot)
+    [offer] = await bot.answers(await click(bot, finding, TERMINATE))
+
+    first = await answer_to(bot, await click_answer_button(bot, offer, "esm.terminate_anyway", finding))
+    second = await answer_to(bot, await click_answer_button(bot, offer, "esm.terminate_anyway", finding))
+
+    assert "terminated cluster" in first and "already" in second
+    assert len(bot.dbx.calls_to("/api/2.1/clusters/delete")) == 1
+
+
+async def test_terminate_on_a_cluster_one_user_attached_to_terminates_at_once(make_bot):
+    bot = await make_bot()
+    finding = await finding_with_suspect(bot)
+    answer = await answer_to(bot, await click(bot, finding, TERMINATE))
+    assert "terminated cluster" in answer and len(bot.dbx.calls_to("/api/2.1/clusters/delete")) == 1
