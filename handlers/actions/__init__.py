@@ -39,6 +39,10 @@ def _load(module_name: str) -> ResponseAction:
     action = getattr(importlib.import_module(module_name), "ACTION", None)
     if action is None:
         raise RegistryError(f"{module_name}: defines no ACTION")
+    return _check(action, module_name)
+
+
+def _check(action: ResponseAction, module_name: str) -> ResponseAction:
     spec = getattr(action, "spec", None)
     if not isinstance(spec, ActionSpec):
         raise RegistryError(f"{module_name}: ACTION.spec must be an ActionSpec")
