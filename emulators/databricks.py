@@ -142,9 +142,11 @@ class DatabricksEmulator:
         self.users: dict[str, Json] = {}
         self.groups: set[str] = {"admins", "users"}
         self.service_principals: set[str] = set()
-        self.users_forbidden = False  # True: SCIM Users answers 403 (the caller is no workspace admin)
+        self.users_forbidden = False  # True: SCIM Users answers 403 even to read
         self.tokens: dict[str, Json] = {}  # token id -> TokenInfo
         self.tokens_forbidden = False  # True: token management answers 403
+        # As the real workspace: patching SCIM users and token management need the caller in the
+        # admins group (`user_groups`)
         self.add_user(user_name)
         # Lakebase: database instance names, and the OAuth token POST /api/2.0/database/credentials
         # issues now (change it to rotate) with its lifetime in seconds
@@ -602,6 +604,8 @@ class DatabricksEmulator:
         """SCIM PatchOp. A `replace` without a value is refused (what iam.Patch.as_dict makes of
         value=False); `active` is set by path or by a path-less value object."""
         user = self._user_or_404(request.match_info["user_id"])
+        if "admins" not in self.user_groups:
+            raise ApiError(403, "PERMISSION_DENIED", "Only workspace admins can update users.")
         body = await request.json()
         if body.get("schemas") != ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "schemas must be [urn:ietf:params:scim:api:messages:2.0:PatchOp]")
@@ -630,7 +634,7 @@ class DatabricksEmulator:
     # ---- token management -------------------------------------------------------------------
 
     def _tokens_allowed(self) -> None:
-        if self.tokens_forbidden:
+        if self.tokens_forbidden or "admins" not in self.user_groups:
             raise ApiError(403, "PERMISSION_DENIED", "Only workspace admins can manage other users' tokens.")
 
     async def _tokens_list(self, request: web.Request) -> Json:

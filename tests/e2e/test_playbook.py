@@ -31,6 +31,7 @@ async def pager():
 async def make_bot(tmp_path, slack, dbx, pager):
     """A bot with the playbook configured (quarantine principals, PagerDuty stand-in) plus `env`."""
     dbx.groups.add("security-team")
+    dbx.user_groups.append("admins")  # the bot's principal is a workspace admin (SCIM, token management)
     started: list[Bot] = []
 
     async def make(**env: str) -> Bot:
