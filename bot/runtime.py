@@ -52,6 +52,7 @@ class Runtime:
     recent: RecentService | None = None  # /esm recent and the "Recent on this host" button
     health: Degradation | None = None  # which part is failing, since when (degraded is loud)
     watchdog: Watchdog | None = None
+    autopager: AutoPager | None = None  # ESM_PAGE_SEVERITY: pages new findings (#12)
 
     def trigger_sync(self, reason: str) -> str:
         log.debug("sync requested by %s", reason)
@@ -209,8 +210,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         registry, store, authorizer, workspaces.workspace, settings.dry_run, outbox.kick,
         extras={"recent": recent, "benign": benign, PLAYBOOK: playbook}, read_access=read_access,
     )
-    outbox.on_posted = AutoPager(dispatcher, playbook).on_posted
+    autopager = AutoPager(dispatcher, playbook)
+    outbox.on_posted = autopager.on_posted
     return Runtime(
         settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
-        recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel),
+        recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel), autopager=autopager,
     )

@@ -482,7 +482,7 @@ def _status_blocks(finding: Finding) -> list[dict[str, Any]]:
 
 def _mark_blocks(finding: Finding) -> list[dict[str, Any]]:
     """Containment in force (#12): one line each, "Quarantined by <@U…> at 18:02 UTC"."""
-    lines = [f":lock: *{escape(m.text)}* by {actor(m.by)} at {_utc(m.at):%Y-%m-%d %H:%M} UTC" for m in finding.marks]
+    lines = [f":pushpin: *{escape(m.text)}* by {actor(m.by)} at {_utc(m.at):%Y-%m-%d %H:%M} UTC" for m in finding.marks]
     return [context([mrkdwn(clip(line, 2000)) for line in lines[:10]])] if lines else []
 
 

@@ -8,7 +8,7 @@ from bot.core.actions import ActionContext, Outcome, OutcomeStatus
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ports import WorkspaceError
 from bot.core.state import ActionRecord
-from bot.render.blocks import inert, note_message
+from bot.render.blocks import actor, inert, note_message
 
 log = logging.getLogger(__name__)
 
@@ -71,4 +71,5 @@ def escaped(message: str) -> tuple[dict[str, Any], ...]:
 
 
 def by(user_id: str) -> str:
-    return f"<@{user_id}>"
+    """Who acted: a Slack user as a mention, the bot itself (an automatic page) as plain text."""
+    return actor(user_id)
