@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from bot.core.findings import Finding, NotebookCommand
@@ -101,9 +101,10 @@ def suspect_of(finding: Finding, commands: Sequence[NotebookCommand], event_time
     cluster = finding.context.cluster
     if cluster is not None and _present(cluster.single_user):
         return Suspect(str(cluster.single_user).strip(), "the single user of this dedicated cluster")
-    before = [c for c in commands if c.user and c.event_time <= event_time]
+    at = _utc(event_time)
+    before = [c for c in commands if c.user and _utc(c.event_time) <= at]
     if before:
-        last = max(before, key=lambda c: c.event_time)
+        last = max(before, key=lambda c: _utc(c.event_time))
         return Suspect(str(last.user).strip(), f"ran the last notebook command before the event ({last.event_time:%H:%M:%S} UTC)")
     if cluster is not None and _present(cluster.owner):
         return Suspect(str(cluster.owner).strip(), "the cluster's owner (no notebook command found before the event)")
@@ -128,3 +129,8 @@ def protected_groups(protected: Iterable[str]) -> set[str]:
 
 def _present(value: str | None) -> bool:
     return bool(value and value.strip())
+
+
+def _utc(when: datetime) -> datetime:
+    """Naive times are UTC by the domain's convention; compare everything as aware UTC."""
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)

@@ -61,3 +61,22 @@ def test_actions_whose_settings_are_unset_are_named():
     assert "Page on-call: not offered until ESM_PAGERDUTY_ROUTING_KEY is set" in lines
     assert action_settings(load_settings({"ESM_PAGERDUTY_ROUTING_KEY": "k" * 32,
                                           "ESM_QUARANTINE_PRINCIPALS": "group:security-team"})) == []
+
+
+def test_the_suspect_is_found_whether_times_are_naive_or_aware():
+    from datetime import datetime, timedelta, timezone
+
+    from bot.core.containment import suspect_of
+    from bot.core.findings import ClusterContext, Context, NotebookCommand
+    from dataclasses import replace
+
+    from tests.unit.test_blocks import kmod_finding
+
+    event = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    commands = (NotebookCommand(datetime(2026, 1, 1, 11, 50), "naive@example.com", "nb", "x"),
+                NotebookCommand(event - timedelta(minutes=5), "aware@example.com", "nb", "y"),
+                NotebookCommand(event + timedelta(minutes=5), "after@example.com", "nb", "z"))
+    finding = replace(kmod_finding(), context=Context(cluster=ClusterContext("c-1", owner="owner@example.com"),
+                                                      commands=commands))
+    found = suspect_of(finding, commands, event.replace(tzinfo=None))
+    assert found is not None and found.user == "aware@example.com"
