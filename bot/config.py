@@ -119,6 +119,12 @@ class Settings:
     slack_enterprise_id: str | None = None  # ESM_SLACK_ENTERPRISE_ID: the same for the Enterprise Grid org
     # field truth (#13): esm-bot deploy's alerts run on their own schedule (AlertsV2, or a job on legacy)
     alert_schedule: timedelta = timedelta(minutes=10)  # how often each alert runs; divides an hour
+    # the responder's playbook (#12)
+    quarantine_principals: tuple[str, ...] = ()  # ESM_QUARANTINE_PRINCIPALS: who keeps a quarantined cluster
+    protected_principals: tuple[str, ...] = ()  # ESM_PROTECTED_PRINCIPALS: never disabled (users or groups)
+    pagerduty_routing_key: Secret | None = None  # ESM_PAGERDUTY_ROUTING_KEY: the Events API v2 integration key
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"  # ESM_PAGERDUTY_URL
+    page_severity: str | None = None  # ESM_PAGE_SEVERITY: page new findings at or above it
 
     @property
     def duckdb_path(self) -> str | None:
@@ -135,7 +141,8 @@ class Settings:
         """Every secret value this configuration holds, for masking in logs and errors: the tokens
         and passwords, the state URL's password (as written and decoded) and each workspace's token."""
         values = [s.reveal() for s in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
-                                        self.webhook_password, self.databricks_token, self.admin_token) if s is not None]
+                                        self.webhook_password, self.databricks_token, self.admin_token,
+                                        self.pagerduty_routing_key) if s is not None]
         if self.state_url is not None:
             values += url_password_forms(self.state_url.reveal())
         values += [token.reveal() for token in self.workspace_tokens.values()]
@@ -203,10 +210,16 @@ ENV_NAMES = {
     "slack_team_id": "ESM_SLACK_TEAM_ID",
     "slack_enterprise_id": "ESM_SLACK_ENTERPRISE_ID",
     "alert_schedule": "ESM_ALERT_SCHEDULE",
+    # the responder's playbook (#12)
+    "quarantine_principals": "ESM_QUARANTINE_PRINCIPALS",
+    "protected_principals": "ESM_PROTECTED_PRINCIPALS",
+    "pagerduty_routing_key": "ESM_PAGERDUTY_ROUTING_KEY",
+    "pagerduty_url": "ESM_PAGERDUTY_URL",
+    "page_severity": "ESM_PAGE_SEVERITY",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
-            "admin_token"}
+            "admin_token", "pagerduty_routing_key"}
 _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
               "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap", "storm_budget"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -362,9 +375,30 @@ def _convert(attr: str, text: str) -> object:
         "slack_team_id": _parse_slack_id(_TEAM_ID, "team id (T…)"),
         "slack_enterprise_id": _parse_slack_id(_ENTERPRISE_ID, "Enterprise Grid id (E…)"),
         "alert_schedule": _parse_alert_schedule,
+        "quarantine_principals": _parse_principals,
+        "protected_principals": _parse_principals,
+        "pagerduty_url": _parse_url,
+        "page_severity": _parse_page_severity,
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)
+
+
+def _parse_principals(text: str, name: str) -> tuple[str, ...]:
+    """Comma-separated principals: `group:x`, `user:x`, `sp:x`, or bare (see bot.core.containment)."""
+    found = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in found if len(p) > 255 or any(c in p for c in "\n\r\t")]
+    if bad:
+        raise ConfigError(f"{name}: not a principal: {bad[0][:60]!r}")
+    return found
+
+
+def _parse_page_severity(text: str, name: str) -> str:
+    value = text.strip().lower()
+    allowed = ("info", "low", "medium", "high", "critical")
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {text[:40]!r}")
+    return value
 
 
 def _parse_alert_schedule(text: str, name: str) -> timedelta:

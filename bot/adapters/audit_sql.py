@@ -55,6 +55,15 @@ class SqlAuditSource:
         params = {"cluster_id": cluster_id, "start": start, "end": end, "limit": limit}
         return [command_from_row(r) for r in await self._run(queries.NOTEBOOK_COMMANDS, params)]
 
+    async def capsule8_on_instance(self, instance_id: str, start: datetime, end: datetime, limit: int) -> list[AuditRow]:
+        params = {"service": queries.CAPSULE8_PARAMS["service"], "instance_id": instance_id, "start": start,
+                  "end": end, "limit": limit}
+        return rows_to_audit(await self._run(queries.CAPSULE8_ON_INSTANCE, params))
+
+    async def user_activity(self, user: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        params = {**queries.USER_ACTIVITY_PARAMS, "user": user, "start": start, "end": end, "limit": limit}
+        return [dict(r) for r in await self._run(queries.USER_ACTIVITY, params)]
+
     async def cluster_for_instance(self, instance_id: str, at: datetime) -> tuple[str, bool] | None:
         params = {"instance_id": instance_id, "at": at, "earliest": at - timedelta(days=2)}
         rows = await self._run(queries.CLUSTER_FOR_INSTANCE, params)

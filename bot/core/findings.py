@@ -173,6 +173,16 @@ class FindingStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A containment line on the parent message (#12): "Quarantined by <@U…> at …"."""
+
+    action: str
+    text: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Finding:
     """One group of events: same detection on the same cluster (or instance) within a window."""
 
@@ -190,3 +200,4 @@ class Finding:
     suppressed_count: int = 0
     cluster_id: str | None = None  # resolved at grouping time (the event rarely carries it)
     group: str = ""  # the grouping key: workspace | detection | cluster or instance
+    marks: tuple[Mark, ...] = ()  # containment in force (quarantined, user disabled, paged), oldest first

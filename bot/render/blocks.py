@@ -39,6 +39,7 @@ from bot.core.findings import (
     lineage_of,
 )
 from bot.core.ids import ButtonValue
+from bot.core.state import NoteButton
 from bot.core.queries import sql_literal
 from bot.core.text import clip, slack_len  # re-exported: the rendering's own text helpers
 
@@ -358,6 +359,7 @@ def _last_command_before(commands: Sequence[NotebookCommand], moment: datetime) 
 
 def _compact_status_blocks(finding: Finding) -> list[dict[str, Any]]:
     elements = [*_status_elements(finding, LINE_LIMIT)]
+    elements += [mrkdwn(clip(line, LINE_LIMIT)) for line in _mark_lines(finding)[:5]]  # containment in force (#12)
     if finding.suppressed_count > 0:
         elements.append(mrkdwn(f"{_plural(finding.suppressed_count, 'similar event')} hidden by benign suppressions"))
     elements.append(plain(DETAILS_HINT))
@@ -611,7 +613,17 @@ def actor(user: str | None) -> str:
 
 def _status_blocks(finding: Finding) -> list[dict[str, Any]]:
     elements = _status_elements(finding)
-    return [context(elements)] if elements else []
+    return ([context(elements)] if elements else []) + _mark_blocks(finding)
+
+
+def _mark_blocks(finding: Finding) -> list[dict[str, Any]]:
+    """Containment in force (#12): one line each, "Quarantined by <@U…> at 18:02 UTC"."""
+    lines = _mark_lines(finding)
+    return [context([mrkdwn(clip(line, 2000)) for line in lines])] if lines else []
+
+
+def _mark_lines(finding: Finding) -> list[str]:
+    return [f":pushpin: *{escape(m.text)}* by {actor(m.by)} at {_utc(m.at):%Y-%m-%d %H:%M} UTC" for m in finding.marks[:10]]
 
 
 def _status_elements(finding: Finding, note_limit: int = 2000) -> list[dict[str, Any]]:
@@ -722,10 +734,17 @@ def inert(text: str) -> str:
     return text.replace("<@", "<\u2060@")  # a word joiner: invisible, breaks the mention
 
 
-def note_message(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """(fallback text, blocks) of an action's note in a finding's thread."""
+def note_message(text: str, undo: NoteButton | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) of an action's note in a finding's thread, with its undo button."""
     body = mention_safe(text)
-    return clip(body, MAX_TEXT), [section(clip(body, MAX_SECTION_TEXT))]
+    found = [section(clip(body, MAX_SECTION_TEXT))]
+    if undo is not None:
+        found.append({"type": "actions", "elements": [{
+            "type": "button", "action_id": clip(undo.action_id, MAX_ACTION_ID),
+            "text": plain(clip(undo.label, MAX_BUTTON_TEXT)), "value": undo.value,
+            "confirm": _confirm(Confirm(f"{undo.label}?", "Restore exactly what this action replaced?",
+                                        undo.label, "Cancel"))}]})
+    return clip(body, MAX_TEXT), found
 
 
 # ---------------------------------------------------------------------------------------------

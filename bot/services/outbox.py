@@ -78,6 +78,7 @@ class OutboxWorker:
         self._parents = 0
         self._parents_at_attempt: dict[int, int] = {}
         self._covered: set[int] = set()  # items of the current batch folded into one already sent
+        self.on_posted: Callable[[Finding], None] | None = None  # told once a finding's parent is posted (#12)
 
     def kick(self) -> None:
         self._wake.set()
@@ -162,6 +163,8 @@ class OutboxWorker:
             metrics.SLACK_MESSAGES.inc(kind=item.kind)
             if item.kind is OutboxKind.POST:
                 metrics.FINDINGS_POSTED.inc()
+                if self.on_posted is not None:
+                    self.on_posted(finding)
             log.info("outbox item %s (%s) sent for finding %s", item.id, item.kind, item.finding_key,
                      extra=_fields(item, finding))
         return delivered
@@ -223,7 +226,7 @@ class OutboxWorker:
         if isinstance(payload, DigestPayload):
             return blocks.digest_message(finding, payload.events, len(payload.hosts))
         if isinstance(payload, NotePayload):
-            return blocks.note_message(payload.text)
+            return blocks.note_message(payload.text, payload.button)
         if isinstance(payload, ReplyPayload):
             return blocks.reply_message(parse_audit_row(payload.row), finding)
         raise ValueError(f"{item.kind} is not a thread item")

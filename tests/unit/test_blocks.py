@@ -884,5 +884,7 @@ def test_malformed_button_values_are_rejected_clearly(text, message):
 def test_action_ids_are_slack_action_ids():
     assert [a.value for a in ActionId] == [
         "esm.acknowledge", "esm.mark_benign", "esm.terminate_cluster", "esm.recent_on_host",
+        "esm.quarantine_cluster", "esm.undo_quarantine", "esm.disable_user", "esm.enable_user", "esm.revoke_tokens",
+        "esm.revoke_tokens_confirmed", "esm.investigate", "esm.page_oncall", "esm.terminate_anyway",
     ]
     assert json.dumps({"action_id": ActionId.ACKNOWLEDGE}) == '{"action_id": "esm.acknowledge"}'
