@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from bot.core.deploy_plan import Schedule
 from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
@@ -94,6 +95,7 @@ class Settings:
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
     thread_replies: int = 1  # a finding's first repeat in full in its thread; later ones in digests
+    message_style: Literal["compact", "full"] = "compact"  # compact parent + details reply, or one long message
     slack_post_interval: float = 1.0  # seconds between posts: Slack allows about 1 message/s per channel
     storm_budget: timedelta = timedelta(seconds=60)  # a sync's posts per channel beyond this: one message per detection
     poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
@@ -117,6 +119,12 @@ class Settings:
     slack_enterprise_id: str | None = None  # ESM_SLACK_ENTERPRISE_ID: the same for the Enterprise Grid org
     # field truth (#13): esm-bot deploy's alerts run on their own schedule (AlertsV2, or a job on legacy)
     alert_schedule: timedelta = timedelta(minutes=10)  # how often each alert runs; divides an hour
+    # the responder's playbook (#12)
+    quarantine_principals: tuple[str, ...] = ()  # ESM_QUARANTINE_PRINCIPALS: who keeps a quarantined cluster
+    protected_principals: tuple[str, ...] = ()  # ESM_PROTECTED_PRINCIPALS: never disabled (users or groups)
+    pagerduty_routing_key: Secret | None = None  # ESM_PAGERDUTY_ROUTING_KEY: the Events API v2 integration key
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"  # ESM_PAGERDUTY_URL
+    page_severity: str | None = None  # ESM_PAGE_SEVERITY: page new findings at or above it
 
     @property
     def duckdb_path(self) -> str | None:
@@ -133,7 +141,8 @@ class Settings:
         """Every secret value this configuration holds, for masking in logs and errors: the tokens
         and passwords, the state URL's password (as written and decoded) and each workspace's token."""
         values = [s.reveal() for s in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
-                                        self.webhook_password, self.databricks_token, self.admin_token) if s is not None]
+                                        self.webhook_password, self.databricks_token, self.admin_token,
+                                        self.pagerduty_routing_key) if s is not None]
         if self.state_url is not None:
             values += url_password_forms(self.state_url.reveal())
         values += [token.reveal() for token in self.workspace_tokens.values()]
@@ -179,6 +188,7 @@ ENV_NAMES = {
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
     "thread_replies": "ESM_THREAD_REPLIES",
+    "message_style": "ESM_MESSAGE_STYLE",
     "slack_post_interval": "ESM_SLACK_POST_INTERVAL",
     "poll_interval": "ESM_POLL_INTERVAL",
     "databricks_timeout": "ESM_DATABRICKS_TIMEOUT",
@@ -200,10 +210,16 @@ ENV_NAMES = {
     "slack_team_id": "ESM_SLACK_TEAM_ID",
     "slack_enterprise_id": "ESM_SLACK_ENTERPRISE_ID",
     "alert_schedule": "ESM_ALERT_SCHEDULE",
+    # the responder's playbook (#12)
+    "quarantine_principals": "ESM_QUARANTINE_PRINCIPALS",
+    "protected_principals": "ESM_PROTECTED_PRINCIPALS",
+    "pagerduty_routing_key": "ESM_PAGERDUTY_ROUTING_KEY",
+    "pagerduty_url": "ESM_PAGERDUTY_URL",
+    "page_severity": "ESM_PAGE_SEVERITY",
 }
 
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
-            "admin_token"}
+            "admin_token", "pagerduty_routing_key"}
 _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
               "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap", "storm_budget"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -349,6 +365,7 @@ def _convert(attr: str, text: str) -> object:
         "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
+        "message_style": _parse_message_style,
         # server hardening (#11)
         "header_timeout": _parse_float,
         "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
@@ -358,9 +375,30 @@ def _convert(attr: str, text: str) -> object:
         "slack_team_id": _parse_slack_id(_TEAM_ID, "team id (T…)"),
         "slack_enterprise_id": _parse_slack_id(_ENTERPRISE_ID, "Enterprise Grid id (E…)"),
         "alert_schedule": _parse_alert_schedule,
+        "quarantine_principals": _parse_principals,
+        "protected_principals": _parse_principals,
+        "pagerduty_url": _parse_url,
+        "page_severity": _parse_page_severity,
     }
     convert = converters.get(attr, lambda t, n: t)
     return convert(text, name)
+
+
+def _parse_principals(text: str, name: str) -> tuple[str, ...]:
+    """Comma-separated principals: `group:x`, `user:x`, `sp:x`, or bare (see bot.core.containment)."""
+    found = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in found if len(p) > 255 or any(c in p for c in "\n\r\t")]
+    if bad:
+        raise ConfigError(f"{name}: not a principal: {bad[0][:60]!r}")
+    return found
+
+
+def _parse_page_severity(text: str, name: str) -> str:
+    value = text.strip().lower()
+    allowed = ("info", "low", "medium", "high", "critical")
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {text[:40]!r}")
+    return value
 
 
 def _parse_alert_schedule(text: str, name: str) -> timedelta:
@@ -384,6 +422,13 @@ def _parse_log_format(text: str, name: str) -> str:
     if fmt not in ("text", "json"):
         raise ConfigError(f"{name}: {text!r} is not one of text, json")
     return fmt
+
+
+def _parse_message_style(text: str, name: str) -> str:
+    style = text.strip().lower()
+    if style not in ("compact", "full"):
+        raise ConfigError(f"{name}: {text!r} is not one of compact, full")
+    return style
 
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:

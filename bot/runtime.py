@@ -28,6 +28,10 @@ from bot.services.pipeline import Coalescer, Pipeline, SyncSettings
 from bot.services.recent import RecentService
 from bot.core.degraded import Degradation
 from bot.services.watchdog import Watchdog
+from bot.services.autopage import AutoPager
+from bot.services.investigate import InvestigateService
+from bot.core.findings import Severity
+from bot.core.playbook import EXTRA as PLAYBOOK, Playbook
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class Runtime:
     recent: RecentService | None = None  # /esm recent and the "Recent on this host" button
     health: Degradation | None = None  # which part is failing, since when (degraded is loud)
     watchdog: Watchdog | None = None
+    autopager: AutoPager | None = None  # ESM_PAGE_SEVERITY: pages new findings (#12)
 
     def trigger_sync(self, reason: str) -> str:
         log.debug("sync requested by %s", reason)
@@ -76,6 +81,9 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.chat.close()
+        pager = getattr((self.dispatcher.extras or {}).get(PLAYBOOK), "pager", None)
+        if pager is not None:
+            await pager.close()
         await self.source.close()
         await self.store.close()
 
@@ -136,6 +144,15 @@ def open_warehouse_source(settings: Settings) -> AuditSource:
     )
 
 
+def build_pager(settings: Settings) -> Any:
+    """PagerDuty's Events API v2 when ESM_PAGERDUTY_ROUTING_KEY is set, else None (#12)."""
+    if settings.pagerduty_routing_key is None:
+        return None
+    from bot.adapters.pagerduty import PagerDuty
+
+    return PagerDuty(settings.pagerduty_routing_key.reveal(), settings.pagerduty_url)
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     settings.require("slack_bot_token", "slack_channel")
     catalogue = load_catalogue(settings.rules_dir / "detections.yml")
@@ -152,10 +169,16 @@ async def build_runtime(settings: Settings) -> Runtime:
     chat = SlackChat(settings.secret("slack_bot_token"), settings.slack_api_url)
     health = Degradation(settings.degraded_after)
     registry = actions.discover()
+    pager = build_pager(settings)
+    investigate = InvestigateService(source, chat, store, workspaces.workspace, workspaces.channel_for)
+    playbook = Playbook(settings.quarantine_principals, settings.protected_principals, pager,
+                        Severity.parse(settings.page_severity) if settings.page_severity else None,
+                        investigate=investigate, audit=source)
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
         store, chat, OutboxSettings(
-            workspaces.channel_for, workspaces.links_for, settings.slack_post_interval, actions.specs(registry)
+            workspaces.channel_for, workspaces.links_for, settings.slack_post_interval,
+            actions.enabled_specs(registry, settings), style=settings.message_style,
         ),
         health=health,
     )
@@ -170,6 +193,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             clock_skew=settings.clock_skew, late_window=settings.late_window,
             late_sweep_interval=settings.late_sweep_interval, heartbeat_gap=settings.heartbeat_gap,
             storm_budget=settings.storm_budget.total_seconds(), post_interval=settings.slack_post_interval,
+            details_reply=settings.message_style == "compact",
         ),
         on_outbox=outbox.kick,
         benign_rules=benign_rules,
@@ -187,9 +211,11 @@ async def build_runtime(settings: Settings) -> Runtime:
     benign = BenignService(store, source, benign_rules, on_outbox=outbox.kick)
     dispatcher = Dispatcher(
         registry, store, authorizer, workspaces.workspace, settings.dry_run, outbox.kick,
-        extras={"recent": recent, "benign": benign}, read_access=read_access,
+        extras={"recent": recent, "benign": benign, PLAYBOOK: playbook}, read_access=read_access,
     )
+    autopager = AutoPager(dispatcher, playbook)
+    outbox.on_posted = autopager.on_posted
     return Runtime(
         settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
-        recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel),
+        recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel), autopager=autopager,
     )

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from aiohttp import web
-from databricks.sdk.service import settings as sdk_settings, sql as sdk_sql
+from databricks.sdk.service import compute as sdk_compute, iam as sdk_iam, settings as sdk_settings, sql as sdk_sql
 
 from emulators.sdk_schema import first_problem
 
@@ -137,6 +137,17 @@ class DatabricksEmulator:
         # cluster id -> access control list; unset: the creator and the admins group hold CAN_MANAGE
         self.cluster_acls: dict[str, list[Json]] = {}
         self.permissions_forbidden = False  # True: reading cluster permissions answers 403
+        self.permissions_read_only = False  # True: reading works, changing answers 403
+        # SCIM: id -> user; groups and service principals (application ids) that ACLs may name
+        self.users: dict[str, Json] = {}
+        self.groups: set[str] = {"admins", "users"}
+        self.service_principals: set[str] = set()
+        self.users_forbidden = False  # True: SCIM Users answers 403 even to read
+        self.tokens: dict[str, Json] = {}  # token id -> TokenInfo
+        self.tokens_forbidden = False  # True: token management answers 403
+        # As the real workspace: patching SCIM users and token management need the caller in the
+        # admins group (`user_groups`)
+        self.add_user(user_name)
         # Lakebase: database instance names, and the OAuth token POST /api/2.0/database/credentials
         # issues now (change it to rotate) with its lifetime in seconds
         self.database_instances: set[str] = set()
@@ -256,8 +267,10 @@ class DatabricksEmulator:
             "cluster_memory_mb": 31232 * (1 + len(executor_instance_ids)),
             "cluster_cores": 4.0 * (1 + len(executor_instance_ids)),
         }
+        self.add_user(creator)
         if single_user is not None:
             cluster["single_user_name"] = single_user
+            self.add_user(single_user)
         if policy_id is not None:
             cluster["policy_id"] = policy_id
         if state not in ("TERMINATED", "TERMINATING") and driver_instance_id:
@@ -287,6 +300,7 @@ class DatabricksEmulator:
         state: str = "RUNNING",
         creator: str = "owner@example.com",
         task_key: str = "main",
+        start_ms: int | None = None,
     ) -> Json:
         """A job run whose single task runs on an existing cluster."""
         cluster_instance = {"cluster_id": cluster_id, "spark_context_id": "1234"}
@@ -294,7 +308,7 @@ class DatabricksEmulator:
         run = {
             "job_id": job_id, "run_id": run_id, "run_name": run_name, "number_in_job": run_id,
             "creator_user_name": creator, "original_attempt_run_id": run_id, "state": run_state,
-            "start_time": _now_ms() - 60_000, "setup_duration": 0, "run_type": "JOB_RUN",
+            "start_time": start_ms or _now_ms() - 60_000, "setup_duration": 0, "run_type": "JOB_RUN",
             "run_page_url": f"{self._base_url()}/?o={self.workspace_id}#job/{job_id}/run/{run_id}",
             "cluster_instance": cluster_instance,
             "cluster_spec": {"existing_cluster_id": cluster_id},
@@ -303,6 +317,42 @@ class DatabricksEmulator:
         }
         self.runs[run_id] = run
         return run
+
+    def add_user(self, user_name: str, *, active: bool = True, groups: tuple[str, ...] = ()) -> Json:
+        """A workspace user (SCIM); cluster creators and single users are added on their own."""
+        for user in self.users.values():
+            if user["userName"] == user_name:
+                return user
+        user_id = str(1000 + len(self.users))
+        self.groups.update(groups)
+        user = {"id": user_id, "userName": user_name, "displayName": user_name.split("@")[0], "active": active,
+                "emails": [{"value": user_name, "type": "work", "primary": True}],
+                "groups": [{"display": g, "value": f"g-{g}", "type": "direct"} for g in groups],
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}
+        self.users[user_id] = user
+        return user
+
+    def user_by_name(self, user_name: str) -> Json | None:
+        return next((u for u in self.users.values() if u["userName"] == user_name), None)
+
+    def add_token(self, user_name: str, *, comment: str = "", last_used_ms: int | None = None,
+                  created_ms: int | None = None) -> Json:
+        """A personal access token `user_name` created (token management lists it)."""
+        user = self.add_user(user_name)
+        token_id = uuid.uuid4().hex
+        created = created_ms or _now_ms() - 86_400_000
+        info = {"token_id": token_id, "comment": comment, "created_by_id": int(user["id"]),
+                "created_by_username": user_name, "owner_id": int(user["id"]), "creation_time": created,
+                "expiry_time": created + 90 * 86_400_000, "workspace_id": self.workspace_id}
+        if last_used_ms is not None:
+            info["last_used_day"] = last_used_ms
+        self.tokens[token_id] = info
+        return info
+
+    def acl(self, cluster_id: str) -> list[Json]:
+        """The cluster's access control list as GET permissions answers it."""
+        cluster = self._cluster_or_404(cluster_id)
+        return json.loads(json.dumps(self.cluster_acls.get(cluster_id) or self._default_acl(cluster)))
 
     def _base_url(self) -> str:
         return self.host if self.port is not None else "http://127.0.0.1"
@@ -391,6 +441,13 @@ class DatabricksEmulator:
             ("GET", "/api/2.1/clusters/list", self._clusters_list),
             ("GET", "/api/2.1/clusters/get", self._clusters_get),
             ("GET", "/api/2.0/permissions/clusters/{cluster_id}", self._cluster_permissions),
+            ("PUT", "/api/2.0/permissions/clusters/{cluster_id}", self._cluster_permissions_set),
+            ("PATCH", "/api/2.0/permissions/clusters/{cluster_id}", self._cluster_permissions_update),
+            ("GET", "/api/2.0/preview/scim/v2/Users", self._users_list),
+            ("GET", "/api/2.0/preview/scim/v2/Users/{user_id}", self._users_get),
+            ("PATCH", "/api/2.0/preview/scim/v2/Users/{user_id}", self._users_patch),
+            ("GET", "/api/2.0/token-management/tokens", self._tokens_list),
+            ("DELETE", "/api/2.0/token-management/tokens/{token_id}", self._tokens_delete),
             ("POST", "/api/2.1/clusters/delete", self._clusters_delete),
             ("POST", "/api/2.1/clusters/permanent-delete", self._clusters_permanent_delete),
             ("POST", "/api/2.1/clusters/events", self._clusters_events),
@@ -440,7 +497,8 @@ class DatabricksEmulator:
                 "expiration_time": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
 
     async def _me(self, request: web.Request) -> Json:
-        return {"id": "1000", "userName": self.user_name, "active": True,
+        me = self.user_by_name(self.user_name) or {"id": "1000"}
+        return {"id": me["id"], "userName": self.user_name, "active": True,
                 "displayName": self.user_name.split("@")[0],
                 "groups": [{"display": g, "value": f"g-{g}", "type": "direct"} for g in self.user_groups]}
 
@@ -467,6 +525,132 @@ class DatabricksEmulator:
         acl = self.cluster_acls.get(cluster["cluster_id"]) or self._default_acl(cluster)
         return {"object_id": f"/clusters/{cluster['cluster_id']}", "object_type": "cluster",
                 "access_control_list": acl}
+
+    async def _cluster_permissions_set(self, request: web.Request) -> Json:
+        """PUT replaces every direct grant; inherited ones (the admins group) stay."""
+        cluster, entries = await self._acl_change(request)
+        inherited = [e for e in self.acl(cluster["cluster_id"]) if _inherited_only(e)]
+        self.cluster_acls[cluster["cluster_id"]] = inherited + entries
+        return await self._cluster_permissions(request)
+
+    async def _cluster_permissions_update(self, request: web.Request) -> Json:
+        """PATCH adds grants to the list (an existing principal gains the level)."""
+        cluster, entries = await self._acl_change(request)
+        self.cluster_acls[cluster["cluster_id"]] = self.acl(cluster["cluster_id"]) + entries
+        return await self._cluster_permissions(request)
+
+    async def _acl_change(self, request: web.Request) -> tuple[Json, list[Json]]:
+        cluster = self._cluster_or_404(request.match_info["cluster_id"])
+        if self.permissions_forbidden or self.permissions_read_only:
+            raise ApiError(403, "PERMISSION_DENIED", "User does not have CAN_MANAGE permission on this cluster.")
+        body = await request.json()
+        requested = body.get("access_control_list")
+        if requested is None:
+            requested = []
+        if not isinstance(requested, list):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "access_control_list: expected an array")
+        return cluster, [self._acl_entry(entry, i) for i, entry in enumerate(requested)]
+
+    def _acl_entry(self, entry: Any, index: int) -> Json:
+        problem = first_problem(sdk_compute.ClusterAccessControlRequest, entry)
+        if problem:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"access_control_list[{index}]: {problem}")
+        named = [k for k in ("user_name", "group_name", "service_principal_name") if entry.get(k)]
+        if len(named) != 1:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE",
+                           f"access_control_list[{index}]: exactly one of user_name, group_name, service_principal_name")
+        if not entry.get("permission_level"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"access_control_list[{index}]: permission_level is required")
+        kind, name = named[0], entry[named[0]]
+        known = {"user_name": lambda n: self.user_by_name(n) is not None, "group_name": self.groups.__contains__,
+                 "service_principal_name": self.service_principals.__contains__}[kind]
+        if not known(name):
+            label = {"user_name": "UserName", "group_name": "GroupName", "service_principal_name": "ServicePrincipal"}[kind]
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Principal: {label}({name}) does not exist")
+        return {kind: name, "all_permissions": [{"permission_level": entry["permission_level"], "inherited": False}]}
+
+    # ---- SCIM users ---------------------------------------------------------------------------
+
+    def _users_allowed(self) -> None:
+        if self.users_forbidden:
+            raise ApiError(403, "PERMISSION_DENIED", "Only workspace admins can access SCIM Users.")
+
+    def _user_or_404(self, user_id: str) -> Json:
+        self._users_allowed()
+        user = self.users.get(user_id)
+        if user is None:
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"User {user_id} does not exist.")
+        return user
+
+    async def _users_get(self, request: web.Request) -> Json:
+        return self._user_or_404(request.match_info["user_id"])
+
+    async def _users_list(self, request: web.Request) -> Json:
+        """SCIM list: `filter` (only `userName eq "…"`, as the bot sends), 1-based startIndex, count."""
+        self._users_allowed()
+        q = request.query
+        users = sorted(self.users.values(), key=lambda u: int(u["id"]))
+        wanted = q.get("filter")
+        if wanted:
+            name = _scim_eq(wanted, "userName")
+            users = [u for u in users if u["userName"].lower() == name.lower()]
+        start = max(1, int(q.get("startIndex") or 1))
+        count = max(0, min(int(q.get("count") or 100), self.page_size))
+        page = users[start - 1:start - 1 + count]
+        return {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": len(users),
+                "startIndex": start, "itemsPerPage": len(page), "Resources": page}
+
+    async def _users_patch(self, request: web.Request) -> Json:
+        """SCIM PatchOp. A `replace` without a value is refused (what iam.Patch.as_dict makes of
+        value=False); `active` is set by path or by a path-less value object."""
+        user = self._user_or_404(request.match_info["user_id"])
+        if "admins" not in self.user_groups:
+            raise ApiError(403, "PERMISSION_DENIED", "Only workspace admins can update users.")
+        body = await request.json()
+        if body.get("schemas") != ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "schemas must be [urn:ietf:params:scim:api:messages:2.0:PatchOp]")
+        operations = body.get("Operations")
+        if not isinstance(operations, list) or not operations:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Operations must be a non-empty array")
+        changes: Json = {}
+        for i, operation in enumerate(operations):
+            problem = first_problem(sdk_iam.Patch, operation)
+            if problem:
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Operations[{i}]: {problem}")
+            if operation.get("op") not in ("add", "replace"):
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Operations[{i}]: unsupported op {operation.get('op')!r}")
+            if "value" not in operation:
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Operations[{i}]: {operation['op']} requires a value")
+            path, value = operation.get("path"), operation["value"]
+            update = {path: value} if path else value
+            if not isinstance(update, dict) or set(update) - {"active", "displayName"}:
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Operations[{i}]: only active and displayName may change here")
+            if "active" in update and not isinstance(update["active"], bool):
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Operations[{i}]: active must be a boolean")
+            changes.update(update)
+        user.update(changes)
+        return {}
+
+    # ---- token management -------------------------------------------------------------------
+
+    def _tokens_allowed(self) -> None:
+        if self.tokens_forbidden or "admins" not in self.user_groups:
+            raise ApiError(403, "PERMISSION_DENIED", "Only workspace admins can manage other users' tokens.")
+
+    async def _tokens_list(self, request: web.Request) -> Json:
+        self._tokens_allowed()
+        q = request.query
+        infos = [t for t in self.tokens.values()
+                 if (not q.get("created_by_id") or str(t["created_by_id"]) == q["created_by_id"])
+                 and (not q.get("created_by_username") or t["created_by_username"] == q["created_by_username"])]
+        return {"token_infos": sorted(infos, key=lambda t: t["creation_time"])}
+
+    async def _tokens_delete(self, request: web.Request) -> Json:
+        self._tokens_allowed()
+        token_id = request.match_info["token_id"]
+        if self.tokens.pop(token_id, None) is None:
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Token {token_id} does not exist.")
+        return {}
 
     # ---- clusters ---------------------------------------------------------------------------
 
@@ -570,6 +754,10 @@ class DatabricksEmulator:
         if q.get("active_only") == "true" and not active:
             return False
         if q.get("completed_only") == "true" and active:
+            return False
+        if q.get("start_time_from") and run["start_time"] < int(q["start_time_from"]):
+            return False
+        if q.get("start_time_to") and run["start_time"] > int(q["start_time_to"]):
             return False
         return not q.get("job_id") or str(run["job_id"]) == q.get("job_id")
 
@@ -819,6 +1007,19 @@ class DatabricksEmulator:
         if len(kinds) != 1:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "config must set exactly one destination kind")
         return DESTINATION_TYPES[kinds[0]]
+
+
+def _inherited_only(entry: Json) -> bool:
+    return all(p.get("inherited") for p in entry.get("all_permissions") or [])
+
+
+def _scim_eq(expression: str, attribute: str) -> str:
+    """The value of a SCIM `attribute eq "value"` filter; anything else is 400 as the API answers."""
+    head, _, rest = expression.strip().partition(" ")
+    op, _, value = rest.strip().partition(" ")
+    if head.lower() != attribute.lower() or op.lower() != "eq" or len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Unsupported filter: {expression[:200]}")
+    return value[1:-1]
 
 
 def _masked(dest: Json) -> Json:

@@ -16,6 +16,8 @@ from bot.adapters.workspace import _build_client, _redact
 
 T = TypeVar("T")
 TERMINATE_LEVELS = {"CAN_RESTART", "CAN_MANAGE"}  # clusters.delete (terminate) needs one of these
+MANAGE_LEVELS = {"CAN_MANAGE"}  # changing a cluster's permissions (Quarantine, #12) needs this
+ADMINS_GROUP = "admins"  # workspace admins: SCIM user changes and other users' tokens (#12)
 
 
 class DatabricksProbeError(RuntimeError):
@@ -68,6 +70,12 @@ class DatabricksProbe:
             if principal == who.user_name or (entry.group_name and entry.group_name in who.groups):
                 levels.update(_level(p.permission_level) for p in entry.all_permissions or ())
         return ClusterAccess(cluster_id, frozenset(levels))
+
+    async def tokens_readable(self) -> int:
+        """How many tokens token management lists (only workspace admins may list them)."""
+        def count(client: WorkspaceClient) -> int:
+            return sum(1 for _ in client.token_management.list())
+        return await self._call("token-management/tokens", count)
 
     async def _call(self, operation: str, fn: Callable[[WorkspaceClient], T]) -> T:
         try:

@@ -8,15 +8,20 @@ may be None and the SDK then reads its own environment or profile. Every failure
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
 from databricks.sdk.errors import DatabricksError, NotFound
-from databricks.sdk.service.compute import ClusterDetails, ListClustersFilterBy, State
+from databricks.sdk.service.compute import (
+    ClusterAccessControlRequest, ClusterDetails, ClusterPermissionLevel, GetEventsOrder, ListClustersFilterBy, State,
+)
+from databricks.sdk.service.iam import Patch, PatchOp, PatchSchema
 from databricks.sdk.service.jobs import BaseRun
 
+from bot.core.containment import KINDS, Grant
 from bot.core.findings import ClusterContext
 from bot.core.ports import WorkspaceError
 
@@ -28,6 +33,7 @@ LIVE_STATES = [State.PENDING, State.RUNNING, State.RESTARTING, State.RESIZING, S
                State.ERROR, State.UNKNOWN]
 RUNS_PAGE = 25  # the jobs API's maximum page size
 MAX_RUNS_SCANNED = 500  # bound the pre-flight on a busy workspace
+EVENTS_PAGE = 50  # clusters.events page (the API allows 500); the SDK follows next_page
 
 
 class DatabricksWorkspace:
@@ -77,6 +83,82 @@ class DatabricksWorkspace:
         sessions are not jobs and are not seen; at most MAX_RUNS_SCANNED active runs are read."""
         runs = await self._call("jobs.list_runs", self._active_runs)
         return [_run_summary(r) for r in runs if cluster_id in _run_cluster_ids(r)]
+
+    # ---- containment and investigation (#12) ---------------------------------------------------
+
+    async def whoami(self) -> str:
+        user = await self._call("current_user.me", self._client.current_user.me)
+        return user.user_name or ""
+
+    async def cluster_grants(self, cluster_id: str) -> tuple[list[Grant], list[Grant]]:
+        acl = await self._call("clusters.get_permissions", self._client.clusters.get_permissions, cluster_id)
+        direct: set[Grant] = set()
+        inherited: set[Grant] = set()
+        for entry in acl.access_control_list or ():
+            kind, name = _principal_of(entry)
+            for permission in entry.all_permissions or ():
+                grant = Grant(kind, name, _value(permission.permission_level) or "")
+                (inherited if permission.inherited else direct).add(grant)
+        return sorted(direct), sorted(inherited)
+
+    async def replace_cluster_grants(self, cluster_id: str, grants: Sequence[Grant]) -> None:
+        """PUT: the direct grants become exactly these (SDK set_permissions)."""
+        acl = [ClusterAccessControlRequest(permission_level=ClusterPermissionLevel(g.level), **{g.kind: g.name})
+               for g in grants]
+        await self._call("clusters.set_permissions", self._set_permissions, cluster_id, acl)
+
+    async def find_user(self, user_name: str) -> dict[str, Any] | None:
+        users = await self._call("scim users.list", self._users_named, user_name)
+        if not users:
+            return None
+        user = users[0]
+        return {"id": user.id, "user_name": user.user_name, "active": bool(user.active),
+                "groups": sorted(g.display for g in user.groups or () if g.display)}
+
+    async def set_user_active(self, user_id: str, active: bool) -> None:
+        # iam.Patch.as_dict() drops a falsy value, so `path="active", value=False` would reach the
+        # server without a value: the path-less form carries it in an object that survives.
+        patch = Patch(op=PatchOp.REPLACE, value={"active": active})
+        await self._call("scim users.patch", self._patch_user, user_id, patch)
+
+    async def user_tokens(self, user_name: str) -> list[dict[str, Any]]:
+        infos = await self._call("token_management.list", self._tokens_of, user_name)
+        return [{"token_id": t.token_id, "comment": t.comment or "", "created": _ms(t.creation_time),
+                 "last_used": _ms(t.last_used_day), "expires": _ms(t.expiry_time)} for t in infos]
+
+    async def delete_token(self, token_id: str) -> None:
+        await self._call("token_management.delete", self._client.token_management.delete, token_id)
+
+    async def cluster_events(self, cluster_id: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        events = await self._call("clusters.events", self._events, cluster_id, start, end, limit)
+        return [{"time": _ms(e.timestamp), "type": _value(e.type) or "", "details": _event_details(e)} for e in events]
+
+    async def runs_on_cluster(self, cluster_id: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        runs = await self._call("jobs.list_runs", self._runs_between, start, end, limit)
+        return [{**_run_summary(r), "start": _ms(r.start_time)} for r in runs if cluster_id in _run_cluster_ids(r)]
+
+    def _set_permissions(self, cluster_id: str, acl: list[ClusterAccessControlRequest]) -> None:
+        self._client.clusters.set_permissions(cluster_id, access_control_list=acl)
+
+    def _users_named(self, user_name: str) -> list[Any]:
+        quoted = user_name.replace("\\", "\\\\").replace('"', '\\"')
+        return _take(self._client.users.list(filter=f'userName eq "{quoted}"', count=10), 10)
+
+    def _patch_user(self, user_id: str, patch: Patch) -> None:
+        self._client.users.patch(user_id, operations=[patch], schemas=[PatchSchema.URN_IETF_PARAMS_SCIM_API_MESSAGES_2_0_PATCH_OP])
+
+    def _tokens_of(self, user_name: str) -> list[Any]:
+        return list(self._client.token_management.list(created_by_username=user_name))
+
+    def _events(self, cluster_id: str, start: datetime, end: datetime, limit: int) -> list[Any]:
+        events = self._client.clusters.events(cluster_id, start_time=_to_ms(start), end_time=_to_ms(end),
+                                              order=GetEventsOrder.ASC, limit=EVENTS_PAGE)
+        return _take(events, limit)  # the SDK follows next_page itself
+
+    def _runs_between(self, start: datetime, end: datetime, limit: int) -> list[BaseRun]:
+        runs = self._client.jobs.list_runs(start_time_from=_to_ms(start), start_time_to=_to_ms(end),
+                                           expand_tasks=True, limit=RUNS_PAGE)
+        return _take(runs, limit)
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -173,6 +255,27 @@ def _context(cluster: ClusterDetails, node_role: str | None = None) -> ClusterCo
 
 def _value(enum_member: Any) -> str | None:
     return None if enum_member is None else str(getattr(enum_member, "value", enum_member))
+
+
+def _principal_of(entry: Any) -> tuple[str, str]:
+    for kind in KINDS:
+        name = getattr(entry, kind, None)
+        if name:
+            return kind, str(name)
+    return "group_name", str(getattr(entry, "display_name", "") or "")
+
+
+def _ms(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value) / 1000, timezone.utc) if value else None
+
+
+def _to_ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _event_details(event: Any) -> str:
+    details = event.details.as_dict() if event.details is not None else {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(details.items()))[:300]
 
 
 def _take(items: Iterable[T], limit: int) -> list[T]:

@@ -54,6 +54,23 @@ def notebook_command_row(event_id: str, cluster_id: str, at: datetime, user: str
     }
 
 
+def account_row(event_id: str, action: str, user: str, at: datetime, /, *, source_ip: str = "203.0.113.7",
+                workspace_id: int = WORKSPACE_ID, **params: Any) -> dict[str, Any]:
+    """An `accounts` event of `user` at `at`: a login (`login`, `tokenLogin`, …) or a personal
+    access token creation (`generateDbToken`)."""
+    return {
+        "event_id": event_id,
+        "event_time": at.isoformat(),
+        "workspace_id": workspace_id,
+        "service_name": "accounts",
+        "action_name": action,
+        "request_params": {"user": user, **params},
+        "response": {"status_code": 200},
+        "user_identity": {"email": user, "subject_name": None},
+        "source_ip_address": source_ip,
+    }
+
+
 def node_timeline_row(cluster_id: str, instance_id: str, start: datetime, end: datetime | None, /, *,
                       driver: bool = True, node_type: str = "i3.xlarge", workspace_id: int | str = WORKSPACE_ID,
                       **columns: Any) -> dict[str, Any]:

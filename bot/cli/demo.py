@@ -24,6 +24,7 @@ from bot.config import load_settings
 from bot.runtime import Runtime, build_runtime
 from bot.cli.samples import SAMPLE_CLUSTERS, sample_cluster_records, sample_node_timeline, sample_rows
 from emulators.databricks import DatabricksEmulator
+from emulators.pagerduty import TEST_ROUTING_KEY, PagerDutyEmulator
 from emulators.slack import SlackEmulator, blocks_to_text
 
 CHANNEL = "C0ESMDEMO"
@@ -35,6 +36,8 @@ ALERT: dict[str, Any] = {
 
 
 def _seed_workspace(dbx: DatabricksEmulator) -> None:
+    dbx.groups.add("security-team")  # ESM_QUARANTINE_PRINCIPALS: who keeps a quarantined cluster (#12)
+    dbx.user_groups.append("admins")  # the bot's principal may disable users and revoke tokens
     for cluster_id, name, owner, mode, driver, executors in SAMPLE_CLUSTERS:
         dbx.add_cluster(
             cluster_id, name=name, creator=owner, data_security_mode=mode,
@@ -102,7 +105,8 @@ def prepare_workdir(workdir: Path) -> None:
 async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
     prepare_workdir(workdir)
     slack_token = "xoxb-demo-" + secrets.token_hex(8)
-    async with SlackEmulator(token=slack_token, port=port + 1) as slack, DatabricksEmulator() as dbx:
+    async with SlackEmulator(token=slack_token, port=port + 1) as slack, DatabricksEmulator() as dbx, \
+            PagerDutyEmulator(port=port + 2) as pager:
         _seed_workspace(dbx)
         loaded = _seed_audit_store(workdir / "audit.duckdb")
         password = secrets.token_urlsafe(16)
@@ -119,6 +123,11 @@ async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
             "ESM_WEBHOOK_USER": "databricks",
             "ESM_WEBHOOK_PASSWORD": password,
             "ESM_SLACK_POST_INTERVAL": "0.05",  # the local stand-in has no rate limit
+            # the responder's playbook (#12): quarantine keeps the security team; critical findings page
+            "ESM_QUARANTINE_PRINCIPALS": "group:security-team",
+            "ESM_PAGERDUTY_ROUTING_KEY": TEST_ROUTING_KEY,
+            "ESM_PAGERDUTY_URL": pager.url,
+            "ESM_PAGE_SEVERITY": "high",
         })
         runtime = await build_runtime(settings)
         runner = web.AppRunner(build_app(runtime), access_log=None)
@@ -129,7 +138,12 @@ async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
             status = await _send_alert(port, "databricks", password)
             print(f"sent a Databricks SQL alert webhook to http://127.0.0.1:{port}/webhooks/dbsql -> HTTP {status}")
             await _wait_delivered(runtime)
+            if runtime.autopager is not None:  # the automatic pages, then their thread notes
+                await asyncio.gather(*runtime.autopager.tasks, return_exceptions=True)
+                await _wait_delivered(runtime)
             _print_channel(slack)
+            for key, incident in pager.incidents.items():
+                print(f"PagerDuty stand-in: incident {incident.status} ({incident.severity}): {incident.summary}")
             print(f"{len(slack.messages(CHANNEL))} findings posted to {CHANNEL}; "
                   f"Slack API calls: {len(slack.calls)}; see them at {slack.base_url}/")
             if not once:

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from bot.adapters.databricks_checks import TERMINATE_LEVELS, DatabricksProbe, DatabricksProbeError, Identity
+from bot.adapters.databricks_checks import (
+    ADMINS_GROUP, MANAGE_LEVELS, TERMINATE_LEVELS, DatabricksProbe, DatabricksProbeError, Identity,
+)
 from bot.adapters.slack_checks import AuthInfo, SlackProbe, SlackProbeError
 from bot.config import ENV_NAMES, ConfigError, Settings
 from bot.services.health import secret_values
@@ -103,6 +105,7 @@ async def diagnose(settings: Settings, emit: Callable[[Result], None] = lambda r
     add(*dbx_results)
     add(*await audit_source_checks(settings))
     add(await terminate_permission(probe, identity))
+    add(*await playbook_permissions(settings, probe, identity))
     return results
 
 
@@ -384,3 +387,73 @@ async def terminate_permission(probe: DatabricksProbe | None, who: Identity | No
                     "e.g. through the cluster policy, or make it a workspace admin")
     return skip(check, f"{who.user_name} is not named in the ACL of {label} (rights may come through a nested group "
                        f"or workspace admin): {limits}")
+
+
+# ---------------------------------------------------------------- the playbook's actions (#12)
+
+
+async def playbook_permissions(settings: Settings, probe: DatabricksProbe | None, who: Identity | None) -> list[Result]:
+    """What each enabled playbook action needs, and which of it the bot's principal lacks."""
+    results = [_pagerduty(settings)]
+    if probe is None or who is None:
+        return results + [skip("playbook permissions", "no Databricks auth: Quarantine, Disable user and Revoke"
+                                                       " tokens cannot work")]
+    results.append(await _quarantine_permission(settings, probe, who))
+    admin = ADMINS_GROUP in who.groups
+    fix = f"make {who.user_name} a workspace admin (member of the admins group), or leave the action unused"
+    results.append(ok("disable / re-enable user", f"{who.user_name} is a workspace admin (SCIM Users patch)") if admin
+                   else fail("disable / re-enable user", f"{who.user_name} is not a workspace admin: SCIM refuses"
+                                                         " to deactivate users", fix))
+    results.append(await _token_permission(probe, who, fix))
+    return results
+
+
+def _pagerduty(settings: Settings) -> Result:
+    check = "page on-call"
+    if settings.pagerduty_routing_key is None:
+        return skip(check, "ESM_PAGERDUTY_ROUTING_KEY is unset: the Page on-call button is not offered")
+    key = settings.pagerduty_routing_key.reveal()
+    if len(key) != 32:
+        return fail(check, f"the routing key has {len(key)} characters; PagerDuty's integration keys have 32",
+                    "copy the Events API v2 integration key of the PagerDuty service")
+    auto = f"; pages new findings at or above {settings.page_severity}" if settings.page_severity else ""
+    return ok(check, f"routing key set, events to {settings.pagerduty_url}{auto} (not sent: a test event would page)")
+
+
+async def _quarantine_permission(settings: Settings, probe: DatabricksProbe, who: Identity) -> Result:
+    check = "quarantine permission"
+    if not settings.quarantine_principals:
+        return skip(check, "ESM_QUARANTINE_PRINCIPALS is unset: the Quarantine cluster button is not offered")
+    try:
+        clusters = await probe.clusters(1)
+    except DatabricksProbeError as exc:
+        return fail(check, str(exc), "the bot's principal needs workspace access to list clusters")
+    if not clusters:
+        return skip(check, "no cluster to sample")
+    cluster_id, name = clusters[0]
+    label = f"{name} ({cluster_id})" if name else cluster_id
+    fix = (f"grant {who.user_name} CAN_MANAGE on the clusters responders may quarantine (e.g. through the cluster"
+           " policy), or make it a workspace admin")
+    if ADMINS_GROUP in who.groups:
+        return ok(check, f"{who.user_name} is a workspace admin: it can manage every cluster's permissions")
+    try:
+        access = await probe.cluster_access(cluster_id, who)
+    except DatabricksProbeError as exc:
+        if exc.forbidden:
+            return fail(check, f"the permissions of {label} are not readable: Quarantine needs CAN_MANAGE", fix)
+        return skip(check, f"reading the permissions of {label} failed: {exc}")
+    if access.levels & MANAGE_LEVELS:
+        return ok(check, f"CAN_MANAGE on {label} (one sampled cluster; each has its own ACL)")
+    held = ", ".join(sorted(access.levels)) or "no direct grant"
+    return fail(check, f"{held} on {label}: Quarantine needs CAN_MANAGE to replace the ACL", fix)
+
+
+async def _token_permission(probe: DatabricksProbe, who: Identity, fix: str) -> Result:
+    check = "revoke tokens"
+    try:
+        count = await probe.tokens_readable()
+    except DatabricksProbeError as exc:
+        if exc.forbidden:
+            return fail(check, f"token management refuses {who.user_name}: Revoke tokens cannot list or delete", fix)
+        return skip(check, f"token management failed: {exc}")
+    return ok(check, f"token management lists {count} token(s): Revoke tokens can list and delete")

@@ -169,11 +169,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli.rules_check import check_rules
+    from bot.cli.rules_check import action_settings, check_rules
 
     problems = check_rules(settings.rules_dir)
     for problem in problems:
         print(f"FAIL {problem}")
+    for line in action_settings(settings):
+        print(f"note {line}")
     print("rules check: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
     return 1 if problems else 0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.core.catalogue import CatalogueError, check_examples, load_catalogue
+from bot.core.catalogue import Catalogue, CatalogueError, check_examples, load_catalogue
 
 
 def check_rules(rules_dir: Path) -> list[str]:
@@ -17,19 +17,46 @@ def check_rules(rules_dir: Path) -> list[str]:
         return [str(exc)]
     problems += check_examples(catalogue)
     problems += _check_benign(rules_dir / "benign.yml")
-    problems += _check_actions()
+    problems += _check_actions(catalogue)
     return problems
 
 
-def _check_actions() -> list[str]:
-    """Every response action module loads and declares a well-formed, unique spec."""
+def _check_actions(catalogue: Catalogue) -> list[str]:
+    """Every response action module loads and declares a well-formed, unique spec (a destructive
+    one has a dry-run plan, an undo names an action that exists), and every action a detection
+    lists in rules/ (`actions:`) is one a finding can show as a button."""
     from handlers.actions import RegistryError, discover
 
     try:
-        discover()
+        registry = discover()
     except (RegistryError, ImportError) as exc:
         return [f"response actions: {exc}"]
-    return []
+    problems = []
+    for entry in catalogue.entries.values():
+        for name in entry.actions:
+            action = registry.get(name)
+            if action is None:
+                known = ", ".join(sorted(a.spec.id.removeprefix("esm.") for a in registry.values()
+                                         if not (a.spec.hidden or a.spec.undoes)))
+                problems.append(f"detections.yml: {entry.name}: actions: {name.removeprefix('esm.')!r} is not an"
+                                f" action; known: {known}")
+            elif action.spec.hidden or action.spec.undoes:
+                problems.append(f"detections.yml: {entry.name}: actions: {name.removeprefix('esm.')!r} is a follow-up"
+                                " step, not a button on a finding")
+    return problems
+
+
+def action_settings(settings: object) -> list[str]:
+    """Lines naming the actions a finding will not show because a setting they need is unset."""
+    from bot.config import ENV_NAMES
+    from handlers.actions import discover
+
+    lines = []
+    for action in discover().values():
+        missing = [ENV_NAMES.get(name, name) for name in action.spec.settings if not getattr(settings, name, None)]
+        if missing:
+            lines.append(f"{action.spec.label}: not offered until {', '.join(missing)} is set")
+    return lines
 
 
 def _check_benign(path: Path) -> list[str]:

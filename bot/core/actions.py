@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ButtonValue
 from bot.core.ports import ActionStore, ClusterControl, Interaction
+from bot.core.state import ActionRecord
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,19 @@ class ActionSpec:
     offered_while: frozenset[FindingStatus] = OPEN_ONLY  # finding states it is offered (and runs) in
     responders_only: bool = True  # only ESM_RESPONDERS may run it (checked on the server)
     readers_only: bool = False  # reads audit data: with ESM_READERS set, only readers and responders (#11)
-    destructive: bool = False  # honours ESM_DRY_RUN and runs at most once per finding
+    destructive: bool = False  # changes the world: dry-run (the dispatcher's) and once per finding
     confirm: Callable[[Finding], Confirm] | None = None
+    undoes: str | None = None  # an undo: its button sits in that action's thread note, never on the parent
+    permissions: tuple[str, ...] = ()  # what the bot needs in Databricks (`esm-bot doctor` checks them)
+    settings: tuple[str, ...] = ()  # Settings fields it needs (`rules check` and `doctor` say when unset)
+    hidden: bool = False  # a follow-up step (a button in a private answer), never on the parent
+    claim_as: str | None = None  # runs once per finding together with that action (same claim)
 
     def offered_on(self, finding: Finding) -> bool:
         return finding.status in self.offered_while
 
     def shown_on(self, finding: Finding, has: frozenset[Needs]) -> bool:
-        return self.offered_on(finding) and self.needs <= has
+        return self.undoes is None and not self.hidden and self.offered_on(finding) and self.needs <= has
 
 
 class OutcomeStatus(StrEnum):
@@ -62,6 +68,7 @@ class OutcomeStatus(StrEnum):
     REFUSED = "refused"  # not authorised, or the finding or button is no longer valid
     FAILED = "failed"  # the outside system said no; the message says why
     DRY_RUN = "dry_run"  # ESM_DRY_RUN: what would have happened
+    CHOICE = "choice"  # the pre-flight offers the clicker a better choice first (Terminate: Quarantine instead)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,9 @@ class Outcome:
     private: bool = False  # answer the clicker only; nothing goes into the thread
     blocks: tuple[dict[str, Any], ...] | None = None  # a richer private answer than `message`
     note: str | None = None  # the status note shown on the finding, when not `message` (e.g. a reason)
+    record: ActionRecord | None = None  # before/after, the parent's containment line, the undo's state (#12)
+    undo: bool = False  # offer this action's undo in its thread note
+
 
     @classmethod
     def refused(cls, message: str) -> "Outcome":
@@ -101,4 +111,11 @@ class ResponseAction(Protocol):
     async def preflight(self, ctx: ActionContext) -> Outcome | None:
         """None to go ahead; an Outcome to stop with (already done, nothing to act on, …)."""
 
-    async def run(self, ctx: ActionContext) -> Outcome: ...
+    async def run(self, ctx: ActionContext) -> Outcome:
+        """The action itself. For a destructive action this is the step that changes the world:
+        with ESM_DRY_RUN the dispatcher never calls it and reports `plan(ctx)` instead."""
+
+
+class DestructiveAction(ResponseAction, Protocol):
+    async def plan(self, ctx: ActionContext) -> str:
+        """What run() would change, after a passed pre-flight: "would replace the ACL of … with …"."""

@@ -33,7 +33,7 @@ ORIGINS = ("container", "host", "unknown")
 
 ENTRY_FIELDS = frozenset(
     {"name", "category", "severity", "description", "guidance", "also_in", "confirmed", "ignore", "synthetic",
-     "examples"}
+     "examples", "actions"}
 )
 EXAMPLE_FIELDS = frozenset({"row", "expect"})
 EXPECT_FIELDS = frozenset({"category", "severity", "ignored", "origin"})
@@ -77,6 +77,7 @@ class CatalogueEntry:
     confirmed: bool = True  # False: the action_name string is a guess, not seen in Databricks queries
     examples: tuple[Example, ...] = ()
     synthetic: bool = False  # raised by esm-bot itself (e.g. a silent sensor), never in the audit table
+    actions: tuple[str, ...] = ()  # the playbook's response actions for it, in order (#12): "esm.<name>" ids
 
     @property
     def name(self) -> str:
@@ -262,7 +263,21 @@ def _parse_entry(raw: Any, where: _Where) -> CatalogueEntry:
         confirmed=_flag(raw, "confirmed", where, default=True),
         examples=_examples(raw.get("examples"), detection.name, where),
         synthetic=_flag(raw, "synthetic", where, default=False),
+        actions=_actions(raw.get("actions"), where),
     )
+
+
+def _actions(value: Any, where: _Where) -> tuple[str, ...]:
+    """`actions: [quarantine_cluster, page_oncall]`: response action names (with or without the
+    `esm.` prefix); whether each exists is checked by `esm-bot rules check` against handlers/actions."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise where.error("actions", "must be a list of action names")
+    names = tuple(v.strip() if v.strip().startswith("esm.") else f"esm.{v.strip()}" for v in value)
+    if len(set(names)) != len(names):
+        raise where.error("actions", "lists an action twice")
+    return names
 
 
 def _reject_unknown_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: _Where, prefix: str) -> None:

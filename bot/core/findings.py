@@ -98,9 +98,13 @@ def _origin(params: Mapping[str, str], container_id: str | None) -> str:
     if explicit in ("container", "host"):
         return explicit
     if container_id:
-        # the host's own "container" is reported with an empty or all-zero id on some agents
-        return "host" if set(container_id) <= {"0", "-"} else "container"
+        return "host" if is_host_container_id(container_id) else "container"
     return "unknown"
+
+
+def is_host_container_id(container_id: str) -> bool:
+    """The host's own "container" is reported with an all-zero id on some agents."""
+    return set(container_id) <= {"0", "-"}
 
 
 def _chain(value: str | None) -> tuple[str, ...]:
@@ -169,6 +173,16 @@ class FindingStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A containment line on the parent message (#12): "Quarantined by <@U…> at …"."""
+
+    action: str
+    text: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Finding:
     """One group of events: same detection on the same cluster (or instance) within a window."""
 
@@ -186,3 +200,4 @@ class Finding:
     suppressed_count: int = 0
     cluster_id: str | None = None  # resolved at grouping time (the event rarely carries it)
     group: str = ""  # the grouping key: workspace | detection | cluster or instance
+    marks: tuple[Mark, ...] = ()  # containment in force (quarantined, user disabled, paged), oldest first

@@ -18,6 +18,16 @@ class ActionId(StrEnum):
     MARK_BENIGN = "esm.mark_benign"
     TERMINATE_CLUSTER = "esm.terminate_cluster"
     RECENT_ON_HOST = "esm.recent_on_host"
+    # the responder's playbook (#12)
+    QUARANTINE_CLUSTER = "esm.quarantine_cluster"
+    UNDO_QUARANTINE = "esm.undo_quarantine"
+    DISABLE_USER = "esm.disable_user"
+    ENABLE_USER = "esm.enable_user"
+    REVOKE_TOKENS = "esm.revoke_tokens"
+    REVOKE_TOKENS_CONFIRMED = "esm.revoke_tokens_confirmed"
+    INVESTIGATE = "esm.investigate"
+    PAGE_ONCALL = "esm.page_oncall"
+    TERMINATE_ANYWAY = "esm.terminate_anyway"
 
 
 BUTTON_VALUE_VERSION = 1

@@ -11,7 +11,9 @@ from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
 from bot.core.recent import RecentRow
 from bot.core.incidents import Incident, IncidentSummary
-from bot.core.state import EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind, Payload
+from bot.core.state import (
+    ActionRecord, ActionState, EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind, Payload,
+)
 from bot.core.suppressions import Suppression
 
 
@@ -57,6 +59,13 @@ class AuditSource(Protocol):
 
     async def cluster_for_instance(self, instance_id: str, at: datetime) -> tuple[str, bool] | None:
         """(cluster_id, is_driver) from system.compute.node_timeline, or None."""
+
+    async def capsule8_on_instance(self, instance_id: str, start: datetime, end: datetime, limit: int) -> list[AuditRow]:
+        """Capsule8 rows of one instance with start <= event_time <= end, oldest first (#12)."""
+
+    async def user_activity(self, user: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        """The user's logins and token creations in [start, end], oldest first: event_time,
+        action_name, source_ip_address, user_agent, status_code (#12)."""
 
     async def cluster_record(self, cluster_id: str) -> ClusterContext | None:
         """The latest system.compute.clusters row for that cluster, or None."""
@@ -106,6 +115,20 @@ class Chat(Protocol):
     async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
         """The ts of a recent top-level message whose metadata carries this key, or None."""
 
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes,
+        *,
+        title: str | None = None,
+        thread_ts: str | None = None,
+        initial_comment: str | None = None,
+        alt_txt: str | None = None,
+    ) -> str:
+        """Share a file in a channel (a thread when `thread_ts`); returns its file id. Raises
+        ChatError. Not retried on an ambiguous failure: a retry could share it twice."""
+
     async def find_reply(self, channel: str, thread_ts: str, event_type: str, key: str, limit: int = 1000) -> str | None:
         """The ts of a reply in that thread whose metadata carries this key, or None."""
 
@@ -154,11 +177,15 @@ class ActionStore(FindingReader, Protocol):
 
     async def record_action(
         self, key: str, action: str, user_id: str, outcome: str, message: str, *, dry_run: bool,
-        outbox: Sequence[NewOutboxItem] = (),
+        outbox: Sequence[NewOutboxItem] = (), record: ActionRecord | None = None,
     ) -> None:
-        """The audit record and the Slack messages it causes, in one transaction."""
+        """The audit record, the Slack messages it causes, and (#12) its before/after, the
+        parent's containment line and the state an undo needs, in one transaction."""
 
     async def actions_for(self, key: str) -> list[dict[str, Any]]: ...
+
+    async def action_state(self, key: str, action: str) -> ActionState | None:
+        """What that action replaced on this finding, while it still applies (not undone)."""
 
 
 class SuppressionStore(Protocol):
@@ -285,7 +312,37 @@ class StateStore(SyncLedger, OutboxQueue, BenignStore, StatusReader, ReplayLedge
     async def close(self) -> None: ...
 
 
-class ClusterControl(Protocol):
+class Containment(Protocol):
+    """The Databricks calls the containment and investigation actions make (#12). ACL entries are
+    `Grant`s (bot.core.containment): only direct grants, since inherited ones cannot be changed."""
+
+    async def whoami(self) -> str:
+        """The bot's own principal: a user name, or a service principal's application id."""
+
+    async def cluster_grants(self, cluster_id: str) -> tuple[list[Any], list[Any]]:
+        """(direct grants, inherited grants) of the cluster's access control list."""
+
+    async def replace_cluster_grants(self, cluster_id: str, grants: Sequence[Any]) -> None:
+        """Replace every direct grant (PUT): inherited grants stay."""
+
+    async def find_user(self, user_name: str) -> dict[str, Any] | None:
+        """{id, user_name, active} of the workspace user, or None."""
+
+    async def set_user_active(self, user_id: str, active: bool) -> None: ...
+
+    async def user_tokens(self, user_name: str) -> list[dict[str, Any]]:
+        """The user's personal access tokens: {token_id, comment, created, last_used, expires}."""
+
+    async def delete_token(self, token_id: str) -> None: ...
+
+    async def cluster_events(self, cluster_id: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        """The cluster's own events in [start, end], oldest first, every page read up to `limit`."""
+
+    async def runs_on_cluster(self, cluster_id: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+        """Job runs on that cluster started in [start, end]."""
+
+
+class ClusterControl(Containment, Protocol):
     """The Databricks calls a response action may make."""
 
     async def get_cluster(self, cluster_id: str) -> ClusterContext | None: ...
@@ -294,6 +351,18 @@ class ClusterControl(Protocol):
         """Terminate (reversible: clusters.delete). Never a permanent delete."""
 
     async def active_runs_on_cluster(self, cluster_id: str) -> list[dict[str, Any]]: ...
+
+
+class Pager(Protocol):
+    """An on-call paging service (PagerDuty Events API v2)."""
+
+    async def send(self, action: str, dedup_key: str, *, summary: str = "", severity: str = "", source: str = "",
+                   links: Sequence[tuple[str, str]] = (), details: dict[str, Any] | None = None) -> str:
+        """trigger | acknowledge | resolve; returns the dedup key the service answered. Raises PagerError."""
+
+
+class PagerError(RuntimeError):
+    """The paging service refused or failed; the message says why, never the routing key."""
 
 
 class WorkspaceApi(Workspace, ClusterControl, Protocol):

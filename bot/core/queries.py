@@ -75,6 +75,35 @@ ORDER BY event_time DESC
 LIMIT :limit
 """
 
+# Investigate (#12): every Capsule8 event on one instance in a window, oldest first.
+CAPSULE8_ON_INSTANCE = f"""
+SELECT {AUDIT_COLUMNS}
+FROM system.access.audit
+WHERE service_name = :service
+  AND request_params['instanceId'] = :instance_id
+  AND event_date >= CAST(:start AS DATE)
+  AND event_time BETWEEN :start AND :end
+ORDER BY event_time, event_id
+LIMIT :limit
+"""
+
+# Investigate (#12): a user's logins and personal access token creations (service `accounts`;
+# the action names are the audit log reference's authentication events and generateDbToken).
+USER_ACTIVITY_ACTIONS = ("login", "tokenLogin", "samlLogin", "oidcBrowserLogin", "oidcTokenAuthorization",
+                         "jwtLogin", "mfaLogin", "aadBrowserLogin", "aadTokenLogin", "generateDbToken")
+USER_ACTIVITY = f"""
+SELECT event_time, action_name, source_ip_address, user_agent, response.status_code AS status_code
+FROM system.access.audit
+WHERE service_name = 'accounts'
+  AND action_name IN ({", ".join(f":a{i}" for i in range(len(USER_ACTIVITY_ACTIONS)))})
+  AND user_identity.email = :user
+  AND event_date >= CAST(:start AS DATE)
+  AND event_time BETWEEN :start AND :end
+ORDER BY event_time
+LIMIT :limit
+"""
+USER_ACTIVITY_PARAMS = {f"a{i}": name for i, name in enumerate(USER_ACTIVITY_ACTIONS)}
+
 # node_timeline has one row per node per minute; the latest row at or before the event wins.
 CLUSTER_FOR_INSTANCE = """
 SELECT cluster_id, driver

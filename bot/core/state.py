@@ -69,9 +69,19 @@ class DigestPayload:
 
 
 @dataclass(frozen=True)
+class NoteButton:
+    """A button on an action's thread note (#12: the undo), with the finding's button value."""
+
+    action_id: str
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
 class NotePayload:
     text: str
     correlation: str | None = None
+    button: NoteButton | None = None
     kind = OutboxKind.NOTE
 
 
@@ -99,6 +109,9 @@ def payload_to_json(payload: Payload) -> dict[str, Any]:
         body = {"events": payload.events, "hosts": list(payload.hosts)}
     elif isinstance(payload, NotePayload):
         body = {"text": payload.text}
+        if payload.button is not None:
+            body["button"] = {"action_id": payload.button.action_id, "label": payload.button.label,
+                              "value": payload.button.value}
     else:
         body = {}
     if payload.correlation is not None:
@@ -122,7 +135,10 @@ def payload_from_json(kind: str, body: Any) -> Payload:
             hosts = body.get("hosts")
             return DigestPayload(int(body.get("events", 0)), tuple(map(str, hosts)) if isinstance(hosts, list) else (), cid)
         if known is OutboxKind.NOTE:
-            return NotePayload(str(body["text"]), cid)
+            button = body.get("button")
+            note_button = NoteButton(str(button["action_id"]), str(button["label"]), str(button["value"])) \
+                if isinstance(button, dict) else None
+            return NotePayload(str(body["text"]), cid, note_button)
     except (KeyError, TypeError, ValueError) as exc:
         raise PayloadError(f"{known} payload is malformed: {exc}") from None
     if known in (OutboxKind.INCIDENT, OutboxKind.INCIDENT_UPDATE, OutboxKind.INCIDENT_LIST):
@@ -181,3 +197,25 @@ class HeartbeatSeen:
     workspace_id: str
     cluster_id: str | None
     last_at: datetime
+
+
+@dataclass(frozen=True)
+class ActionState:
+    """What a reversible action replaced (`before`) and left (`after`) on `target`, while it still
+    applies; the undo restores `before` exactly (#12)."""
+
+    target: str
+    before: Any
+    after: Any
+    user_id: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """What the audit record and the finding keep of one action beyond its outcome (#12)."""
+
+    before: Any = None
+    after: Any = None
+    mark: tuple[str, str | None] | None = None  # (action, line text) or (action, None) to clear it
+    state: tuple[str, ActionState | None] | None = None  # (action, state) or (action, None) once undone

@@ -14,8 +14,8 @@ from bot.core.authz import Authorizer, ReadAccess
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ButtonValue
 from bot.core.ports import ActionStore, ClusterControl, Interaction, StoreError
-from bot.core.state import NewOutboxItem, NotePayload, UpdatePayload
-from bot.render.blocks import mention_safe
+from bot.core.state import NewOutboxItem, NoteButton, NotePayload, UpdatePayload
+from bot.render.blocks import mention_safe, note_message
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +103,27 @@ class Dispatcher:
             return None
         return Outcome(OutcomeStatus.REFUSED, f"Refused: {why}.", private=True)
 
+    async def run_checked(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
+        """Run an action the bot starts itself (an automatic page): claim, pre-flight, dry run,
+        record and report exactly as a click, without the click's authorisation."""
+        return await self._run(action, ctx)
+
     async def _run(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
         spec = action.spec
-        if spec.destructive and not await self.store.claim_action(ctx.finding.key, spec.id, ctx.user_id):
+        claim = spec.claim_as or spec.id
+        if spec.destructive and not await self.store.claim_action(ctx.finding.key, claim, ctx.user_id):
             lost = Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.", private=True)
             return await self.complete(action, ctx, lost)  # the audit trail keeps the losing click too
         try:
-            outcome = await action.preflight(ctx) or await action.run(ctx)
+            outcome = await action.preflight(ctx) or await self._act(action, ctx)
         except Exception as exc:  # an action's bug must still be answered and recorded
             log.exception("action %s failed", spec.id)
             outcome = Outcome(OutcomeStatus.FAILED, f"{spec.label} failed: {type(exc).__name__}")
         try:
             if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN,
-                                                       OutcomeStatus.REFUSED):
-                await self.store.release_claim(ctx.finding.key, spec.id)  # allow another try
+                                                       OutcomeStatus.REFUSED, OutcomeStatus.ALREADY,
+                                                       OutcomeStatus.CHOICE):
+                await self.store.release_claim(ctx.finding.key, claim)  # allow another try
             return await self.complete(action, ctx, outcome)
         except StoreError as exc:
             if not spec.destructive:  # recording was the action (acknowledge, …): nothing happened
@@ -133,30 +140,45 @@ class Dispatcher:
         record as a click, with no thread note of its own (the bulk action reports every
         finding's outcome in one place); a changed status still updates the message."""
         spec = action.spec
-        if spec.destructive and not await self.store.claim_action(ctx.finding.key, spec.id, ctx.user_id):
+        claim = spec.claim_as or spec.id
+        if spec.destructive and not await self.store.claim_action(ctx.finding.key, claim, ctx.user_id):
             outcome = Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.",
                               private=True)
         else:
             try:
-                outcome = await action.preflight(ctx) or await action.run(ctx)
+                outcome = await action.preflight(ctx) or await self._act(action, ctx)  # dry run enforced here too
             except Exception as exc:
                 log.exception("action %s failed", spec.id)
                 outcome = Outcome(OutcomeStatus.FAILED, f"{spec.label} failed: {type(exc).__name__}")
             if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN,
-                                                       OutcomeStatus.REFUSED):
-                await self.store.release_claim(ctx.finding.key, spec.id)
+                                                       OutcomeStatus.REFUSED, OutcomeStatus.CHOICE):
+                await self.store.release_claim(ctx.finding.key, claim)
         return await self.complete(action, ctx, replace(outcome, private=True))
 
+    async def _act(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
+        """Dry run, enforced here for every destructive action: its run() is never called, and
+        its plan is reported instead (#12)."""
+        if not (action.spec.destructive and ctx.dry_run):
+            return await action.run(ctx)
+        plan = await action.plan(ctx)  # type: ignore[attr-defined]  # the registry checks destructive ones have it
+        text = f"Dry run: {plan}. Nothing was changed (ESM_DRY_RUN is on)."
+        return Outcome(OutcomeStatus.DRY_RUN, text, blocks=tuple(note_message(text)[1]))
+
+    def undo_of(self, action_id: str) -> ResponseAction | None:
+        return next((a for a in self.actions.values() if a.spec.undoes == action_id), None)
+
     async def complete(self, action: ResponseAction, ctx: ActionContext, outcome: Outcome) -> Outcome:
-        """Record an outcome: finding status, audit record, thread note and parent update."""
+        """Record an outcome: finding status, audit record (with before/after), thread note (with
+        its undo button), the parent's status and containment lines."""
         key = ctx.finding.key
         if outcome.finding_status is not None:
             await self.store.set_finding_status(key, outcome.finding_status, ctx.user_id, _note(outcome))
-        outbox = [] if outcome.private else [NewOutboxItem(key, NotePayload(outcome.message))]
-        if outcome.finding_status is not None or not outcome.private:
+        outbox = [] if outcome.private else [NewOutboxItem(key, NotePayload(outcome.message, button=self._undo(action, ctx, outcome)))]
+        if outcome.finding_status is not None or not outcome.private or (outcome.record and outcome.record.mark):
             outbox.append(NewOutboxItem(key, UpdatePayload()))
         await self.store.record_action(
-            key, action.spec.id, ctx.user_id, outcome.status.value, outcome.message, dry_run=ctx.dry_run, outbox=outbox
+            key, action.spec.id, ctx.user_id, outcome.status.value, outcome.message, dry_run=ctx.dry_run, outbox=outbox,
+            record=outcome.record,
         )
         log.info("action %s on %s by %s: %s", action.spec.id, key, ctx.user_id, outcome.status.value, extra={
             "action": action.spec.id, "finding": key, "user": ctx.user_id, "outcome": outcome.status.value,
@@ -165,7 +187,33 @@ class Dispatcher:
         metrics.ACTIONS.inc(action=action.spec.id, outcome=outcome.status.value)
         if outbox:
             self.on_outbox()
+        if outcome.status is OutcomeStatus.DONE and action.spec.undoes is not None:
+            await self.store.release_claim(key, action.spec.undoes)  # undone: it may be done again
+            await self.store.release_claim(key, action.spec.id)
+        if outcome.finding_status is not None and outcome.status is OutcomeStatus.DONE:
+            await self._follow_pages(ctx, outcome.finding_status)
         return outcome
+
+    def _undo(self, action: ResponseAction, ctx: ActionContext, outcome: Outcome) -> NoteButton | None:
+        undo = self.undo_of(action.spec.id) if outcome.undo and outcome.status is OutcomeStatus.DONE else None
+        if undo is None:
+            return None
+        return NoteButton(undo.spec.id, undo.spec.label, ctx.value.to_json())
+
+    async def _follow_pages(self, ctx: ActionContext, status: FindingStatus) -> None:
+        """Actions that follow the finding's status (Page on-call: acknowledging the finding
+        acknowledges its incident, closing it resolves it). One's failure never undoes the change."""
+        for follower in self.actions.values():
+            hook = getattr(follower, "on_status", None)
+            if hook is None:
+                continue
+            try:
+                outcome = await hook(ctx, status)
+            except Exception:
+                log.exception("%s did not follow the finding's %s", follower.spec.id, status.value)
+                outcome = Outcome(OutcomeStatus.FAILED, f"{follower.spec.label}: could not follow this change")
+            if outcome is not None:
+                await self.complete(follower, ctx, outcome)
 
 
 def _note(outcome: Outcome) -> str | None:

@@ -5,6 +5,11 @@ when Slack is down or the bot restarts. A parent post carries the finding key in
 metadata; before re-posting an item that was in flight when the bot stopped, the worker looks
 for that key in the channel, so a crash between Slack's answer and our commit posts nothing
 twice.
+
+A compact parent (ESM_MESSAGE_STYLE=compact) is followed at once by its details reply, the first
+in its thread, keyed `<finding>:details`. The parent's item is done only when both are in
+Slack: a crash between the two finds the parent in the channel and the reply (or its absence)
+in the thread, so the details are posted exactly once, before any other reply of the thread.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class OutboxSettings:
     links_for: Callable[[Finding], blocks.Links]
     post_interval: float = 1.0  # Slack allows about one message per second per channel
     actions: tuple[ActionSpec, ...] = ()  # the buttons every finding message carries
+    style: blocks.MessageStyle = "compact"  # compact parent + details reply, or one full message
     incident_terminate: bool = True  # incident messages carry "Terminate all N clusters…"
 
 
@@ -72,6 +78,7 @@ class OutboxWorker:
         self._parents = 0
         self._parents_at_attempt: dict[int, int] = {}
         self._covered: set[int] = set()  # items of the current batch folded into one already sent
+        self.on_posted: Callable[[Finding], None] | None = None  # told once a finding's parent is posted (#12)
 
     def kick(self) -> None:
         self._wake.set()
@@ -156,6 +163,8 @@ class OutboxWorker:
             metrics.SLACK_MESSAGES.inc(kind=item.kind)
             if item.kind is OutboxKind.POST:
                 metrics.FINDINGS_POSTED.inc()
+                if self.on_posted is not None:
+                    self.on_posted(finding)
             log.info("outbox item %s (%s) sent for finding %s", item.id, item.kind, item.finding_key,
                      extra=_fields(item, finding))
         return delivered
@@ -176,7 +185,7 @@ class OutboxWorker:
             self._pace(channel, post=False)
             await self.store.outbox_attempt(item.id)  # every try counts; an update written after it is kept
             finding = await self.store.finding(finding.key) or finding  # rendered as it is now, after the attempt
-            text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
+            text, body = self._parent(finding)
             metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key, "events": finding.count}}
             await self.chat.update(channel, ts, text, body, metadata=metadata)
         else:
@@ -217,7 +226,7 @@ class OutboxWorker:
         if isinstance(payload, DigestPayload):
             return blocks.digest_message(finding, payload.events, len(payload.hosts))
         if isinstance(payload, NotePayload):
-            return blocks.note_message(payload.text)
+            return blocks.note_message(payload.text, payload.button)
         if isinstance(payload, ReplyPayload):
             return blocks.reply_message(parse_audit_row(payload.row), finding)
         raise ValueError(f"{item.kind} is not a thread item")
@@ -229,6 +238,8 @@ class OutboxWorker:
             existing = await self._already_posted(channel, finding.key, item.id)
         if existing is not None:
             self._parents_at_attempt.pop(item.id, None)
+            if item.attempts > 0:  # an interrupted attempt may have posted the parent and not its details
+                await self._post_details(finding, *existing, retried=True)
             await self.store.posted_with_message(item.id, finding.key, *existing)
             return
         self._pace(channel)
@@ -237,16 +248,44 @@ class OutboxWorker:
         # later is kept, #14), so the updates queued so far need not be sent after it.
         updates = [u.id for u in await self.store.pending_items(finding.key, OutboxKind.UPDATE) if u.attempts == 0]
         finding = await self.store.finding(finding.key) or finding
-        text, body = blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions)
+        text, body = self._parent(finding)
         metadata = {"event_type": METADATA_EVENT, "event_payload": {"key": finding.key, "events": finding.count}}
         self._parents_at_attempt[item.id] = self._parents
         ts = await self.chat.post(channel, text, body, metadata=metadata)
         self._parents += 1
+        # a failure of the details reply retries this item: it finds the parent by its
+        # metadata, looking back past every parent posted since this attempt
+        await self._post_details(finding, channel, ts, retried=False)
         self._parents_at_attempt.pop(item.id, None)
         await self.store.posted_with_message(item.id, finding.key, channel, ts)
         for update_id in updates:
             await self.store.outbox_sent(update_id)
         self._covered.update(updates)
+
+    def _parent(self, finding: Finding) -> tuple[str, list[dict[str, Any]]]:
+        return blocks.finding_message(finding, self.settings.links_for(finding), self.settings.actions,
+                                      self.settings.style)
+
+    async def _post_details(self, finding: Finding, channel: str, thread_ts: str, *, retried: bool) -> None:
+        """The first reply under a compact parent: everything the parent leaves out. Keyed in
+        metadata like every thread item; after an interrupted attempt, looked for first."""
+        if not blocks.has_details_reply(self.settings.style):
+            return
+        key = f"{finding.key}:details"
+        if retried and await self._already_replied(channel, thread_ts, key):
+            return
+        text, body = blocks.finding_details(finding, self.settings.links_for(finding))
+        metadata = {"event_type": THREAD_METADATA_EVENT, "event_payload": {"key": key}}
+        await self._pace_wait(channel)  # the parent is in Slack: its details follow in the next slot
+        try:
+            await self.chat.post(channel, text, body, thread_ts=thread_ts, metadata=metadata)
+        except ChatError as exc:
+            if not exc.permanent:
+                raise  # the parent's item retries, and finds the parent already posted
+            # refused for good (counted in esm_slack_errors_total by the client): the parent
+            # stands, its thread goes on without the details, and the log says so
+            log.error("details reply of finding %s refused by Slack: %s", finding.key, exc,
+                      extra={"finding": finding.key, "kind": "details"})
 
     async def _already_posted(self, channel: str, key: str, item_id: int) -> tuple[str, str] | None:
         """After a failed or interrupted attempt, Slack may have the message already. Every
@@ -263,6 +302,15 @@ class OutboxWorker:
         until = max(self._paused.get(channel, 0.0), self._next_post.get(channel, 0.0))
         if until > time.monotonic():
             raise _Paced(channel, until)
+
+    async def _pace_wait(self, channel: str) -> None:
+        """Wait for the channel's next slot and claim it (a reply that must follow its parent)."""
+        while True:
+            try:
+                self._pace(channel)
+                return
+            except _Paced as paced:
+                await asyncio.sleep(max(0.0, paced.until - time.monotonic()))
 
     def _pace(self, channel: str, *, post: bool = True) -> None:
         """Claim the channel's next slot, or raise _Paced: at most one message per post_interval

@@ -117,6 +117,7 @@ class SyncSettings:
     heartbeat_gap: timedelta = timedelta(minutes=30)  # a running host's heartbeats stopped this long: a finding
     storm_budget: float = 60.0  # seconds a sync's posts may take per channel before they roll up (#14)
     post_interval: float = 1.0  # the outbox's pace per channel (ESM_SLACK_POST_INTERVAL)
+    details_reply: bool = True  # a new finding's parent is followed by its details reply (compact style)
 
 
 POSTED_KINDS = (OutboxKind.POST, OutboxKind.REPLY, OutboxKind.DIGEST)  # what chat.postMessage sends
@@ -459,7 +460,7 @@ class Pipeline:
             if key in members:
                 continue
             channel = channel_of[key] = self.channel_for(change.finding)
-            posts[channel] = posts.get(channel, 0) + sum(1 for i in self._outbox_for(change) if i.kind in POSTED_KINDS)
+            posts[channel] = posts.get(channel, 0) + self._posts_of(change)
         budget, pace = self.settings.storm_budget, self.settings.post_interval
         for channel, n in posts.items():
             if storming(n, pace, budget):
@@ -482,6 +483,12 @@ class Pipeline:
             out.quiet.add(key)
             out.update(incident_key_)
         return out
+
+    def _posts_of(self, change: FindingChange) -> int:
+        """The chat.postMessage calls a finding's items cost: its parent (and, compact, the
+        details reply posted with it), its replies and its digest."""
+        posts = sum(1 for i in self._outbox_for(change) if i.kind in POSTED_KINDS)
+        return posts + (1 if change.is_new and self.settings.details_reply else 0)
 
     def _join(self, finding: Finding, channel: str, now: datetime, out: "_RollUp") -> None:
         slot = (channel, finding.detection.name)

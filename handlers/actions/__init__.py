@@ -28,6 +28,7 @@ def discover() -> Mapping[str, ResponseAction]:
         if action.spec.id in actions:
             raise RegistryError(f"{module_name}: action id {action.spec.id!r} is already used")
         actions[action.spec.id] = action
+    check_undos(actions)
     return MappingProxyType(actions)
 
 
@@ -48,6 +49,10 @@ def _load(module_name: str) -> ResponseAction:
     action = getattr(importlib.import_module(module_name), "ACTION", None)
     if action is None:
         raise RegistryError(f"{module_name}: defines no ACTION")
+    return _check(action, module_name)
+
+
+def _check(action: ResponseAction, module_name: str) -> ResponseAction:
     spec = getattr(action, "spec", None)
     if not isinstance(spec, ActionSpec):
         raise RegistryError(f"{module_name}: ACTION.spec must be an ActionSpec")
@@ -58,7 +63,21 @@ def _load(module_name: str) -> ResponseAction:
         raise RegistryError(f"{module_name}: action id must start with 'esm.' and fit 255 characters")
     if not spec.label or len(spec.label) > 75:
         raise RegistryError(f"{module_name}: label must be 1 to 75 characters")
+    if spec.destructive and not callable(getattr(action, "plan", None)):
+        raise RegistryError(f"{module_name}: a destructive action needs plan() for the dry run")
     return action
+
+
+def check_undos(actions: Mapping[str, ResponseAction]) -> None:
+    for action in actions.values():
+        undone = action.spec.undoes
+        if undone is not None and undone not in actions:
+            raise RegistryError(f"{action.spec.id}: undoes {undone!r}, which is not an action")
+
+
+def enabled_specs(actions: Mapping[str, ResponseAction], settings: object) -> tuple[ActionSpec, ...]:
+    """The buttons a finding shows: actions whose settings (ESM_PAGERDUTY_ROUTING_KEY, …) are set."""
+    return tuple(s for s in specs(actions) if all(getattr(settings, name, None) for name in s.settings))
 
 
 def specs(actions: Mapping[str, ResponseAction]) -> tuple[ActionSpec, ...]:

@@ -13,7 +13,7 @@ from bot.core.actions import Outcome, OutcomeStatus
 from bot.core.incidents import ClusterRow, IncidentSummary
 from bot.core.ids import ButtonValue
 from bot.render.blocks import inert
-from handlers.actions import terminate_cluster
+from handlers.actions import terminate_anyway
 
 ID = "esm.terminate_all"  # the incident's claim and audit records name it
 NOTE_CHARS = 2800  # one thread note at most (a section's 3,000 less the mention's room)
@@ -27,10 +27,12 @@ LABELS = {
 
 
 class TerminateAll:
-    """What the bulk action is made of; each cluster goes through `action` (terminate_cluster)."""
+    """What the bulk action is made of; each cluster goes through `action`: Terminate, claimed
+    with each finding's own Terminate, without asking "Quarantine instead?" per cluster (the
+    responder chose the bulk terminate in a modal listing every cluster)."""
 
     id = ID
-    action = terminate_cluster.ACTION
+    action = terminate_anyway.ACTION
 
     def targets(self, summary: IncidentSummary) -> tuple[ClusterRow, ...]:
         """The clusters it will touch: each affected cluster once, while its finding is open to it."""

@@ -1,20 +1,25 @@
 """Terminate cluster: stop the finding's cluster through clusters.delete, which TERMINATES (the
 cluster can be started again). The SDK's permanent deletion is never called.
 
-Destructive: responders only, once per finding (the dispatcher's claim), honours ESM_DRY_RUN.
+Destructive: responders only, once per finding (the dispatcher's claim); with ESM_DRY_RUN the
+dispatcher reports plan() and never calls run().
 The pre-flight checks that the button names this finding's cluster, that a workspace is
 configured and that the cluster still runs, and notes what stopping it will interrupt.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
+
+from datetime import datetime, timedelta, timezone
 
 from bot.core.actions import UNTIL_CLOSED, ActionContext, ActionSpec, Confirm, Needs, Outcome, OutcomeStatus
 from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId
 from bot.core.ports import WorkspaceError
-from bot.render.blocks import inert, note_message
+from bot.core.playbook import playbook_of
+from bot.render.blocks import button, escape, inert, note_message, section
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +27,7 @@ STOPPED_STATES = ("TERMINATED", "TERMINATING")
 MAX_NAME = 80  # a cluster name long enough to push the warning out of Slack's 300-char dialog
 RUNS_NAMED = 5  # job runs named in a message; the rest are counted
 _PLAN = "terminate_cluster.plan"  # key in ctx.extras: what the pre-flight found, for run()
+SHARED_WINDOW = timedelta(hours=1)  # "shared": more than one user ran notebook commands on it this recently
 
 
 def cluster_of(finding: Finding) -> str | None:
@@ -40,7 +46,7 @@ def confirm(finding: Finding) -> Confirm:
     return Confirm(
         title="Terminate this cluster?",
         text=f"Terminate cluster {_label(name, cluster_id)}? Running notebooks and jobs on it stop."
-        " It can be started again later.",
+        " It can be started again later. If it is shared, esm-bot first offers Quarantine instead.",
         confirm="Terminate",
         deny="Cancel",
         danger=True,
@@ -58,7 +64,9 @@ class TerminateCluster:
         responders_only=True,
         destructive=True,
         confirm=confirm,
+        permissions=("CAN_RESTART or CAN_MANAGE on the finding's cluster",),
     )
+    offers_quarantine = True  # Terminate anyway (its follow-up) does not ask again
 
     async def preflight(self, ctx: ActionContext) -> Outcome | None:
         cluster_id, refusal = _target(ctx)
@@ -74,14 +82,19 @@ class TerminateCluster:
         label, state = _label(cluster.name, cluster_id), _text(cluster.state or "UNKNOWN", 40)
         if state in STOPPED_STATES:
             return _already_stopped(ctx, label, state)
+        if self.offers_quarantine:
+            choice = await _quarantine_instead(ctx, cluster_id, label)
+            if choice is not None:
+                return choice
         ctx.extras[_PLAN] = (cluster_id, label, state, await _interrupted(ctx, cluster_id))
         return None
 
+    async def plan(self, ctx: ActionContext) -> str:
+        _, label, state, interrupted = ctx.extras[_PLAN]
+        return f"would terminate cluster {label}, state {state}, interrupting {interrupted}"
+
     async def run(self, ctx: ActionContext) -> Outcome:
         cluster_id, label, state, interrupted = ctx.extras[_PLAN]
-        if ctx.dry_run:
-            return _shown(OutcomeStatus.DRY_RUN, f"Dry run: would terminate cluster {label}, state {state},"
-                          f" interrupting {interrupted}. Nothing was changed (ESM_DRY_RUN is on).")
         assert ctx.clusters is not None
         try:
             await ctx.clusters.terminate_cluster(cluster_id)
@@ -103,6 +116,33 @@ def _target(ctx: ActionContext) -> tuple[str | None, Outcome | None]:
             "Refused: this button names a different cluster than its finding (stale message or forged request)."
         )
     return expected, None
+
+
+async def _quarantine_instead(ctx: ActionContext, cluster_id: str, label: str) -> Outcome | None:
+    """On a shared cluster (more than one user attached in the last hour), offer Quarantine instead:
+    it keeps everyone's work and the evidence, and shuts everyone else out."""
+    playbook = playbook_of(ctx.extras)
+    if playbook.audit is None or not playbook.quarantine_principals:
+        return None
+    now = datetime.now(timezone.utc)
+    try:
+        commands = await playbook.audit.notebook_commands(cluster_id, now - SHARED_WINDOW, now, 500)
+    except Exception as err:  # best effort: the terminate goes on as before
+        log.warning("terminate: could not tell whether %s is shared: %s", cluster_id, err)
+        return None
+    users = sorted({c.user for c in commands if c.user})
+    if len(users) <= 1:
+        return None
+    from handlers.actions.quarantine_cluster import ACTION as QUARANTINE
+
+    named = ", ".join(_text(u, 60) for u in users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+    text = (f"Cluster {label} is shared: {len(users)} users attached in the last hour ({named}). Terminating stops"
+            " all their work and the evidence on the host. Quarantine instead keeps it running for the quarantine"
+            " principals only (undoable).")
+    value = ctx.value.to_json()
+    blocks = (section(escape(text)), {"type": "actions", "elements": [
+        button(QUARANTINE.spec, value, ctx.finding), button(ANYWAY_SPEC, value, ctx.finding)]})
+    return Outcome(OutcomeStatus.CHOICE, text, private=True, blocks=blocks)
 
 
 def _already_stopped(ctx: ActionContext, label: str, state: str) -> Outcome:
@@ -171,3 +211,6 @@ def _escaped(message: str) -> tuple[dict[str, Any], ...]:
 
 
 ACTION = TerminateCluster()
+# the follow-up on a shared cluster (handlers/actions/terminate_anyway.py): claimed with Terminate
+ANYWAY_SPEC = replace(TerminateCluster.spec, id=ActionId.TERMINATE_ANYWAY, label="Terminate anyway", hidden=True,
+                      claim_as=ActionId.TERMINATE_CLUSTER)

@@ -22,6 +22,7 @@ LINE = re.compile(r"^(ok|FAIL|skip)\s{2,}(\S.*?)\s{2,}(\S.*)$")
 def env(tmp_path, slack, dbx) -> dict[str, str]:
     bot = Bot(tmp_path, slack, dbx)  # the same environment the e2e bot runs with
     dbx.grant(DS_CLUSTER, "CAN_RESTART", user=dbx.user_name)
+    dbx.user_groups.append("admins")  # a workspace admin: the playbook's SCIM and token checks pass (#12)
     return dict(bot.env)
 
 
@@ -37,12 +38,13 @@ async def doctor(env: dict[str, str]) -> tuple[int, dict[str, tuple[str, str]], 
     return code, checks, text
 
 
-async def test_everything_passes_against_the_emulators(env):
+async def test_everything_passes_against_the_emulators(env, dbx):
     code, checks, text = await doctor(env)
     assert code == 0, text
     for name in ("configuration", "settings for serve", "state store", "slack auth", "slack scopes", "slack channel",
                  "databricks auth", "read system.access.audit", "read system.compute.node_timeline",
-                 "read system.compute.clusters", "terminate permission"):
+                 "read system.compute.clusters", "terminate permission", "disable / re-enable user",
+                 "revoke tokens"):
         assert checks[name][0] == "ok", (name, text)
     assert checks["warehouse"][0] == "skip"  # the embedded store
     assert checks["slack socket mode"][0] == "skip"
@@ -53,6 +55,7 @@ async def test_everything_passes_against_the_emulators(env):
 
 
 async def test_failures_say_what_to_fix_and_exit_1(env, slack, dbx):
+    dbx.user_groups.remove("admins")
     slack.scopes = [s for s in slack.scopes if s != "usergroups:read"]
     slack.not_member.add(CHANNEL)
     dbx.cluster_acls.clear()
@@ -66,7 +69,8 @@ async def test_failures_say_what_to_fix_and_exit_1(env, slack, dbx):
     assert "fix: invite it: /invite @esm-bot" in text
     assert checks["terminate permission"][0] == "FAIL" and "CAN_ATTACH_TO" in checks["terminate permission"][1]
     assert "fix: grant esm-bot@example.com CAN_RESTART" in text
-    assert text.count("fix:") == 4
+    assert checks["disable / re-enable user"][0] == "FAIL" and checks["revoke tokens"][0] == "FAIL"  # no admin
+    assert text.count("fix:") == 6
 
 
 async def test_the_slack_workspace_is_suggested_when_unset_and_a_mismatch_fails(env, slack):
@@ -161,3 +165,33 @@ async def test_the_cli_exit_codes(env, tmp_path, capsys):
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+async def test_the_playbook_permissions_each_enabled_action_needs(env, dbx):
+    from emulators.pagerduty import TEST_ROUTING_KEY
+
+    env.update(ESM_QUARANTINE_PRINCIPALS="group:security-team", ESM_PAGERDUTY_ROUTING_KEY=TEST_ROUTING_KEY,
+               ESM_PAGE_SEVERITY="critical")
+    dbx.user_groups.remove("admins")
+    code, checks, text = await doctor(env)  # the principal holds CAN_RESTART and is no admin
+
+    assert code == 1
+    assert checks["quarantine permission"][0] == "FAIL" and "needs CAN_MANAGE" in checks["quarantine permission"][1]
+    assert checks["disable / re-enable user"][0] == "FAIL" and "not a workspace admin" in text
+    assert checks["revoke tokens"][0] == "FAIL" and "token management refuses" in text
+    assert checks["page on-call"][0] == "ok" and "critical" in checks["page on-call"][1]
+    assert TEST_ROUTING_KEY not in text
+
+    dbx.grant(DS_CLUSTER, "CAN_MANAGE", user=dbx.user_name)
+    code, checks, text = await doctor(env)
+    assert checks["quarantine permission"][0] == "ok" and "CAN_MANAGE" in checks["quarantine permission"][1]
+
+    dbx.user_groups.append("admins")
+    code, checks, text = await doctor(env)
+    assert code == 0, text
+
+
+async def test_the_playbook_actions_left_unconfigured_are_skipped_and_say_so(env, dbx):
+    code, checks, text = await doctor(env)
+    assert checks["quarantine permission"][0] == "skip" and "ESM_QUARANTINE_PRINCIPALS is unset" in text
+    assert checks["page on-call"][0] == "skip" and "ESM_PAGERDUTY_ROUTING_KEY is unset" in text

@@ -51,6 +51,7 @@ findings = Table(
     Column("suppressed_count", Integer, nullable=False, default=0),
     Column("channel", Str),
     Column("ts", Str),
+    Column("marks", Doc),  # containment lines on the parent (#12): {action: {text, by, at}}
 )
 
 # storm incidents (#14): one message per detection and channel while the channel storms
@@ -106,7 +107,21 @@ actions = Table(
     Column("message", Str, nullable=False),
     Column("dry_run", Boolean(create_constraint=False), nullable=False, default=False),
     Column("at", UtcTime, nullable=False),
+    Column("before", Doc),  # what the action found (#12)
+    Column("after", Doc),  # what it left
     sqlite_autoincrement=True,
+)
+
+# what a reversible action replaced, while it still applies (#12): the undo restores `before`
+action_state = Table(
+    "action_state", metadata,
+    Column("finding_key", Str, primary_key=True),
+    Column("action", Str, primary_key=True),
+    Column("target", Str, nullable=False),
+    Column("before", Doc),
+    Column("after", Doc),
+    Column("user_id", Str, nullable=False),
+    Column("at", UtcTime, nullable=False),
 )
 
 action_claims = Table(

@@ -35,10 +35,12 @@ from bot.adapters.state.types import nul_safe
 from bot.adapters.state.urls import StateStoreError, connect_timeout, redact_url
 from bot.core.codec import context_from_json, context_to_json, detection_from_json, detection_to_json
 from bot.core.events import parse_audit_row, parse_time
-from bot.core.findings import Finding, FindingStatus
+from bot.core.findings import Finding, FindingStatus, Mark
 from bot.core.incidents import Incident, IncidentSummary, cluster_row
 from bot.core.state import (
     FOLDED_KINDS,
+    ActionRecord,
+    ActionState,
     DigestPayload,
     EventRecord,
     HeartbeatSeen,
@@ -477,17 +479,55 @@ class StateStore:
 
     async def record_action(
         self, key: str, action: str, user_id: str, outcome: str, message: str, *, dry_run: bool,
-        outbox: Sequence[NewOutboxItem] = (),
+        outbox: Sequence[NewOutboxItem] = (), record: ActionRecord | None = None,
     ) -> None:
-        """The audit record and the Slack updates it causes, in one transaction."""
+        """The audit record and the Slack updates it causes, in one transaction; with `record`
+        (#12) also its before/after, the parent's containment line and the undo's state."""
         at = _now()
+        record = record or ActionRecord()
+        for document in (record.before, record.after):
+            json.dumps(document)  # raises TypeError before any write
         async with self._write() as conn:
             await conn.execute(t.actions.insert().values(
                 finding_key=key, action=action, user_id=user_id, outcome=outcome, message=message,
-                dry_run=bool(dry_run), at=at,
+                dry_run=bool(dry_run), at=at, before=record.before, after=record.after,
             ))
+            if record.state is not None:
+                await self._write_state(conn, key, record.state, user_id, at)
+            if record.mark is not None:
+                await self._write_mark(conn, key, record.mark, user_id, at)
             if outbox:
                 await conn.execute(t.outbox.insert(), [_outbox_values(item, at) for item in outbox])
+
+    async def _write_state(self, conn: AsyncConnection, key: str, change: tuple[str, ActionState | None],
+                           user_id: str, at: datetime) -> None:
+        action, state = change
+        table = t.action_state
+        await conn.execute(table.delete().where(table.c.finding_key == key, table.c.action == action))
+        if state is not None:
+            await conn.execute(table.insert().values(
+                finding_key=key, action=action, target=state.target, before=state.before, after=state.after,
+                user_id=user_id, at=at))
+
+    async def _write_mark(self, conn: AsyncConnection, key: str, change: tuple[str, str | None], user_id: str,
+                          at: datetime) -> None:
+        action, text = change
+        where = t.findings.c.key == key
+        current = (await conn.execute(select(t.findings.c.marks).where(where).with_for_update())).scalar()
+        marks = dict(current or {})
+        if text is None:
+            marks.pop(action, None)
+        else:
+            marks[action] = {"text": text, "by": user_id, "at": at.isoformat()}
+        await conn.execute(update(t.findings).where(where).values(marks=marks))
+
+    async def action_state(self, key: str, action: str) -> ActionState | None:
+        table = t.action_state
+        async with self._read() as conn:
+            row = (await conn.execute(select(table).where(table.c.finding_key == key, table.c.action == action))).first()
+        if row is None:
+            return None
+        return ActionState(row.target, row.before, row.after, row.user_id, row.at)
 
     async def actions_for(self, key: str) -> list[dict[str, Any]]:
         async with self._read() as conn:
@@ -1069,7 +1109,16 @@ def _finding_from_row(row: Any) -> Finding:
         status_by=row.status_by,
         status_note=row.status_note,
         suppressed_count=row.suppressed_count,
+        marks=_marks(getattr(row, "marks", None)),
     )
+
+
+def _marks(stored: Any) -> tuple[Mark, ...]:
+    if not isinstance(stored, dict):
+        return ()
+    found = [Mark(str(action), str(m.get("text", "")), str(m.get("by", "")), parse_time(str(m.get("at"))))
+             for action, m in stored.items() if isinstance(m, dict)]
+    return tuple(sorted(found, key=lambda m: m.at))
 
 
 def _suppression_number(suppression_id: str) -> int | None:
