@@ -161,11 +161,15 @@ def cmd_sample_events(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.demo import DemoDirError, run_demo
 
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each line as it happens, piped too
     try:
         return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
     except DemoDirError as exc:
         print(f"esm-bot demo: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("demo stopped")
+        return 0
 
 
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
