@@ -385,20 +385,41 @@ def _parse_log_format(text: str, name: str) -> str:
 
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
-    """Build Settings from environment variables; blank values count as unset."""
+    """Build Settings from environment variables; blank values count as unset. Every malformed
+    setting is named in the one ConfigError raised (one line each), not just the first."""
+    settings, problems = read_settings(environ, **overrides)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def read_settings(environ: Mapping[str, str], **overrides: object) -> tuple[Settings, list[str]]:
+    """Settings from every variable that parses, and one problem line per variable that does not
+    (those are left unset), so a command can name everything wrong at once."""
     values: dict[str, object] = {}
+    problems: list[str] = []
     for attr, env_name in ENV_NAMES.items():
         raw = environ.get(env_name)
         if raw is not None and raw.strip() != "":
-            values[attr] = _convert(attr, raw.strip())
+            try:
+                values[attr] = _convert(attr, raw.strip())
+            except ConfigError as exc:
+                problems.append(str(exc))
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "workspace_url" not in values and "databricks_host" in values:
         values["workspace_url"] = values["databricks_host"]
     if "workspaces_file" in values:
-        workspaces_file = values["workspaces_file"]
+        workspaces_file = values.pop("workspaces_file")
         assert isinstance(workspaces_file, Path)
-        values["workspaces"], values["workspace_tokens"] = _load_workspaces(workspaces_file, environ)
-    return Settings(**values)  # type: ignore[arg-type]
+        try:
+            values["workspaces"], values["workspace_tokens"] = _load_workspaces(workspaces_file, environ)
+            values["workspaces_file"] = workspaces_file
+        except ConfigError as exc:
+            problems.append(str(exc))
+    try:
+        return Settings(**values), problems  # type: ignore[arg-type]
+    except ConfigError as exc:
+        return Settings(), problems + [str(exc)]
 
 
 def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces, Mapping[str, Secret]]:
@@ -422,4 +443,4 @@ def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces
     return workspaces, tokens
 
 
-__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "url_password_forms", "ENV_NAMES"]
+__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "read_settings", "parse_duration", "url_password_forms", "ENV_NAMES"]
