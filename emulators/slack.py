@@ -36,13 +36,17 @@ from emulators.slack_socket import ROUTE as SOCKET_ROUTE, SocketModeServer
 TEST_BOT_TOKEN = "xoxb-0000-esm-emulated-test-token"  # a fake token for tests and demos
 # what a bot token installed from manifest.yml holds; auth.test reports it in X-OAuth-Scopes
 DEFAULT_SCOPES = ("chat:write", "commands", "channels:history", "groups:history", "channels:read", "groups:read",
-                  "usergroups:read", "users:read")
+                  "usergroups:read", "users:read", "files:write")
 APP_TOKEN_METHODS = {"apps.connections.open"}  # called with the app-level xapp- token
 JSON_FIELDS = ("blocks", "attachments", "metadata", "view")  # JSON-encoded in form bodies
 FIRST_TS_MICROS = 1_700_000_000_000_100
 MAX_TEXT = 40_000
 RESPONSE_URL_USES = 5
 TRIGGER_TTL = 3.0  # seconds a trigger_id can open a view after the interaction that carried it
+MAX_FILE_BYTES = 1024 * 1024 * 1024  # Slack's limit for one file (slack_sdk checks it too)
+MAX_ALT_TXT = 1000  # files.getUploadURLExternal: alt_txt_too_large past this
+MAX_INITIAL_COMMENT = 4000  # like a message's text, counted as characters
+UPLOAD_TTL = 600.0  # seconds an upload URL is usable (Slack does not document it; the emulator is strict)
 
 
 class Call(NamedTuple):
@@ -117,6 +121,7 @@ class SlackEmulator:
         self.signing_secret: str | None = None
         self.ui_users: dict[str, str] = {}  # user id -> name, the "acting as" choices
         self.ui_hooks: dict[str, Any] = {}  # name -> async callable(bytes) -> str: demo buttons
+        self._uploads: dict[str, dict[str, Any]] = {}  # file id -> its upload (getUploadURLExternal on)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -155,6 +160,7 @@ class SlackEmulator:
         from emulators.slack_ui import add_routes  # the demo page: Block Kit rendered, clickable
 
         add_routes(app, self)
+        app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_get(SOCKET_ROUTE, self.socket.handle)
         return app
 
@@ -220,6 +226,13 @@ class SlackEmulator:
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
         found = self._find(channel, ts)
         return _copy(found) if found else None
+
+    def files(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Files shared by files.completeUploadExternal, oldest first: id, name, title, bytes
+        (`content`), channel, thread_ts and initial_comment."""
+        shared = [f for f in self._uploads.values() if f.get("shared")]
+        return [{**{k: v for k, v in f.items() if k != "data"}, "content": f["data"]}
+                for f in shared if channel in (None, f.get("channel"))]
 
     def ephemerals(self, channel: str | None = None) -> list[dict[str, Any]]:
         return [_copy(e) for e in self._ephemerals if channel in (None, e["channel"])]
@@ -524,6 +537,86 @@ class SlackEmulator:
         self._views[view_id] = view
         return _copy(view)
 
+    # ---------------------------------------------------------------- files (the external upload flow)
+
+    def _require_scope(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise SlackError("missing_scope", needed=scope, provided=",".join(self.scopes))
+
+    def _files_get_upload_url_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 1: a file id and a one-time URL to POST the bytes to. `length` is required and
+        must be the exact size that is then uploaded (0 is `missing_argument`, as Slack says)."""
+        self._require_scope("files:write")
+        filename = str(params.get("filename") or "")
+        if not filename:
+            raise SlackError("invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: filename"]})
+        length = _int_or_none(params.get("length"))
+        if length is None:
+            raise SlackError("invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: length"]})
+        if length <= 0:
+            raise SlackError("missing_argument")
+        if length > MAX_FILE_BYTES:
+            raise SlackError("file_upload_size_restricted")
+        if len(str(params.get("alt_txt") or "")) > MAX_ALT_TXT:
+            raise SlackError("alt_txt_too_large")
+        file_id = f"F{len(self._uploads) + 1:010d}"
+        self._uploads[file_id] = {"id": file_id, "name": filename, "length": length, "data": None,
+                                  "issued": time.monotonic(), "alt_txt": params.get("alt_txt"), "shared": False}
+        return {"upload_url": f"{self.base_url}/upload/v1/{file_id}", "file_id": file_id}
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """Step 2: the bytes, raw or as a multipart form's one file, exactly `length` of them."""
+        file_id = request.match_info["file_id"]
+        upload = self._uploads.get(file_id)
+        self.calls.append(Call("upload", {"file_id": file_id}))
+        fault = self._take_fault("upload")
+        if fault is not None:
+            return _fault_response(fault)
+        if upload is None or upload["shared"] or time.monotonic() - upload["issued"] > UPLOAD_TTL:
+            return web.Response(status=404, text="invalid upload URL")
+        data = await _upload_bytes(request)
+        if len(data) != upload["length"]:
+            return web.Response(status=400, text=f"expected {upload['length']} bytes, got {len(data)}")
+        upload["data"] = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _files_complete_upload_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 3: share the uploaded files, in a channel (and thread) or privately."""
+        self._require_scope("files:write")
+        files = _json_or_raw(params["files"]) if isinstance(params.get("files"), str) else params.get("files")
+        if not isinstance(files, list) or not files or not all(isinstance(f, dict) and f.get("id") for f in files):
+            raise SlackError("invalid_arguments", response_metadata={"messages": ["[ERROR] files must be a non-empty JSON array of {id, title}"]})
+        uploads = [self._uploads.get(str(f["id"])) for f in files]
+        if any(u is None or u["data"] is None or u["shared"] for u in uploads):
+            raise SlackError("file_not_found")
+        channel = params.get("channel_id") or params.get("channels")
+        thread_ts = params.get("thread_ts")
+        comment = str(params.get("initial_comment") or "")
+        if len(comment) > MAX_INITIAL_COMMENT:
+            raise SlackError("msg_too_long")
+        if channel:
+            channel = self._require_channel({"channel": channel})
+            if channel in self.not_member:
+                raise SlackError("not_in_channel")
+            if thread_ts:
+                thread_ts = self._thread_root(channel, str(thread_ts))
+        elif thread_ts:
+            raise SlackError("invalid_arguments", response_metadata={"messages": ["[ERROR] thread_ts needs channel_id"]})
+        shared = []
+        for given, upload in zip(files, uploads):
+            assert upload is not None
+            upload.update(shared=True, title=str(given.get("title") or upload["name"]), channel=channel,
+                          thread_ts=thread_ts, initial_comment=comment or None)
+            shared.append({"id": upload["id"], "name": upload["name"], "title": upload["title"],
+                           "size": upload["length"]})
+        if channel and comment:
+            message = self._new_message({"text": comment})
+            message["files"] = [{"id": f["id"], "name": f["name"], "title": f["title"]} for f in shared]
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._messages.setdefault(channel, []).append(message)
+        return {"files": shared}
+
     def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
         group = params.get("usergroup")
         if group not in self.usergroups:
@@ -680,6 +773,8 @@ _METHODS = {
     "conversations.info": SlackEmulator._conversations_info,
     "apps.connections.open": SlackEmulator._apps_connections_open,
     "views.publish": SlackEmulator._views_publish,
+    "files.getUploadURLExternal": SlackEmulator._files_get_upload_url_external,
+    "files.completeUploadExternal": SlackEmulator._files_complete_upload_external,
 }
 # methods that change nothing a page shows
 _READ_ONLY = {"auth.test", "chat.getPermalink", "conversations.history", "conversations.replies",
@@ -711,6 +806,23 @@ async def _read_json_or_form(request: web.Request) -> dict[str, Any]:
         body = await request.json()
         return body if isinstance(body, dict) else {}
     return dict(await request.post())
+
+
+async def _upload_bytes(request: web.Request) -> bytes:
+    if request.content_type.startswith("multipart/"):
+        reader = await request.multipart()
+        async for part in reader:
+            if getattr(part, "filename", None) is not None or getattr(part, "name", None) == "file":
+                return bytes(await part.read())  # type: ignore[union-attr]
+        return b""
+    return await request.read()
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def _json_or_raw(text: str) -> Any:

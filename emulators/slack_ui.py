@@ -52,6 +52,7 @@ def add_routes(app: web.Application, emu: Any) -> None:
     app.router.add_post("/ui/command", ui.command)
     app.router.add_post("/ui/home_opened", ui.home_opened)
     app.router.add_post("/ui/hook/{name}", ui.hook)
+    app.router.add_get("/files/{file_id}", ui.file)
     app.on_shutdown.append(ui.shutdown)
 
 
@@ -74,6 +75,14 @@ class SlackUI:
         if name not in STATIC_FILES:
             raise web.HTTPNotFound()
         return web.Response(body=(STATIC / name).read_bytes(), content_type=STATIC_FILES[name], headers=_NO_STORE)
+
+    async def file(self, request: web.Request) -> web.Response:
+        """An uploaded file's bytes (an image block's slack_file shows through this)."""
+        upload = self.emu._uploads.get(request.match_info["file_id"])
+        if upload is None or not upload.get("shared") or upload.get("data") is None:
+            raise web.HTTPNotFound()
+        kind = "image/png" if str(upload["name"]).lower().endswith(".png") else "application/octet-stream"
+        return web.Response(body=upload["data"], content_type=kind, headers=_NO_STORE)
 
     async def state(self, request: web.Request) -> web.Response:
         user = request.query.get("user") or self._default_user()

@@ -40,6 +40,9 @@ TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
 )
 HISTORY_PAGE = 100
+# slack_sdk's files_upload_v2 calls these two methods, with the upload itself between them
+UPLOAD_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
+UPLOAD = "files_upload_v2"
 
 
 class BoundedRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
@@ -160,6 +163,32 @@ class SlackChat:
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
 
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes,
+        *,
+        title: str | None = None,
+        thread_ts: str | None = None,
+        initial_comment: str | None = None,
+        alt_txt: str | None = None,
+    ) -> str:
+        """files_upload_v2: files.getUploadURLExternal, the upload, files.completeUploadExternal.
+        Only a 429 is retried (Slack did nothing then); any other failure is the caller's to
+        report, since a retried completion could share the file twice."""
+        if not content:
+            raise ChatError(f"slack {UPLOAD}: {filename!r} is empty; Slack refuses empty files",
+                            permanent=True)
+        response = await self._call(
+            UPLOAD, client=self._poster, upload_v2=dict(
+                filename=filename, content=content, title=title or filename, channel=channel, thread_ts=thread_ts,
+                initial_comment=initial_comment, alt_txt=alt_txt,
+            ),
+        )
+        files = response.get("files") or []
+        return str(files[0]["id"]) if files else ""
+
     async def usergroup_members(self, group_id: str) -> set[str]:
         """The user ids in a Slack user group (usergroups.users.list)."""
         response = await self._call("usergroups.users.list", usergroup=group_id)
@@ -201,9 +230,10 @@ class SlackChat:
     async def _call(self, method: str, *, client: AsyncWebClient | None = None, **kwargs: Any) -> AsyncSlackResponse:
         """Call the slack_sdk method named like the API method, mapping every failure."""
         self._ensure_session()
+        upload = kwargs.pop("upload_v2", None)  # the three-step upload goes through slack_sdk's one helper
         send = getattr(client or self._client, method.replace(".", "_"))
         try:
-            return await send(**kwargs)
+            return await send(**(upload or kwargs))
         except SlackApiError as exc:
             raise self._api_error(method, exc) from None
         except SlackClientError as exc:  # a request slack_sdk refused to build: our bug, not Slack's

@@ -26,13 +26,15 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "views.push": frozenset(),
     "views.update": frozenset(),
     "auth.test": frozenset(),
+    "files.getUploadURLExternal": frozenset({"files:write"}),  # Investigate's CSV and chart (files_upload_v2)
+    "files.completeUploadExternal": frozenset({"files:write"}),
     "apps.connections.open": frozenset(),  # app-level token (connections:write), not a bot scope
 }
 SLASH_COMMAND_SCOPE = "commands"
 
 # What the bot uses if manifest.yml is not next to the package (an installed wheel)
 FALLBACK_SCOPES = ("chat:write", "commands", "channels:history", "groups:history", "channels:read", "groups:read",
-                   "usergroups:read", "users:read")
+                   "usergroups:read", "users:read", "files:write")
 
 
 def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:

@@ -104,6 +104,20 @@ class Chat(Protocol):
     async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
         """The ts of a recent top-level message whose metadata carries this key, or None."""
 
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        content: bytes,
+        *,
+        title: str | None = None,
+        thread_ts: str | None = None,
+        initial_comment: str | None = None,
+        alt_txt: str | None = None,
+    ) -> str:
+        """Share a file in a channel (a thread when `thread_ts`); returns its file id. Raises
+        ChatError. Not retried on an ambiguous failure: a retry could share it twice."""
+
     async def find_reply(self, channel: str, thread_ts: str, event_type: str, key: str, limit: int = 1000) -> str | None:
         """The ts of a reply in that thread whose metadata carries this key, or None."""
 
