@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--summary", action="store_true", help="post one digest message instead of each finding")
     command("doctor", "check the configuration, Slack and Databricks access, one line per check",
             "Reads only: it creates no file and changes nothing. Exits 1 when a check fails.")
-    rules = command("rules", "detection catalogue tools")
+    rules = command("rules", "check the detection catalogue (rules/): its schema and every entry's examples")
     rules.add_argument("action", choices=["check"], help="check: validate rules/ and run every entry's examples")
     return parser
 
