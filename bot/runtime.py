@@ -11,6 +11,7 @@ from bot.adapters.duckdb_source import DuckDBSource
 from bot.services.cache import TTLCache
 from bot.core.authz import Authorizer, ReadAccess
 from handlers import actions
+from bot.services.home import HomeService
 from bot.services.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
 from bot.adapters.state import StateStore as SqlStateStore
@@ -48,6 +49,7 @@ class Runtime:
     recent: RecentService | None = None  # /esm recent and the "Recent on this host" button
     health: Degradation | None = None  # which part is failing, since when (degraded is loud)
     watchdog: Watchdog | None = None
+    home: HomeService | None = None  # the App Home tab (views.publish)
 
     def trigger_sync(self, reason: str) -> str:
         log.debug("sync requested by %s", reason)
@@ -72,6 +74,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.syncs.close()
+        if self.home is not None:
+            await self.home.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -187,7 +191,14 @@ async def build_runtime(settings: Settings) -> Runtime:
         registry, store, authorizer, workspaces.workspace, settings.dry_run, outbox.kick,
         extras={"recent": recent, "benign": benign}, read_access=read_access,
     )
+    home = HomeService(store, chat, pipeline, health)
+
+    async def sync_then_home() -> Any:
+        report = await pipeline.sync()
+        home.after_sync()  # the Home of those who opened it lately: open findings, last sync
+        return report
+
     return Runtime(
-        settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
-        recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel),
+        settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(sync_then_home), dispatcher,
+        recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel), home=home,
     )

@@ -351,6 +351,26 @@ class StateStore:
             row = (await conn.execute(select(t.findings).where(t.findings.c.key == key))).first()
         return None if row is None else _finding_from_row(row)
 
+    async def open_findings(self, limit: int = 200) -> list[Finding]:
+        """Findings nobody closed (open or acknowledged), newest activity first."""
+        closed = [FindingStatus.BENIGN.value, FindingStatus.TERMINATED.value]
+        query = (select(t.findings).where(t.findings.c.status.not_in(closed))
+                 .order_by(t.findings.c.last_seen.desc()).limit(limit))
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_finding_from_row(row) for row in rows]
+
+    async def events_by_day(self, since: datetime) -> list[tuple[str, str, int]]:
+        """(UTC day as YYYY-MM-DD, detection, events) for events at or after `since`, ignored ones left out."""
+        query = (select(t.events.c.event_time, t.events.c.detection)
+                 .where(t.events.c.event_time >= since, t.events.c.disposition != "ignored"))
+        counts: dict[tuple[str, str], int] = {}
+        async with self._read() as conn:
+            for row in (await conn.execute(query)).all():
+                day = row.event_time.astimezone(timezone.utc).strftime("%Y-%m-%d")
+                counts[(day, row.detection)] = counts.get((day, row.detection), 0) + 1
+        return sorted((day, detection, n) for (day, detection), n in counts.items())
+
     async def message_of(self, key: str) -> tuple[str, str] | None:
         async with self._read() as conn:
             row = (await conn.execute(select(t.findings.c.channel, t.findings.c.ts).where(t.findings.c.key == key))).first()
