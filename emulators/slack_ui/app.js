@@ -471,7 +471,8 @@ function time(ts) {
 
 function renderMessage(message, channel, options) {
   const ctx = { kind: "message", channel, ts: message.ts, ephemeral: !!options.ephemeral };
-  const author = message.user ? (S.state.users[message.user] || message.user) : "esm-bot";
+  // a bot's message (ephemeral ones carry their recipient in `user`) shows the bot as its author
+  const author = message.bot_id || !message.user ? "esm-bot" : (S.state.users[message.user] || message.user);
   const node = el("article", {
     className: "message" + (options.ephemeral ? " ephemeral" : "") + (options.reply ? " reply" : ""),
     dataset: { ts: message.ts, channel },

@@ -63,6 +63,24 @@ def new_driver(window: tuple[int, int] = (1400, 1000)) -> Any:
     return chrome
 
 
+def click(browser: Any, css: str, timeout: float = WAIT) -> None:
+    """Click what `css` finds, found afresh: the page redraws on every live update, so an element
+    found a moment ago may be gone (stale); the click is retried until it lands."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException, NoSuchElementException, StaleElementReferenceException,
+    )
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def attempt(b: Any) -> bool:
+        try:
+            b.find_element("css selector", css).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException):
+            return False
+
+    WebDriverWait(browser, timeout).until(attempt)
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if chromium_paths() is None:
