@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.core.deploy_plan import Schedule
+from bot.core.digest import DailyAt, parse_daily_at
 from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -101,6 +102,7 @@ class Settings:
     dry_run: bool = False
     log_level: str = "INFO"
     log_format: str = "text"  # ESM_LOG_FORMAT: text or json (one JSON object per line)
+    digest_at: DailyAt | None = None  # ESM_DIGEST_AT: the daily digest's time and zone; None: off
     host: str = "127.0.0.1"
     port: int = 8080
     warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
@@ -184,6 +186,7 @@ ENV_NAMES = {
     "dry_run": "ESM_DRY_RUN",
     "log_level": "ESM_LOG_LEVEL",
     "log_format": "ESM_LOG_FORMAT",
+    "digest_at": "ESM_DIGEST_AT",
     "host": "ESM_HOST",
     "port": "ESM_PORT",
     "warehouse_id": "ESM_WAREHOUSE_ID",
@@ -347,6 +350,7 @@ def _convert(attr: str, text: str) -> object:
         "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
+        "digest_at": _parse_daily_at,
         # server hardening (#11)
         "header_timeout": _parse_float,
         "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
@@ -382,6 +386,13 @@ def _parse_log_format(text: str, name: str) -> str:
     if fmt not in ("text", "json"):
         raise ConfigError(f"{name}: {text!r} is not one of text, json")
     return fmt
+
+
+def _parse_daily_at(text: str, name: str) -> DailyAt:
+    try:
+        return parse_daily_at(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:

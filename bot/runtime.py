@@ -12,6 +12,8 @@ from bot.services.cache import TTLCache
 from bot.core.authz import Authorizer, ReadAccess
 from handlers import actions
 from bot.services.home import HomeService
+from bot.services.digest import DigestService
+from bot.core.digest import DailyAt
 from bot.services.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
 from bot.adapters.state import StateStore as SqlStateStore
@@ -50,6 +52,13 @@ class Runtime:
     health: Degradation | None = None  # which part is failing, since when (degraded is loud)
     watchdog: Watchdog | None = None
     home: HomeService | None = None  # the App Home tab (views.publish)
+    digest: DigestService | None = None  # ESM_DIGEST_AT: the daily digest
+
+    def digest_service(self) -> DigestService:
+        """The daily digest's builder: the scheduled one, or one for `/esm digest` (UTC days)."""
+        if self.digest is not None:
+            return self.digest
+        return DigestService(self.store, self.chat, self.settings.slack_channel or "", DailyAt(0, 0), home=self.home)
 
     def trigger_sync(self, reason: str) -> str:
         log.debug("sync requested by %s", reason)
@@ -60,6 +69,8 @@ class Runtime:
         self.tasks.append(loop.create_task(self.outbox.run()))
         if self.watchdog is not None:
             self.tasks.append(loop.create_task(self.watchdog.run()))
+        if self.digest is not None:
+            self.tasks.append(loop.create_task(self.digest.run()))
         if self.settings.poll_interval is not None:
             self.tasks.append(loop.create_task(self._poll(self.settings.poll_interval.total_seconds())))
 
@@ -201,4 +212,6 @@ async def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(sync_then_home), dispatcher,
         recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel), home=home,
+        digest=(DigestService(store, chat, settings.slack_channel or "", settings.digest_at, home=home)
+                if settings.digest_at is not None else None),
     )
