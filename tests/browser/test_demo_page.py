@@ -125,3 +125,28 @@ def test_the_benign_modal_opens_in_the_page_and_its_submission_closes_the_findin
     wait(browser).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), "Marked benign"))
     [suppression] = running_demo.run(running_demo.demo.runtime.store.active_suppressions(datetime.now(timezone.utc)))
     assert suppression.reason == "nightly kernel patching by the platform team"
+
+
+def test_message_text_is_never_html_and_mrkdwn_renders_as_slack_does(browser, running_demo):
+    hostile = '<img src=x onerror="document.title=\'pwned\'">'
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": hostile}},
+        {"type": "section", "text": {"type": "mrkdwn", "text":
+            "*bold* _italic_ `code` &lt;b&gt;not bold&lt;/b&gt; &amp; :red_circle: :00: <https://example.com/x|a link> "
+            "<javascript:alert(1)|bad link> <@U0RESPONDER>"}},
+    ]
+    running_demo.run(running_demo.demo.runtime.chat.post(CHANNEL, "hostile", blocks))
+    open_page(browser, running_demo)
+    section = wait(browser).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#messages .block.section")))
+    header = browser.find_element(By.CSS_SELECTOR, "#messages .block.header")
+    assert header.text == hostile and not browser.find_elements(By.CSS_SELECTOR, "#messages img")
+    assert browser.title != "pwned"
+    assert section.find_element(By.CSS_SELECTOR, "b").text == "bold"
+    assert section.find_element(By.CSS_SELECTOR, "i").text == "italic"
+    assert section.find_element(By.CSS_SELECTOR, "code").text == "code"
+    text = section.text
+    assert "<b>not bold</b> & 🔴 :00:" in text  # entities shown as characters; unknown shortcodes left alone
+    [link] = section.find_elements(By.CSS_SELECTOR, "a")
+    assert link.text == "a link" and link.get_attribute("href") == "https://example.com/x"
+    assert "bad link" in text, "a non-http link is shown as text, never as a javascript: href"
+    assert "@responder" in section.find_element(By.CSS_SELECTOR, ".mention").text
