@@ -3,7 +3,7 @@ previous local day's counts per detection and cluster, the findings still open, 
 that hid events, those expiring soon, and the 7-day chart; `/esm digest` shows it to the caller.
 
 Exactly once per day across restarts and replicas: the day is claimed in the state store
-(`digests`, migration 0008) before the message is posted, and marked posted after; a claim not
+(`digests`, migration 0010) before the message is posted, and marked posted after; a claim not
 marked posted within CLAIM_STALE seconds (its replica died) may be taken over.
 """
 from __future__ import annotations
