@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from bot.core.deploy_plan import Schedule
+from bot.core.digest import DailyAt, parse_daily_at
 from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -104,6 +105,7 @@ class Settings:
     dry_run: bool = False
     log_level: str = "INFO"
     log_format: str = "text"  # ESM_LOG_FORMAT: text or json (one JSON object per line)
+    digest_at: DailyAt | None = None  # ESM_DIGEST_AT: the daily digest's time and zone; None: off
     host: str = "127.0.0.1"
     port: int = 8080
     warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
@@ -196,6 +198,7 @@ ENV_NAMES = {
     "dry_run": "ESM_DRY_RUN",
     "log_level": "ESM_LOG_LEVEL",
     "log_format": "ESM_LOG_FORMAT",
+    "digest_at": "ESM_DIGEST_AT",
     "host": "ESM_HOST",
     "port": "ESM_PORT",
     "warehouse_id": "ESM_WAREHOUSE_ID",
@@ -366,6 +369,7 @@ def _convert(attr: str, text: str) -> object:
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
         "message_style": _parse_message_style,
+        "digest_at": _parse_daily_at,
         # server hardening (#11)
         "header_timeout": _parse_float,
         "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
@@ -429,23 +433,49 @@ def _parse_message_style(text: str, name: str) -> str:
     if style not in ("compact", "full"):
         raise ConfigError(f"{name}: {text!r} is not one of compact, full")
     return style
+def _parse_daily_at(text: str, name: str) -> DailyAt:
+    try:
+        return parse_daily_at(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
-    """Build Settings from environment variables; blank values count as unset."""
+    """Build Settings from environment variables; blank values count as unset. Every malformed
+    setting is named in the one ConfigError raised (one line each), not just the first."""
+    settings, problems = read_settings(environ, **overrides)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def read_settings(environ: Mapping[str, str], **overrides: object) -> tuple[Settings, list[str]]:
+    """Settings from every variable that parses, and one problem line per variable that does not
+    (those are left unset), so a command can name everything wrong at once."""
     values: dict[str, object] = {}
+    problems: list[str] = []
     for attr, env_name in ENV_NAMES.items():
         raw = environ.get(env_name)
         if raw is not None and raw.strip() != "":
-            values[attr] = _convert(attr, raw.strip())
+            try:
+                values[attr] = _convert(attr, raw.strip())
+            except ConfigError as exc:
+                problems.append(str(exc))
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "workspace_url" not in values and "databricks_host" in values:
         values["workspace_url"] = values["databricks_host"]
     if "workspaces_file" in values:
-        workspaces_file = values["workspaces_file"]
+        workspaces_file = values.pop("workspaces_file")
         assert isinstance(workspaces_file, Path)
-        values["workspaces"], values["workspace_tokens"] = _load_workspaces(workspaces_file, environ)
-    return Settings(**values)  # type: ignore[arg-type]
+        try:
+            values["workspaces"], values["workspace_tokens"] = _load_workspaces(workspaces_file, environ)
+            values["workspaces_file"] = workspaces_file
+        except ConfigError as exc:
+            problems.append(str(exc))
+    try:
+        return Settings(**values), problems  # type: ignore[arg-type]
+    except ConfigError as exc:
+        return Settings(), problems + [str(exc)]
 
 
 def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces, Mapping[str, Secret]]:
@@ -469,4 +499,4 @@ def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces
     return workspaces, tokens
 
 
-__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "url_password_forms", "ENV_NAMES"]
+__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "read_settings", "parse_duration", "url_password_forms", "ENV_NAMES"]

@@ -117,7 +117,7 @@ class Chat(Protocol):
 
     async def upload_file(
         self,
-        channel: str,
+        channel: str | None,
         filename: str,
         content: bytes,
         *,

@@ -403,6 +403,17 @@ class OutboxWorker:
         for update_id in updates:  # the post shows the incident as it is now
             await self.store.outbox_sent(update_id)
         self._covered.update(updates)
+        await self._incident_posted(incident)
+
+    async def _incident_posted(self, incident: Incident) -> None:
+        """A storm pages like a finding (ESM_PAGE_SEVERITY, #12): once per incident, on the
+        member with the most events (its page note and status line go to the incident's thread)."""
+        if self.on_posted is None:
+            return
+        summary = await self.store.incident_summary(incident.key, top=1)
+        top = await self.store.finding(summary.rows[0].finding_key) if summary and summary.rows else None
+        if top is not None:
+            self.on_posted(top)
 
     async def _update_incident(self, incident: Incident, item: OutboxItem) -> None:
         assert incident.ts is not None

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from emulators.pagerduty import TEST_ROUTING_KEY, PagerDutyEmulator
 from emulators.slack import blocks_to_text
 from emulators.slack_signing import block_actions_payload, payload_body, view_submission_body
 from tests.e2e.conftest import CHANNEL, OUTSIDER, RESPONDER, SIGNING_SECRET, Bot, capsule8
@@ -261,3 +262,26 @@ async def test_terminate_all_in_dry_run_changes_nothing_and_says_so(make_bot, st
     thread = "\n".join(blocks_to_text(r.get("blocks") or []) for r in bot.replies(message))
     assert "dry run" in thread.lower() and thread.count("): dry run") == CLUSTERS
     assert [a["outcome"] for a in await bot.runtime.store.actions_for(key)] == ["dry_run"]
+
+
+async def test_a_storm_pages_on_call_once_per_incident_not_once_per_finding(make_bot):
+    """ESM_PAGE_SEVERITY with roll-ups: one page per incident at or above it (the detections
+    here are high, high and medium), its note in the incident's thread, never 48 pages."""
+    async with PagerDutyEmulator() as pager:
+        bot = await make_bot(ESM_PAGERDUTY_ROUTING_KEY=TEST_ROUTING_KEY, ESM_PAGERDUTY_URL=pager.url,
+                             ESM_PAGE_SEVERITY="high")
+        found = await storm(bot)
+
+        def paged() -> list[dict[str, Any]]:
+            return [m for m in found if "paged on-call: PagerDuty incident triggered" in "\n".join(
+                blocks_to_text(r.get("blocks") or []) for r in bot.replies(m))]
+
+        deadline = time.monotonic() + 30
+        while len(paged()) < 2 and time.monotonic() < deadline:  # the page, then its note in the thread
+            bot.runtime.outbox.kick()
+            await asyncio.sleep(0.05)
+        await bot.settle()
+
+        assert len(paged()) == 2
+        assert [e["event_action"] for e in pager.events] == ["trigger", "trigger"], pager.events
+        assert len({e["dedup_key"] for e in pager.events}) == 2

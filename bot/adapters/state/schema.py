@@ -174,3 +174,12 @@ replay_keys = Table(
     Column("expires_at", UtcTime, nullable=False),
     Index("replay_keys_expires", "expires_at"),
 )
+
+# The daily digest (#16): a day's digest is claimed here before it is posted, once across replicas
+digests = Table(
+    "digests", metadata,
+    Column("day", Str, primary_key=True),
+    Column("claimed_by", Str, nullable=False),
+    Column("claimed_at", UtcTime, nullable=False),
+    Column("posted_ts", Str),
+)

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -441,6 +441,72 @@ class StateStore:
         async with self._read() as conn:
             row = (await conn.execute(select(t.findings).where(t.findings.c.key == key))).first()
         return None if row is None else _finding_from_row(row)
+
+    async def open_findings(self, limit: int = 200) -> list[Finding]:
+        """Findings nobody closed (open or acknowledged), newest activity first."""
+        closed = [FindingStatus.BENIGN.value, FindingStatus.TERMINATED.value]
+        query = (select(t.findings).where(t.findings.c.status.not_in(closed))
+                 .order_by(t.findings.c.last_seen.desc()).limit(limit))
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_finding_from_row(row) for row in rows]
+
+    async def events_by_day(self, since: datetime) -> list[tuple[str, str, int]]:
+        """(UTC day as YYYY-MM-DD, detection, events) for events at or after `since`, ignored ones left out."""
+        query = (select(t.events.c.event_time, t.events.c.detection)
+                 .where(t.events.c.event_time >= since, t.events.c.disposition != "ignored"))
+        counts: dict[tuple[str, str], int] = {}
+        async with self._read() as conn:
+            for row in (await conn.execute(query)).all():
+                day = row.event_time.astimezone(timezone.utc).strftime("%Y-%m-%d")
+                counts[(day, row.detection)] = counts.get((day, row.detection), 0) + 1
+        return sorted((day, detection, n) for (day, detection), n in counts.items())
+
+    async def events_between(self, start: datetime, end: datetime) -> list[tuple[str, str, str, int]]:
+        """(detection, cluster or "instance <id>", disposition, events) for events in [start, end)."""
+        e = t.events
+        query = (select(e.c.detection, e.c.cluster_id, e.c.instance_id, e.c.disposition, func.count())
+                 .where(e.c.event_time >= start, e.c.event_time < end)
+                 .group_by(e.c.detection, e.c.cluster_id, e.c.instance_id, e.c.disposition))
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(r[0], r[1] or (f"instance {r[2]}" if r[2] else "unknown host"), r[3], int(r[4])) for r in rows]
+
+    async def suppressions_matched_between(self, start: datetime, end: datetime) -> dict[str, int]:
+        """suppression id -> events it has hidden in all, for those that last matched in [start, end)."""
+        h = t.suppression_hits
+        query = select(h.c.suppression_id, h.c.matched).where(h.c.last_matched_at >= start, h.c.last_matched_at < end)
+        async with self._read() as conn:
+            return {r[0]: int(r[1]) for r in (await conn.execute(query)).all()}
+
+    async def claim_digest(self, day: str, now: datetime, stale_after: float = 600.0) -> bool:
+        """True for the one caller (process or replica) that may post this day's digest: the first
+        to claim it, or a later one when the claim was not marked posted within `stale_after` s."""
+        d = t.digests
+        async with self._write() as conn:
+            inserted = (await conn.execute(
+                self._insert(d).values(day=day, claimed_by=self.replica, claimed_at=now)
+                .on_conflict_do_nothing(index_elements=[d.c.day]).returning(d.c.day)
+            )).first() is not None
+            if inserted:
+                return True
+            taken = (await conn.execute(
+                d.update().where(d.c.day == day, d.c.posted_ts.is_(None),
+                                 d.c.claimed_at < now - timedelta(seconds=stale_after))
+                .values(claimed_by=self.replica, claimed_at=now).returning(d.c.day)
+            )).first()
+        return taken is not None
+
+    async def digest_posted(self, day: str, ts: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(t.digests.update().where(t.digests.c.day == day).values(posted_ts=ts))
+
+    async def digest_of(self, day: str) -> tuple[str, str | None] | None:
+        """(claimed_by, posted ts) of a day's digest, or None."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(t.digests.c.claimed_by, t.digests.c.posted_ts)
+                                      .where(t.digests.c.day == day))).first()
+        return None if row is None else (row[0], row[1])
 
     async def message_of(self, key: str) -> tuple[str, str] | None:
         async with self._read() as conn:
