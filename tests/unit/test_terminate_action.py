@@ -34,6 +34,7 @@ def test_confirm_names_the_cluster_and_says_what_stops_and_that_it_can_restart()
     assert dialog.danger
     assert dialog.text == (
         "Terminate cluster etl-prod (0501-abc)? Running notebooks and jobs on it stop. It can be started again later."
+        " If it is shared, esm-bot first offers Quarantine instead."
     )
 
 
@@ -46,7 +47,7 @@ def test_a_long_or_multi_line_cluster_name_keeps_the_warning_within_slacks_limit
     name = "line one\nline two " + "n" * 1000
     dialog = confirm(finding(ClusterContext("0501-abc", name=name)))
     assert "\n" not in dialog.text and len(dialog.text) <= MAX_CONFIRM_TEXT
-    assert dialog.text.endswith("It can be started again later.")
+    assert dialog.text.endswith("It can be started again later. If it is shared, esm-bot first offers Quarantine instead.")
     _, blocks = finding_message(finding(ClusterContext("0501-abc", name=name)), Links(None), actions=(ACTION.spec,))
     assert limit_violations(blocks) == []
 
