@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.observability import metrics
 from bot.services.health import Readiness, bearer_matches
 from bot.runtime import Runtime
-from handlers import benign_modal, commands, interactions
+from handlers import benign_modal, commands, home, incident, interactions
 from handlers.replay_guard import ReplayGuard
 from handlers.webhook import BasicAuth, webhook_handler
 from handlers.workspace_guard import workspace_guard
@@ -45,6 +45,8 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
     commands.register(bolt, lambda: runtime)
     interactions.register(bolt, runtime.dispatcher)
     benign_modal.register(bolt, runtime.dispatcher)
+    incident.register(bolt, runtime)
+    home.register(bolt, lambda: runtime)
     return bolt
 
 

@@ -11,8 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from bot.core.deploy_plan import Schedule
+from bot.core.digest import DailyAt, parse_daily_at
 from bot.core.workspaces import NO_WORKSPACES, Workspaces, WorkspacesError, parse_workspaces
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
@@ -94,13 +96,16 @@ class Settings:
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
     thread_replies: int = 1  # a finding's first repeat in full in its thread; later ones in digests
+    message_style: Literal["compact", "full"] = "compact"  # compact parent + details reply, or one long message
     slack_post_interval: float = 1.0  # seconds between posts: Slack allows about 1 message/s per channel
+    storm_budget: timedelta = timedelta(seconds=60)  # a sync's posts per channel beyond this: one message per detection
     poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
     databricks_timeout: float = 10.0
     rules_dir: Path = RULES_DIR
     dry_run: bool = False
     log_level: str = "INFO"
     log_format: str = "text"  # ESM_LOG_FORMAT: text or json (one JSON object per line)
+    digest_at: DailyAt | None = None  # ESM_DIGEST_AT: the daily digest's time and zone; None: off
     host: str = "127.0.0.1"
     port: int = 8080
     warehouse_id: str | None = None  # esm-bot deploy: the SQL warehouse its queries and alerts run on
@@ -181,9 +186,11 @@ ENV_NAMES = {
     "degraded_after": "ESM_DEGRADED_AFTER",
     "heartbeat_gap": "ESM_HEARTBEAT_GAP",
     "group_window": "ESM_GROUP_WINDOW",
+    "storm_budget": "ESM_STORM_BUDGET",
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
     "thread_replies": "ESM_THREAD_REPLIES",
+    "message_style": "ESM_MESSAGE_STYLE",
     "slack_post_interval": "ESM_SLACK_POST_INTERVAL",
     "poll_interval": "ESM_POLL_INTERVAL",
     "databricks_timeout": "ESM_DATABRICKS_TIMEOUT",
@@ -191,6 +198,7 @@ ENV_NAMES = {
     "dry_run": "ESM_DRY_RUN",
     "log_level": "ESM_LOG_LEVEL",
     "log_format": "ESM_LOG_FORMAT",
+    "digest_at": "ESM_DIGEST_AT",
     "host": "ESM_HOST",
     "port": "ESM_PORT",
     "warehouse_id": "ESM_WAREHOUSE_ID",
@@ -216,7 +224,7 @@ ENV_NAMES = {
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
             "admin_token", "pagerduty_routing_key"}
 _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
-              "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap"}
+              "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap", "storm_budget"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 # Slack-side hardening (#11)
@@ -360,6 +368,8 @@ def _convert(attr: str, text: str) -> object:
         "workspaces_file": lambda t, n: Path(t),
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
+        "message_style": _parse_message_style,
+        "digest_at": _parse_daily_at,
         # server hardening (#11)
         "header_timeout": _parse_float,
         "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
@@ -418,21 +428,54 @@ def _parse_log_format(text: str, name: str) -> str:
     return fmt
 
 
+def _parse_message_style(text: str, name: str) -> str:
+    style = text.strip().lower()
+    if style not in ("compact", "full"):
+        raise ConfigError(f"{name}: {text!r} is not one of compact, full")
+    return style
+def _parse_daily_at(text: str, name: str) -> DailyAt:
+    try:
+        return parse_daily_at(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
-    """Build Settings from environment variables; blank values count as unset."""
+    """Build Settings from environment variables; blank values count as unset. Every malformed
+    setting is named in the one ConfigError raised (one line each), not just the first."""
+    settings, problems = read_settings(environ, **overrides)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def read_settings(environ: Mapping[str, str], **overrides: object) -> tuple[Settings, list[str]]:
+    """Settings from every variable that parses, and one problem line per variable that does not
+    (those are left unset), so a command can name everything wrong at once."""
     values: dict[str, object] = {}
+    problems: list[str] = []
     for attr, env_name in ENV_NAMES.items():
         raw = environ.get(env_name)
         if raw is not None and raw.strip() != "":
-            values[attr] = _convert(attr, raw.strip())
+            try:
+                values[attr] = _convert(attr, raw.strip())
+            except ConfigError as exc:
+                problems.append(str(exc))
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "workspace_url" not in values and "databricks_host" in values:
         values["workspace_url"] = values["databricks_host"]
     if "workspaces_file" in values:
-        workspaces_file = values["workspaces_file"]
+        workspaces_file = values.pop("workspaces_file")
         assert isinstance(workspaces_file, Path)
-        values["workspaces"], values["workspace_tokens"] = _load_workspaces(workspaces_file, environ)
-    return Settings(**values)  # type: ignore[arg-type]
+        try:
+            values["workspaces"], values["workspace_tokens"] = _load_workspaces(workspaces_file, environ)
+            values["workspaces_file"] = workspaces_file
+        except ConfigError as exc:
+            problems.append(str(exc))
+    try:
+        return Settings(**values), problems  # type: ignore[arg-type]
+    except ConfigError as exc:
+        return Settings(), problems + [str(exc)]
 
 
 def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces, Mapping[str, Secret]]:
@@ -456,4 +499,4 @@ def _load_workspaces(path: Path, environ: Mapping[str, str]) -> tuple[Workspaces
     return workspaces, tokens
 
 
-__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "parse_duration", "url_password_forms", "ENV_NAMES"]
+__all__ = ["ConfigError", "Secret", "Settings", "load_settings", "read_settings", "parse_duration", "url_password_forms", "ENV_NAMES"]

@@ -11,6 +11,9 @@ from bot.adapters.duckdb_source import DuckDBSource
 from bot.services.cache import TTLCache
 from bot.core.authz import Authorizer, ReadAccess
 from handlers import actions
+from bot.services.home import HomeService
+from bot.services.digest import DigestService
+from bot.core.digest import DailyAt
 from bot.services.dispatch import Dispatcher
 from bot.adapters.slack import SlackChat
 from bot.adapters.state import StateStore as SqlStateStore
@@ -53,6 +56,14 @@ class Runtime:
     health: Degradation | None = None  # which part is failing, since when (degraded is loud)
     watchdog: Watchdog | None = None
     autopager: AutoPager | None = None  # ESM_PAGE_SEVERITY: pages new findings (#12)
+    home: HomeService | None = None  # the App Home tab (views.publish)
+    digest: DigestService | None = None  # ESM_DIGEST_AT: the daily digest
+
+    def digest_service(self) -> DigestService:
+        """The daily digest's builder: the scheduled one, or one for `/esm digest` (UTC days)."""
+        if self.digest is not None:
+            return self.digest
+        return DigestService(self.store, self.chat, self.settings.slack_channel or "", DailyAt(0, 0), home=self.home)
 
     def trigger_sync(self, reason: str) -> str:
         log.debug("sync requested by %s", reason)
@@ -63,6 +74,8 @@ class Runtime:
         self.tasks.append(loop.create_task(self.outbox.run()))
         if self.watchdog is not None:
             self.tasks.append(loop.create_task(self.watchdog.run()))
+        if self.digest is not None:
+            self.tasks.append(loop.create_task(self.digest.run()))
         if self.settings.poll_interval is not None:
             self.tasks.append(loop.create_task(self._poll(self.settings.poll_interval.total_seconds())))
 
@@ -77,6 +90,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.syncs.close()
+        if self.home is not None:
+            await self.home.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -178,7 +193,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     outbox = OutboxWorker(
         store, chat, OutboxSettings(
             workspaces.channel_for, workspaces.links_for, settings.slack_post_interval,
-            actions.enabled_specs(registry, settings),
+            actions.enabled_specs(registry, settings), style=settings.message_style,
         ),
         health=health,
     )
@@ -192,10 +207,13 @@ async def build_runtime(settings: Settings) -> Runtime:
             settings.initial_lookback, settings.sync_overlap, settings.group_window, settings.thread_replies,
             clock_skew=settings.clock_skew, late_window=settings.late_window,
             late_sweep_interval=settings.late_sweep_interval, heartbeat_gap=settings.heartbeat_gap,
+            storm_budget=settings.storm_budget.total_seconds(), post_interval=settings.slack_post_interval,
+            details_reply=settings.message_style == "compact",
         ),
         on_outbox=outbox.kick,
         benign_rules=benign_rules,
         health=health,
+        channel_for=workspaces.channel_for,
     )
     groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
 
@@ -212,7 +230,17 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     autopager = AutoPager(dispatcher, playbook)
     outbox.on_posted = autopager.on_posted
+    home = HomeService(store, chat, pipeline, health)
+
+    async def sync_then_home() -> Any:
+        report = await pipeline.sync()
+        home.after_sync()  # the Home of those who opened it lately: open findings, last sync
+        return report
+
     return Runtime(
-        settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(pipeline.sync), dispatcher,
+        settings, source, store, workspaces, catalogue, pipeline, outbox, chat, Coalescer(sync_then_home), dispatcher,
         recent=recent, health=health, watchdog=Watchdog(health, chat, settings.slack_channel), autopager=autopager,
+        home=home,
+        digest=(DigestService(store, chat, settings.slack_channel or "", settings.digest_at, home=home)
+                if settings.digest_at is not None else None),
     )

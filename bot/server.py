@@ -21,6 +21,7 @@ process's descriptors, after which every accept fails. `serve` therefore listens
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
 import signal
@@ -336,11 +337,44 @@ class GuardedSite(web.BaseSite):
         await super().stop()
 
 
+SWITCH_INTERVAL = 0.001  # seconds
+
+
+class PortInUse(Exception):
+    """The port is taken: said in one line, not as a traceback."""
+
+
+def check_port(host: str, port: int) -> None:
+    """PortInUse when nothing can listen on host:port (another server holds it)."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(_in_use(host, port, exc)) from None
+            raise
+
+
+def _in_use(host: str, port: int, exc: OSError) -> str:
+    return (f"port {port} is in use: another program listens on {host}:{port} ({exc.strerror}); "
+            "stop it or choose another port with --port or ESM_PORT")
+
+
 async def serve(make_app: Callable[[], Awaitable[web.Application]], host: str, port: int, *,
                 header_timeout: float, max_connections: int,
                 say: Callable[[str], Any] = lambda text: print(text, file=sys.stderr, flush=True)) -> None:
     """Run the application until SIGTERM or SIGINT, then stop gracefully."""
     limit_noisy_loggers()
+    # The sync plans pages and the drivers convert rows in worker threads; a shorter GIL switch
+    # interval (CPython's default: 5 ms) hands the event loop the interpreter sooner, so /healthz
+    # and Slack clicks are answered while a storm is stored (#14).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     max_connections = descriptor_budget(max_connections)
     app = await make_app()
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT)
@@ -351,7 +385,12 @@ async def serve(make_app: Callable[[], Awaitable[web.Application]], host: str, p
         loop.add_signal_handler(signum, stop.set)
     try:
         site = GuardedSite(runner, host, port, header_timeout=header_timeout, max_connections=max_connections)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken between the check and now
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(_in_use(host, port, exc)) from None
+            raise
         say(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
         log.info("listening on %s: headers within %gs, at most %d connections", site.name, header_timeout,
                  max_connections)

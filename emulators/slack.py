@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import html
 import json
 import re
 import secrets
@@ -84,8 +83,19 @@ class SlackEmulator:
         users: dict[str, dict[str, Any]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        post_rate: float | None = None,
+        post_burst: int = 3,
     ):
         self.token = token
+        # chat.postMessage per channel, as Slack: about `post_rate` per second sustained with a
+        # small burst, then 429 with Retry-After (None: no limit)
+        self.post_rate = post_rate
+        self.post_burst = post_burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when counted)
+        self.rate_limited = 0  # 429s answered for the channel rate
+        # every accepted post and update, for time-to-visibility: (monotonic, method, channel, ts of
+        # the top-level message, metadata event_payload)
+        self.visibility: list[tuple[float, str, str, str, dict[str, Any]]] = []
         self.channels = channels  # None: every channel exists
         self.usergroups = dict(usergroups or {})
         self.users = users  # None: any user id resolves to a synthesised profile
@@ -107,9 +117,21 @@ class SlackEmulator:
         self._views: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, list[dict[str, Any]]] = {}
         self._response_targets: dict[str, tuple[str | None, str | None]] = {}
+        self._response_users: dict[str, str] = {}  # response_url id -> the user its ephemerals go to
         self._faults: dict[str, deque[_Fault]] = {}
         self._delays: dict[str, list[Any]] = {}  # method -> [seconds, remaining or None]
         self._lost: dict[str, int] = {}  # method -> calls left whose answer is replaced by a 503
+        self._homes: dict[str, dict[str, Any]] = {}  # user id -> the Home tab views.publish gave them
+        self._view_users: dict[str, str] = {}  # view id -> the user it was opened for (the demo page)
+        self._trigger_users: dict[str, str] = {}  # trigger_id -> the user whose interaction carried it
+        self.closed_views: set[str] = set()  # views the page closed (submitted or cancelled)
+        self._subscribers: set[asyncio.Queue[int]] = set()  # the demo page's live updates
+        self.version = 0  # bumped on every change a page could show
+        # the demo page (emulators/slack_ui.py): where the app listens and how its requests are signed
+        self.app_url: str | None = None
+        self.signing_secret: str | None = None
+        self.ui_users: dict[str, str] = {}  # user id -> name, the "acting as" choices
+        self.ui_hooks: dict[str, Any] = {}  # name -> async callable(bytes) -> str: demo buttons
         self._uploads: dict[str, dict[str, Any]] = {}  # file id -> its upload (getUploadURLExternal on)
 
     # ---------------------------------------------------------------- lifecycle
@@ -145,8 +167,11 @@ class SlackEmulator:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response_url/{rid}", self._handle_response_url)
+        app.router.add_get("/text", self._handle_text)
+        from emulators.slack_ui import add_routes  # the demo page: Block Kit rendered, clickable
+
+        add_routes(app, self)
         app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
-        app.router.add_get("/", self._handle_viewer)
         app.router.add_get(SOCKET_ROUTE, self.socket.handle)
         return app
 
@@ -228,11 +253,13 @@ class SlackEmulator:
         """Every view opened or pushed, in order, with its latest content."""
         return [_copy(v) for v in self._views.values()]
 
-    def trigger_id(self) -> str:
+    def trigger_id(self, user: str | None = None) -> str:
         """A fresh trigger_id for an interaction a test is about to send; it opens a view once,
-        within `trigger_ttl` seconds from now."""
+        within `trigger_ttl` seconds from now (for `user`'s page when given)."""
         tid = f"{int(time.time() * 1000)}.{len(self._triggers) + 1}.{secrets.token_hex(12)}"
         self._triggers[tid] = time.monotonic()
+        if user:
+            self._trigger_users[tid] = user
         return tid
 
     def _exchange_trigger(self, params: dict[str, Any]) -> str:
@@ -248,12 +275,41 @@ class SlackEmulator:
             raise SlackError("expired_trigger_id")
         return tid
 
-    def new_response_url(self, channel: str | None = None, ts: str | None = None) -> str:
-        """A fresh response_url; bound to a message, `replace_original` posts update it."""
+    def new_response_url(self, channel: str | None = None, ts: str | None = None, user: str | None = None) -> str:
+        """A fresh response_url; bound to a message, `replace_original` posts update it; with a
+        `user`, ephemeral answers are kept as that user's ephemeral messages in `channel`."""
         rid = secrets.token_hex(8)
         self._responses[rid] = []
         self._response_targets[rid] = (channel, ts)
+        if user:
+            self._response_users[rid] = user
         return f"{self.base_url}/response_url/{rid}"
+
+    # ---------------------------------------------------------------- live updates (the demo page)
+
+    def changed(self) -> None:
+        """Something a page could show changed: every live page is told (it then reloads the state)."""
+        self.version += 1
+        for queue in list(self._subscribers):
+            queue.put_nowait(self.version)
+
+    def subscribe(self) -> "asyncio.Queue[int]":
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: "asyncio.Queue[int]") -> None:
+        self._subscribers.discard(queue)
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The Home tab views.publish last gave `user`, or None."""
+        view = self._homes.get(user)
+        return _copy(view) if view else None
+
+    def views_of(self, user: str) -> list[dict[str, Any]]:
+        """The modal stack open for `user` on the demo page, bottom first."""
+        return [_copy(v) for vid, v in self._views.items()
+                if self._view_users.get(vid) == user and vid not in self.closed_views]
 
     def responses(self, rid_or_url: str) -> list[dict[str, Any]]:
         """Bodies posted to a response_url, given its id or the whole URL."""
@@ -273,15 +329,50 @@ class SlackEmulator:
         fault = self._take_fault(method)
         if fault is not None:
             return _fault_response(fault)
+        if method == "chat.postMessage" and self.post_rate:
+            wait = self._take_post_token(str(params.get("channel") or ""))
+            if wait is not None:
+                self.rate_limited += 1
+                return _fault_response(_Fault(429, "ratelimited", max(1, -(-wait // 1)), 1))
         try:
             self._check_token(method, token)
             body = {"ok": True, **self._dispatch(method, params)}
         except SlackError as exc:
             body = {"ok": False, "error": exc.error, **exc.extra}
+        if body["ok"] and method not in _READ_ONLY:
+            self.changed()
         if self._take_lost_answer(method):
             # the work is done but the caller never learns it: the ambiguous failure
             return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
         return web.json_response(body, headers={"X-OAuth-Scopes": ",".join(self.scopes)})
+
+    def _take_post_token(self, channel: str) -> float | None:
+        """A token of the channel's bucket, or the seconds until one is there."""
+        assert self.post_rate
+        now = time.monotonic()
+        tokens, at = self._buckets.get(channel, (float(self.post_burst), now))
+        tokens = min(float(self.post_burst), tokens + (now - at) * self.post_rate)
+        if tokens < 1.0:
+            self._buckets[channel] = (tokens, now)
+            return (1.0 - tokens) / self.post_rate
+        self._buckets[channel] = (tokens - 1.0, now)
+        return None
+
+    def peak_post_rate(self, window: float = 10.0) -> dict[str, float]:
+        """Per channel: the most chat.postMessage calls accepted in any `window` seconds, per second."""
+        times: dict[str, list[float]] = {}
+        for at, method, channel, _ts, _payload in self.visibility:
+            if method == "chat.postMessage":
+                times.setdefault(channel, []).append(at)
+        peaks = {}
+        for channel, moments in times.items():
+            best, start = 0, 0
+            for end, moment in enumerate(moments):
+                while moment - moments[start] > window:
+                    start += 1
+                best = max(best, end - start + 1)
+            peaks[channel] = round(best / window, 2)
+        return peaks
 
     def _check_token(self, method: str, token: str | None) -> None:
         if method not in APP_TOKEN_METHODS:
@@ -353,7 +444,13 @@ class SlackEmulator:
         if _truthy(params.get("reply_broadcast")):
             message["reply_broadcast"] = True
         self._messages.setdefault(channel, []).append(message)
+        self._seen("chat.postMessage", channel, message)
         return {"channel": channel, "ts": message["ts"], "message": self._render(channel, message, True)}
+
+    def _seen(self, method: str, channel: str, message: dict[str, Any]) -> None:
+        payload = (message.get("metadata") or {}).get("event_payload") or {}
+        root = message.get("thread_ts") or message["ts"]
+        self.visibility.append((time.monotonic(), method, channel, str(root), dict(payload)))
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._require_channel(params)
@@ -365,6 +462,7 @@ class SlackEmulator:
             if field in params:
                 message[field] = params[field]
         message["edited"] = {"user": self.bot["user_id"], "ts": self._new_ts()}
+        self._seen("chat.update", channel, message)
         rendered = self._render(channel, message, True)
         return {"channel": channel, "ts": message["ts"], "text": message.get("text", ""), "message": rendered}
 
@@ -425,6 +523,8 @@ class SlackEmulator:
         tid = self._exchange_trigger(params)
         view = self._store_view(_checked_view(params), root=None)
         self._exchanged.add(tid)
+        if tid in self._trigger_users:
+            self._view_users[view["id"]] = self._trigger_users[tid]
         return {"view": view}
 
     def _views_push(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -432,6 +532,8 @@ class SlackEmulator:
         previous = next(reversed(self._views), None)
         view = self._store_view(_checked_view(params), root=previous)
         self._exchanged.add(tid)
+        if tid in self._trigger_users:
+            self._view_users[view["id"]] = self._trigger_users[tid]
         return {"view": view}
 
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -440,6 +542,25 @@ class SlackEmulator:
             raise SlackError("hash_conflict")
         current.update(_checked_view(params), hash=secrets.token_hex(6))
         return {"view": _copy(current)}
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The user's Home tab. Slack's limits: a home view, 1..100 blocks, each block valid, and
+        the optional hash guarding against a concurrent publish."""
+        user = str(params.get("user_id") or "")
+        if not user or (self.users is not None and user not in self.users):
+            raise SlackError("user_not_found")
+        view = _checked_view(params)
+        if view.get("type") != "home":
+            raise SlackError("invalid_arguments", response_metadata={"messages": [
+                "[ERROR] views.publish takes a home view [json-pointer:/view/type]"]})
+        current = self._homes.get(user)
+        if params.get("hash") and current is not None and params["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        home = {"id": (current or {}).get("id") or f"VH{len(self._homes) + 1:07d}", "team_id": self.bot["team_id"],
+                "app_id": self.bot["app_id"], "bot_id": self.bot["bot_id"], "callback_id": "", "private_metadata": "",
+                "external_id": "", **view, "state": {"values": {}}, "hash": secrets.token_hex(6)}
+        self._homes[user] = home
+        return {"view": _copy(home)}
 
     def _view_for_update(self, params: dict[str, Any]) -> dict[str, Any]:
         view_id, external_id = params.get("view_id"), params.get("external_id")
@@ -645,6 +766,7 @@ class SlackEmulator:
                 return web.Response(status=400, text="invalid_blocks")
         self._responses[rid].append(body)
         self._apply_response(rid, body)
+        self.changed()
         return web.Response(text="ok")
 
     def _apply_response(self, rid: str, body: dict[str, Any]) -> None:
@@ -660,23 +782,18 @@ class SlackEmulator:
             if body.get("thread_ts"):
                 message["thread_ts"] = body["thread_ts"]
             self._messages.setdefault(channel, []).append(message)
+        elif channel and rid in self._response_users and (body.get("text") or body.get("blocks")):
+            # an ephemeral answer: only its user sees it, in the channel the interaction came from
+            ephemeral = {**self._new_message(body), "channel": channel, "user": self._response_users[rid]}
+            root = (original or {}).get("thread_ts")
+            if root and root != ts:  # a click on a reply: its answer shows in that thread
+                ephemeral["thread_ts"] = root
+            self._ephemerals.append(ephemeral)
 
     # ---------------------------------------------------------------- HTTP: viewer
 
-    async def _handle_viewer(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.render_html(), content_type="text/html")
-
-    def render_html(self) -> str:
-        sections = [self._channel_html(channel) for channel in sorted(self._messages)]
-        body = "\n".join(sections) or "<p>No messages yet.</p>"
-        return _HTML_PAGE.format(body=body)
-
-    def _channel_html(self, channel: str) -> str:
-        items = []
-        for message in self.messages(channel):
-            replies = "".join(_message_html(r, "reply") for r in self.thread(channel, message["ts"]))
-            items.append(_message_html(message, "message") + replies)
-        return f"<h2>#{html.escape(channel)}</h2>\n" + "\n".join(items)
+    async def _handle_text(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.text_dump() + "\n")
 
     def text_dump(self) -> str:
         """Every channel as plain text, for terminal demos and failing-test output."""
@@ -706,9 +823,13 @@ _METHODS = {
     "users.info": SlackEmulator._users_info,
     "conversations.info": SlackEmulator._conversations_info,
     "apps.connections.open": SlackEmulator._apps_connections_open,
+    "views.publish": SlackEmulator._views_publish,
     "files.getUploadURLExternal": SlackEmulator._files_get_upload_url_external,
     "files.completeUploadExternal": SlackEmulator._files_complete_upload_external,
 }
+# methods that change nothing a page shows
+_READ_ONLY = {"auth.test", "chat.getPermalink", "conversations.history", "conversations.replies",
+              "usergroups.users.list", "users.info", "conversations.info", "apps.connections.open"}
 
 
 # -------------------------------------------------------------------- request parsing
@@ -966,22 +1087,6 @@ def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
-def _message_html(message: dict[str, Any], css: str) -> str:
-    return f'<pre class="{css}">{html.escape(_message_text(message))}</pre>'
-
-
-_HTML_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
-<title>Slack emulator</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-pre {{ white-space: pre-wrap; border-left: 4px solid #4a154b; padding: .5em 1em; background: #f8f8f8; }}
-pre.reply {{ margin-left: 3em; border-color: #aaa; }}
-</style></head>
-<body><h1>Slack emulator</h1>
-{body}
-</body></html>
-"""
 
 
 # -------------------------------------------------------------------- standalone (demo) entry

@@ -17,7 +17,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.render.blocks import escape
 from bot.services.status import status_text
-from handlers import command_benign, command_recent
+from handlers import command_benign, command_digest, command_recent
 from handlers.command_types import Answer, CommandContext, UsageError, Verb
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def _verbs() -> dict[str, Verb]:
         Verb("status", "`/esm status` — last sync, watermark, counts, outbox depth", _status),
         *command_recent.VERBS,
         *command_benign.VERBS,
+        *command_digest.VERBS,
     ]
     return {verb.name: verb for verb in verbs}
 

@@ -4,8 +4,6 @@
 # (for example --once to exit after the findings are posted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --require-hashes -r requirements.lock  # pinned, hashes checked
-python -m pip install -q --no-deps -e .
+# every dependency from the lock, each checked against its hashes; then esm-bot itself, nothing more
+. scripts/venv.sh
 exec esm-bot demo "$@"

@@ -4,11 +4,8 @@
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-. .venv/bin/activate
 # every dependency from the lock, each checked against its hashes; then esm-bot itself, nothing more
-python -m pip install -q --require-hashes -r requirements.lock
-python -m pip install -q --no-deps -e .
+. scripts/venv.sh
 # PostgreSQL for the state-store tests: a private server under /tmp, stopped on exit. Without
 # root/apt the PostgreSQL tests skip; under CI=true they must run, so that fails the run.
 if [ -z "${ESM_TEST_POSTGRES_URL:-}" ]; then
@@ -23,6 +20,24 @@ if [ -z "${ESM_TEST_POSTGRES_URL:-}" ]; then
       exit 1
     fi
     echo "PostgreSQL is not available here: the PostgreSQL tests will skip" >&2
+  fi
+fi
+# Headless Chromium and its driver for the demo page's browser tests (tests/browser), from Debian's
+# packages; an emoji font so the page shows emoji as Slack does. Where they cannot be installed the
+# browser tests skip with one line; under CI=true they must run, so that fails the run.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver for the browser tests" >&2
+    (apt-get install -y -q chromium chromium-driver fonts-noto-color-emoji >/dev/null 2>&1 ||
+     { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver fonts-noto-color-emoji >/dev/null 2>&1; }) ||
+      echo "chromium could not be installed" >&2
+  fi
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "Chromium and chromedriver are not available, and CI=true requires the browser tests" >&2
+      exit 1
+    fi
+    echo "Chromium is not available here: the browser tests (tests/browser) will skip" >&2
   fi
 fi
 esm-bot rules check

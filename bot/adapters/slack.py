@@ -160,12 +160,13 @@ class SlackChat:
         )
         return str(response["ts"])
 
-    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]], *,
+                     metadata: dict[str, Any] | None = None) -> None:
+        await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks, metadata=metadata)
 
     async def upload_file(
         self,
-        channel: str,
+        channel: str | None,
         filename: str,
         content: bytes,
         *,
@@ -188,6 +189,15 @@ class SlackChat:
         )
         files = response.get("files") or []
         return str(files[0]["id"]) if files else ""
+
+    async def publish_home(self, user_id: str, view: dict[str, Any]) -> None:
+        """views.publish: the user's Home tab."""
+        await self._call("views.publish", user_id=user_id, view=view)
+
+    async def permalink(self, channel: str, ts: str) -> str:
+        """chat.getPermalink: a link to a message that opens it in Slack."""
+        response = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
+        return str(response["permalink"])
 
     async def usergroup_members(self, group_id: str) -> set[str]:
         """The user ids in a Slack user group (usergroups.users.list)."""

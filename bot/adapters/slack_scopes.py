@@ -25,6 +25,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "views.open": frozenset(),  # a trigger_id is the permission
     "views.push": frozenset(),
     "views.update": frozenset(),
+    "views.publish": frozenset(),  # the App Home tab: no scope beyond the app having a Home
     "auth.test": frozenset(),
     "files.getUploadURLExternal": frozenset({"files:write"}),  # Investigate's CSV and chart (files_upload_v2)
     "files.completeUploadExternal": frozenset({"files:write"}),

@@ -3,15 +3,20 @@
 It starts local stand-ins for Slack and the Databricks API (the same emulators the tests use),
 loads sample Capsule8 events into an embedded DuckDB audit store, starts the real bot server,
 and sends it a Databricks SQL alert webhook exactly as a workspace would. The findings arrive
-through the real Slack client; they are printed here and shown on the Slack stand-in's page.
+through the real Slack client; they are printed here and shown on the Slack stand-in's page,
+which renders them as Slack does and sends every click, modal and `/esm` command back to the
+bot signed as Slack signs them (emulators/slack_ui.py).
 """
 from __future__ import annotations
 
 import asyncio
+import io
 import secrets
 import shutil
-import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,26 +107,74 @@ def prepare_workdir(workdir: Path) -> None:
     (workdir / MARKER).write_text("made by `esm-bot demo`, which empties this folder on its next run\n")
 
 
-async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
+RESPONDER, OUTSIDER = "U0RESPONDER", "U0OUTSIDER"  # the page's "acting as" choices
+DEMO_USERS = {RESPONDER: "responder", OUTSIDER: "outsider"}
+
+
+@dataclass
+class Demo:
+    """A running demo: the Slack and Databricks stand-ins, the bot, and how to poke it."""
+
+    slack: SlackEmulator
+    dbx: DatabricksEmulator
+    runtime: Runtime
+    port: int
+    password: str
+    audit_path: Path
+    pager: PagerDutyEmulator | None = None  # the PagerDuty Events v2 stand-in (#12)
+
+    @property
+    def page_url(self) -> str:
+        return f"{self.slack.base_url}/"
+
+    async def send_alert(self) -> int:
+        """The Databricks SQL alert webhook, as the workspace sends it; the HTTP status."""
+        return await _send_alert(self.port, "databricks", self.password)
+
+    async def load_events(self, data: bytes) -> str:
+        """JSON-lines audit rows into the demo's DuckDB store (what `esm-bot load-events` does)."""
+        from bot.cli.loader import load_jsonl
+
+        result = await asyncio.to_thread(load_jsonl, io.BytesIO(data), str(self.audit_path))
+        said = f"loaded {result.inserted} rows, {result.duplicates} duplicate event ids skipped"
+        if result.bad_lines:
+            line, problem = result.bad_lines[0]
+            said += f", {len(result.bad_lines)} bad lines (line {line}: {problem})"
+        return said + "; press Send DBSQL alert to have the bot look for them"
+
+    async def delivered(self, timeout: float = 60.0) -> None:
+        await _wait_delivered(self.runtime, timeout)
+        if self.runtime.autopager is not None and self.runtime.autopager.tasks:  # automatic pages, then their notes
+            await asyncio.gather(*self.runtime.autopager.tasks, return_exceptions=True)
+            await _wait_delivered(self.runtime, timeout)
+
+
+@asynccontextmanager
+async def demo_stack(workdir: Path, port: int = 0) -> AsyncIterator[Demo]:
+    """Everything `esm-bot demo` runs, up and wired: the bot on `port` (0: any free port), the
+    Slack stand-in and its page on port+1 (any free port with 0). Nothing is sent yet."""
     prepare_workdir(workdir)
     slack_token = "xoxb-demo-" + secrets.token_hex(8)
-    async with SlackEmulator(token=slack_token, port=port + 1) as slack, DatabricksEmulator() as dbx, \
-            PagerDutyEmulator(port=port + 2) as pager:
+    signing_secret = secrets.token_hex(16)
+    async with SlackEmulator(token=slack_token, port=port + 1 if port else 0) as slack, DatabricksEmulator() as dbx, \
+            PagerDutyEmulator(port=port + 2 if port else 0) as pager:
         _seed_workspace(dbx)
-        loaded = _seed_audit_store(workdir / "audit.duckdb")
+        audit_path = workdir / "audit.duckdb"
+        loaded = _seed_audit_store(audit_path)
         password = secrets.token_urlsafe(16)
         settings = load_settings({
             "SLACK_BOT_TOKEN": slack_token,
-            "SLACK_SIGNING_SECRET": secrets.token_hex(16),
+            "SLACK_SIGNING_SECRET": signing_secret,
             "ESM_SLACK_CHANNEL": CHANNEL,
             "SLACK_API_URL": slack.api_url,
             "DATABRICKS_HOST": dbx.host,
             "DATABRICKS_TOKEN": "dapi-demo",
             "ESM_WORKSPACE_URL": ALERT["url_base"],
-            "ESM_AUDIT_SOURCE": f"duckdb:{workdir / 'audit.duckdb'}",
+            "ESM_AUDIT_SOURCE": f"duckdb:{audit_path}",
             "ESM_STATE_PATH": str(workdir / "state.sqlite3"),
             "ESM_WEBHOOK_USER": "databricks",
             "ESM_WEBHOOK_PASSWORD": password,
+            "ESM_RESPONDERS": RESPONDER,
             "ESM_SLACK_POST_INTERVAL": "0.05",  # the local stand-in has no rate limit
             # the responder's playbook (#12): quarantine keeps the security team; critical findings page
             "ESM_QUARANTINE_PRINCIPALS": "group:security-team",
@@ -133,24 +186,39 @@ async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
         runner = web.AppRunner(build_app(runtime), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
+        bot_port = runner.addresses[0][1]
+        demo = Demo(slack, dbx, runtime, bot_port, password, audit_path, pager)
+        # the page's clicks reach the bot signed as Slack signs them; its two demo buttons
+        slack.app_url = f"http://127.0.0.1:{bot_port}/slack/events"
+        slack.signing_secret = signing_secret
+        slack.ui_users = dict(DEMO_USERS)
+        slack.ui_hooks = {"send_alert": lambda body: _alert_said(demo), "load_events": demo.load_events}
         try:
-            print(f"loaded {loaded} sample audit rows into {workdir / 'audit.duckdb'}")
-            status = await _send_alert(port, "databricks", password)
-            print(f"sent a Databricks SQL alert webhook to http://127.0.0.1:{port}/webhooks/dbsql -> HTTP {status}")
-            await _wait_delivered(runtime)
-            if runtime.autopager is not None:  # the automatic pages, then their thread notes
-                await asyncio.gather(*runtime.autopager.tasks, return_exceptions=True)
-                await _wait_delivered(runtime)
-            _print_channel(slack)
-            for key, incident in pager.incidents.items():
-                print(f"PagerDuty stand-in: incident {incident.status} ({incident.severity}): {incident.summary}")
-            print(f"{len(slack.messages(CHANNEL))} findings posted to {CHANNEL}; "
-                  f"Slack API calls: {len(slack.calls)}; see them at {slack.base_url}/")
-            if not once:
-                print("the bot keeps running; add events with `esm-bot load-events` "
-                      f"(ESM_AUDIT_SOURCE=duckdb:{workdir / 'audit.duckdb'}) and send the webhook again; Ctrl-C stops",
-                      file=sys.stderr)
-                await asyncio.Event().wait()
+            print(f"loaded {loaded} sample audit rows into {audit_path}")
+            yield demo
         finally:
             await runner.cleanup()
+
+
+async def _alert_said(demo: Demo) -> str:
+    status = await demo.send_alert()
+    return f"sent the Databricks SQL alert webhook: HTTP {status}"
+
+
+async def run_demo(workdir: Path, port: int, *, once: bool = False) -> int:
+    async with demo_stack(workdir, port) as demo:
+        status = await demo.send_alert()
+        print(f"sent a Databricks SQL alert webhook to http://127.0.0.1:{demo.port}/webhooks/dbsql -> HTTP {status}")
+        await demo.delivered()
+        _print_channel(demo.slack)
+        for incident in (demo.pager.incidents.values() if demo.pager is not None else ()):
+            print(f"PagerDuty stand-in: incident {incident.status} ({incident.severity}): {incident.summary}")
+        print(f"{len(demo.slack.messages(CHANNEL))} findings posted to {CHANNEL}; "
+              f"Slack API calls: {len(demo.slack.calls)}")
+        if once:
+            return 0
+        print(f"open {demo.page_url} to see the findings as Slack shows them and click them "
+              f"(acting as {DEMO_USERS[RESPONDER]}, a responder; switch to {DEMO_USERS[OUTSIDER]} to see a refusal)")
+        print("the page sends alerts, loads events and runs /esm commands; Ctrl-C stops the demo")
+        await asyncio.Event().wait()
     return 0

@@ -215,8 +215,29 @@ class DeployInputs:
                                now=now or datetime.now(timezone.utc), api=api)
 
 
+def setting_problems(settings: Settings, options: DeployOptions) -> list[str]:
+    """Every setting deploy needs that is unset or unusable, one line each, before any request."""
+    if options.remove:
+        return []
+    problems = []
+    if not settings.warehouse_id:
+        problems.append("ESM_WAREHOUSE_ID is required for deploy but is not set: the alerts run on that warehouse")
+    public_url = options.public_url or settings.public_url
+    if not public_url:
+        problems.append("ESM_PUBLIC_URL (or --public-url) is required for deploy: the webhook destination points at it")
+    elif not public_url.startswith("https://"):
+        problems.append(f"ESM_PUBLIC_URL: {public_url} is not https; Databricks webhook destinations must use HTTPS")
+    if not settings.webhook_user:
+        problems.append("ESM_WEBHOOK_USER is required for deploy but is not set")
+    if not options.dry_run and not settings.webhook_password:
+        problems.append("ESM_WEBHOOK_PASSWORD is required for deploy but is not set")
+    return problems
+
+
 def deploy_inputs(settings: Settings, options: DeployOptions) -> DeployInputs:
-    settings.require("warehouse_id")
+    problems = setting_problems(settings, options)
+    if problems:
+        raise ConfigError("\n".join(problems))
     catalogue = load_catalogue(settings.rules_dir / "detections.yml")
     suppressions: list[Suppression] = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries
     webhook = webhook_of(settings, options, need_password=not options.dry_run)

@@ -313,6 +313,14 @@ async def databricks_auth(settings: Settings) -> tuple[list[Result], Identity | 
 
 
 async def audit_source_checks(settings: Settings) -> list[Result]:
+    if settings.duckdb_path is not None and not os.path.exists(settings.duckdb_path):
+        # opening it would create it: the doctor reads only, so it says what would happen instead
+        where = os.path.dirname(os.path.abspath(settings.duckdb_path))
+        if os.access(where, os.W_OK):
+            told = ok("audit source", f"{settings.duckdb_path} does not exist yet; load-events or serve creates it")
+        else:
+            told = fail("audit source", f"{where} is not writable", "point ESM_AUDIT_SOURCE at a writable location")
+        return [told, *(skip(f"read {t}", "no audit store yet") for t in TABLES)]
     try:
         from bot.runtime import open_source
 

@@ -1,34 +1,68 @@
-"""esm-bot command line: serve, sync, load-events, sample-events, demo, rules check."""
+"""esm-bot command line: serve, sync, load-events, sample-events, demo, deploy, backfill, doctor, rules check."""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.cli.deploy import DeployOptions
 
 from bot.observability import logs
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings, read_settings
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("esm-bot")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="esm-bot", description="Databricks ESM findings in Slack")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the HTTP server (webhooks, Slack events, health)")
+    parser = argparse.ArgumentParser(
+        prog="esm-bot",
+        description="Databricks Enhanced Security Monitoring (Capsule8) findings in Slack: posts each finding "
+                    "with its context and lets responders act on it from Slack.",
+        epilog="Settings come from the environment (ESM_*, SLACK_*, DATABRICKS_*): see the README's Configuration. "
+               "`esm-bot doctor` checks them; `esm-bot demo` runs everything locally without any account.",
+    )
+    parser.add_argument("--version", action="version", version=f"esm-bot {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ". " + details)
+
+    serve = command("serve", "run the bot's HTTP server: DBSQL alert webhooks, Slack events, /healthz, /readyz, /metrics",
+                    "Slack reaches it over HTTP (/slack/events), or over Socket Mode when SLACK_APP_TOKEN is set. "
+                    "Every missing or malformed setting is named before anything starts.")
     serve.add_argument("--host", help="bind address (ESM_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (ESM_PORT, default 8080)")
-    sub.add_parser("sync", help="run one sync now, deliver what it finds, and exit")
-    load = sub.add_parser("load-events", help="load JSON-lines audit rows into the embedded DuckDB store")
+    command("sync", "run one sync now, deliver what it finds to Slack, print its report as JSON, and exit",
+            "Exits 1 when the sync failed.")
+    load = command("load-events", "load JSON-lines audit rows into the embedded DuckDB audit store",
+                   "ESM_AUDIT_SOURCE must be duckdb:<path>. Bad lines are reported by number; duplicates are skipped.")
     load.add_argument("file", help="a .jsonl file, or - for standard input")
-    sub.add_parser("sample-events", help="print sample audit rows (JSON lines) timed relative to now")
-    demo = sub.add_parser("demo", help="run the bot on embedded defaults against local Slack and Databricks emulators")
-    demo.add_argument("--once", action="store_true", help="exit after the sample findings are posted")
-    demo.add_argument("--port", type=int, default=8080, help="bot port (the Slack viewer uses port+1)")
+    command("sample-events", "print sample Capsule8 audit rows (JSON lines) timed relative to now",
+            "Pipe them into `esm-bot load-events -` to try the bot on realistic data.")
+    demo = command("demo", "run the whole bot locally on sample events, with a Slack-like page to click it",
+                   "Local stand-ins for Slack and Databricks, sample events, the real bot and a real webhook; the "
+                   "page (printed at start) shows the findings as Slack does and sends clicks and /esm commands "
+                   "to the bot. Runs until Ctrl-C.")
+    demo.add_argument("--once", action="store_true", help="exit after the sample findings are posted (for scripts)")
+    demo.add_argument("--port", type=int, default=8080, help="bot port (the Slack page uses port+1)")
     demo.add_argument("--dir", default=".esm-demo",
                       help="where the demo keeps its files: a new or empty folder, or one an earlier demo made (emptied)")
-    deploy = sub.add_parser("deploy", help="create or update the scheduled DBSQL alerts and the webhook destination")
+    deploy = command("deploy", "create or update the scheduled Databricks SQL alerts and their webhook destination",
+                     "Every missing or malformed setting is named before any request.")
     deploy.add_argument("--dry-run", action="store_true", help="print the plan (create / update / unchanged) and change nothing")
     deploy.add_argument("--remove", action="store_true", help="delete every object esm-bot deploy created, and nothing else")
     deploy.add_argument("--public-url", help="the bot's public base URL (ESM_PUBLIC_URL)")
@@ -37,20 +71,38 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--api", choices=["v2", "legacy"],
                         help="which SQL alerts API: v2 (AlertsV2, the default where the workspace has it) or legacy "
                              "(a query, an alert and a job per category)")
-    backfill = sub.add_parser("backfill", help="process past events from the audit source")
+    backfill = command("backfill", "process past events from the audit source (after an outage or on first install)")
     backfill.add_argument("--since", required=True, help="how far back: a duration like 12h or 7d")
     backfill.add_argument("--summary", action="store_true", help="post one digest message instead of each finding")
-    sub.add_parser("doctor", help="check the configuration, Slack and Databricks access, one line per check")
-    rules = sub.add_parser("rules", help="detection catalogue tools")
-    rules.add_argument("action", choices=["check"], help="validate rules/ and run every entry's examples")
+    command("doctor", "check the configuration, Slack and Databricks access, one line per check",
+            "Reads only: it creates no file and changes nothing. Exits 1 when a check fails.")
+    rules = command("rules", "check the detection catalogue (rules/): its schema and every entry's examples")
+    rules.add_argument("action", choices=["check"], help="check: validate rules/ and run every entry's examples")
     return parser
+
+
+# the settings each command cannot start without, named all at once with the malformed ones
+def _missing(args: argparse.Namespace, settings: Settings) -> list[str]:
+    if args.command == "serve":
+        from bot.cli.doctor import missing_for_serve
+
+        return [f"{name} is required for serve but is not set" for name in missing_for_serve(settings)]
+    if args.command == "deploy":
+        from bot.cli.deploy import setting_problems
+
+        return setting_problems(settings, _deploy_options(args))
+    return []
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     environ = os.environ if environ is None else environ
     try:
-        settings = load_settings(environ)
+        settings, problems = read_settings(environ)
+        malformed = {line.split(":", 1)[0].split(" ", 1)[0] for line in problems}
+        problems += [line for line in _missing(args, settings) if line.split(" ", 1)[0] not in malformed]
+        if problems:
+            raise ConfigError("\n".join(problems))
         logs.configure(settings.log_level, _secret_values(settings), settings.log_format)
         return COMMANDS[args.command](args, settings)
     except ConfigError as exc:
@@ -58,7 +110,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from bot.cli.doctor import config_failure
 
             return config_failure(exc)
-        print(f"esm-bot: configuration error: {_masked(str(exc), environ, urls=False)}", file=sys.stderr)
+        lines = _masked(str(exc), environ, urls=False).splitlines() or [""]
+        if len(lines) == 1:
+            print(f"esm-bot: configuration error: {lines[0]}", file=sys.stderr)
+        else:
+            print(f"esm-bot: configuration error: {len(lines)} settings to fix:", file=sys.stderr)
+            for line in lines:
+                print(f"  - {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -99,7 +157,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.app import build_app
     from bot.runtime import build_runtime
-    from bot.server import serve
+    from bot.server import PortInUse, check_port, serve
 
     async def make_app() -> web.Application:
         runtime = await build_runtime(settings)
@@ -107,8 +165,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    asyncio.run(serve(make_app, host, port, header_timeout=settings.header_timeout,
-                      max_connections=settings.max_connections))
+    try:
+        check_port(host, port)  # before the state store is opened (and its file made)
+        asyncio.run(serve(make_app, host, port, header_timeout=settings.header_timeout,
+                          max_connections=settings.max_connections))
+    except PortInUse as exc:
+        print(f"esm-bot: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -161,11 +224,21 @@ def cmd_sample_events(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.demo import DemoDirError, run_demo
 
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each line as it happens, piped too
     try:
         return asyncio.run(run_demo(Path(args.dir), args.port, once=args.once))
     except DemoDirError as exc:
         print(f"esm-bot demo: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("demo stopped")
+        return 0
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"esm-bot demo: port {args.port} or {args.port + 1} is in use: {exc.strerror}; "
+              "stop what listens there or choose others with --port", file=sys.stderr)
+        return 1
 
 
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
@@ -181,14 +254,18 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli.deploy import DeployOptions, run_deploy
+    from bot.cli.deploy import run_deploy
 
+    return run_deploy(settings, _deploy_options(args))
+
+
+def _deploy_options(args: argparse.Namespace) -> "DeployOptions":
+    from bot.cli.deploy import DeployOptions
     from bot.core.deploy_plan import Api
 
-    options = DeployOptions(dry_run=args.dry_run, remove=args.remove,
-                            rotate_webhook_secret=args.rotate_webhook_secret, public_url=args.public_url,
-                            api=Api(args.api) if args.api else None)
-    return run_deploy(settings, options)
+    return DeployOptions(dry_run=args.dry_run, remove=args.remove,
+                         rotate_webhook_secret=args.rotate_webhook_secret, public_url=args.public_url,
+                         api=Api(args.api) if args.api else None)
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:

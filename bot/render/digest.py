@@ -1,4 +1,4 @@
-"""The backfill digest as Block Kit: one Slack message summing up past events per detection and
+"""The backfill digest and the daily digest as Block Kit: each one Slack message summing up past events per detection and
 per cluster (the counts: bot.core.digest.Tally), within Slack's limits (DESIGN.md §5), escaping
 every value that came from an event, like bot/render/blocks.py.
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from bot.core.digest import Tally
+from bot.core.digest import DailyDigest, Tally
 from bot.render.blocks import (
     MAX_HEADER,
     MAX_SECTION_TEXT,
@@ -18,6 +19,7 @@ from bot.render.blocks import (
     clip,
     code,
     context,
+    escape,
     mrkdwn,
     section,
 )
@@ -64,3 +66,76 @@ def digest_message(tally: Tally) -> tuple[str, list[dict[str, Any]]]:
 def _detection_label(tally: Tally, name: str) -> str:
     emoji = SEVERITY_EMOJI.get(tally.severity[name], "")
     return f"{emoji} {code(name, 120)} ({code(tally.category[name], 60)})"
+
+
+# ---------------------------------------------------------------- the daily digest (ESM_DIGEST_AT)
+
+OPEN_SHOWN = 15
+SUPPRESSIONS_SHOWN = 10
+
+
+def daily_digest_message(d: DailyDigest) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) of the one daily digest message: yesterday's counts per detection
+    and cluster, findings still open, suppressions that hid events, those expiring soon, the chart."""
+    events = sum(d.by_detection.values())
+    day = d.start.astimezone(ZoneInfo(d.zone)).strftime("%Y-%m-%d")
+    title = f"ESM daily digest for {day} ({d.zone}): {events} events, {len(d.open_findings)} findings open"
+    blocks: list[dict[str, Any]] = [header(title)]
+    if events:
+        by_detection = sorted(d.by_detection.items(), key=lambda kv: (-kv[1], kv[0]))
+        blocks.append(section(_table("Events by detection", by_detection, lambda n: code(n, 120))))
+        by_cluster = sorted(d.by_cluster.items(), key=lambda kv: (-kv[1], kv[0]))
+        blocks.append(section(_table("Events by cluster", by_cluster, lambda p: code(p, 120))))
+    else:
+        blocks.append(section("No Capsule8 detections that day."))
+    blocks.append(divider())
+    blocks.append(section(_open(d)))
+    blocks.append(section(_suppressed(d)))
+    blocks.append(section(_expiring(d)))
+    if d.chart_file_id:
+        blocks.append({"type": "image", "slack_file": {"id": d.chart_file_id},
+                       "alt_text": "Events per detection over the last 7 days",
+                       "title": {"type": "plain_text", "text": "Events per detection, last 7 days"}})
+    blocks.append(context([mrkdwn(f"{_when(d.start)} to {_when(d.end)} · `/esm digest` shows it any time")]))
+    return clip(title, MAX_TEXT), blocks
+
+
+def _open(d: DailyDigest) -> str:
+    lines = [f"*Findings still open* ({len(d.open_findings)})"]
+    for severity, detection, where, count, link in d.open_findings[:OPEN_SHOWN]:
+        emoji = _SEVERITY_BY_NAME.get(severity, "")
+        name = escape(clip(detection, 120))
+        title = f"<{link}|{name}>" if link and link.startswith("https://") else name
+        lines.append(f"{emoji} {title} · {code(where, 80)} · {count}×")
+    if len(d.open_findings) > OPEN_SHOWN:
+        lines.append(f"+{len(d.open_findings) - OPEN_SHOWN} more")
+    if not d.open_findings:
+        lines.append("None.")
+    return clip("\n".join(lines), MAX_SECTION_TEXT)
+
+
+def _suppressed(d: DailyDigest) -> str:
+    lines = [f"*Hidden by suppressions that day:* {d.suppressed} events"]
+    for sid, detection, total in d.suppressions_hit[:SUPPRESSIONS_SHOWN]:
+        lines.append(f"• {code(sid, 40)} {escape(clip(detection, 100))} · {total} hidden in all")
+    if len(d.suppressions_hit) > SUPPRESSIONS_SHOWN:
+        lines.append(f"+{len(d.suppressions_hit) - SUPPRESSIONS_SHOWN} more (`/esm benign list`)")
+    return clip("\n".join(lines), MAX_SECTION_TEXT)
+
+
+def _expiring(d: DailyDigest) -> str:
+    lines = [f"*Suppressions expiring soon* ({len(d.expiring)})"]
+    for sid, detection, at in d.expiring[:SUPPRESSIONS_SHOWN]:
+        lines.append(f"• {code(sid, 40)} {escape(clip(detection, 100))} · expires {_when(at)}")
+    if len(d.expiring) > SUPPRESSIONS_SHOWN:
+        lines.append(f"+{len(d.expiring) - SUPPRESSIONS_SHOWN} more")
+    if not d.expiring:
+        lines.append("None in the next 3 days.")
+    return clip("\n".join(lines), MAX_SECTION_TEXT)
+
+
+def divider() -> dict[str, Any]:
+    return {"type": "divider"}
+
+
+_SEVERITY_BY_NAME = {severity.name.lower(): emoji for severity, emoji in SEVERITY_EMOJI.items()}

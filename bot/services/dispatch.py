@@ -135,6 +135,26 @@ class Dispatcher:
                 f"{outcome.message} — esm-bot could not record this in its audit trail (state store "
                 f"unavailable: {exc}); tell your team what was done."))
 
+    async def run_quietly(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
+        """One finding of a bulk action (#14): the same claim, pre-flight, run, release and audit
+        record as a click, with no thread note of its own (the bulk action reports every
+        finding's outcome in one place); a changed status still updates the message."""
+        spec = action.spec
+        claim = spec.claim_as or spec.id
+        if spec.destructive and not await self.store.claim_action(ctx.finding.key, claim, ctx.user_id):
+            outcome = Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.",
+                              private=True)
+        else:
+            try:
+                outcome = await action.preflight(ctx) or await self._act(action, ctx)  # dry run enforced here too
+            except Exception as exc:
+                log.exception("action %s failed", spec.id)
+                outcome = Outcome(OutcomeStatus.FAILED, f"{spec.label} failed: {type(exc).__name__}")
+            if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN,
+                                                       OutcomeStatus.REFUSED, OutcomeStatus.CHOICE):
+                await self.store.release_claim(ctx.finding.key, claim)
+        return await self.complete(action, ctx, replace(outcome, private=True))
+
     async def _act(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
         """Dry run, enforced here for every destructive action: its run() is never called, and
         its plan is reported instead (#12)."""

@@ -19,7 +19,8 @@ from bot.core.findings import Finding, FindingStatus
 from bot.core.ids import ActionId
 from bot.core.ports import WorkspaceError
 from bot.core.playbook import playbook_of
-from bot.render.blocks import button, escape, inert, note_message, section
+from bot.render.blocks import button, escape, inert, section
+from handlers.actions._common import failed, private, shown
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,9 @@ class TerminateCluster:
         try:
             cluster = await ctx.clusters.get_cluster(cluster_id)
         except WorkspaceError as err:
-            return _failed(f"Could not terminate cluster {_label(None, cluster_id)}: {_reason(err)}")
+            return failed(f"Could not terminate cluster {_label(None, cluster_id)}: {_reason(err)}")
         if cluster is None:
-            return _private(OutcomeStatus.ALREADY, f"Cluster {_label(None, cluster_id)} no longer exists; nothing to terminate.")
+            return private(OutcomeStatus.ALREADY, f"Cluster {_label(None, cluster_id)} no longer exists; nothing to terminate.")
         label, state = _label(cluster.name, cluster_id), _text(cluster.state or "UNKNOWN", 40)
         if state in STOPPED_STATES:
             return _already_stopped(ctx, label, state)
@@ -99,9 +100,9 @@ class TerminateCluster:
         try:
             await ctx.clusters.terminate_cluster(cluster_id)
         except WorkspaceError as err:
-            return _failed(f"Could not terminate cluster {label}: {_reason(err)}")
+            return failed(f"Could not terminate cluster {label}: {_reason(err)}")
         done = f"{label}, which was {state}; interrupted {interrupted}. It can be started again from the cluster page."
-        return _shown(OutcomeStatus.DONE, f"<@{ctx.user_id}> terminated cluster {done}",
+        return shown(OutcomeStatus.DONE, f"<@{ctx.user_id}> terminated cluster {done}",
                       finding_status=FindingStatus.TERMINATED, note=f"Terminated {done}")
 
 
@@ -148,8 +149,8 @@ async def _quarantine_instead(ctx: ActionContext, cluster_id: str, label: str) -
 def _already_stopped(ctx: ActionContext, label: str, state: str) -> Outcome:
     text = f"Cluster {label} is already terminated (state {state}); nothing to do."
     if ctx.finding.status == FindingStatus.TERMINATED:
-        return _private(OutcomeStatus.ALREADY, text)
-    return _shown(OutcomeStatus.ALREADY, text, finding_status=FindingStatus.TERMINATED, note=text)
+        return private(OutcomeStatus.ALREADY, text)
+    return shown(OutcomeStatus.ALREADY, text, finding_status=FindingStatus.TERMINATED, note=text)
 
 
 async def _interrupted(ctx: ActionContext, cluster_id: str) -> str:
@@ -189,25 +190,6 @@ def _reason(err: WorkspaceError) -> str:
     (host, config file, environment variable names): the log keeps it, the channel does not."""
     log.warning("terminate cluster: %s", err)
     return _text(str(err).split(". Config: ", 1)[0], 500)
-
-
-def _shown(status: OutcomeStatus, message: str, finding_status: FindingStatus | None = None,
-           note: str | None = None) -> Outcome:
-    return Outcome(status, message, finding_status=finding_status, blocks=_escaped(message), note=note)
-
-
-def _private(status: OutcomeStatus, message: str) -> Outcome:
-    return Outcome(status, message, private=True, blocks=_escaped(message))
-
-
-def _failed(message: str) -> Outcome:
-    return _shown(OutcomeStatus.FAILED, message)
-
-
-def _escaped(message: str) -> tuple[dict[str, Any], ...]:
-    # The private answer as blocks: cluster and run names come from the API and may hold markup;
-    # note_message escapes all of it except the clicker's own <@U…> mention.
-    return tuple(note_message(message)[1])
 
 
 ACTION = TerminateCluster()

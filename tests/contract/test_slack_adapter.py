@@ -295,7 +295,17 @@ async def test_viewer_shows_messages_and_threads(slack_chat, slack_emu):
     await slack_chat.post(CHANNEL, "a reply", [], thread_ts=ts)
 
     async with aiohttp.ClientSession() as session:
+        async with session.get(slack_emu.base_url + "/ui/state") as resp:
+            state = await resp.json()
         async with session.get(slack_emu.base_url + "/") as resp:
             page = await resp.text()
+        async with session.get(slack_emu.base_url + "/text") as resp:
+            text = await resp.text()
 
-    assert "Boot &lt;Files&gt;" in page and "a reply" in page and f"#{CHANNEL}" in page
+    [channel] = state["channels"]
+    [message] = channel["messages"]
+    assert channel["id"] == CHANNEL and message["ts"] == ts
+    assert message["blocks"][0]["text"]["text"] == "Boot <Files>"  # as sent: the page renders it as text
+    assert [r["text"] for r in message["replies"]] == ["a reply"]
+    assert "Boot" not in page, "the page holds no message text: its script builds text nodes from the state"
+    assert "== Boot <Files> ==" in text and "a reply" in text and f"#{CHANNEL}" in text

@@ -662,3 +662,22 @@ async def test_a_state_file_in_a_missing_folder_is_one_clear_error(tmp_path):
 
     with pytest.raises(StateStoreError, match="does not exist"):
         await StateStore.open(str(tmp_path / "nowhere" / "state.sqlite3"))
+
+
+# ---------------------------------------------------------------- the daily digest (#16)
+
+
+async def test_a_day_s_digest_is_claimed_once_and_a_dead_claim_is_taken_over(store):
+    now = datetime(2026, 12, 5, 8, tzinfo=timezone.utc)
+    again = await reopen(store)  # another process on the same store: a restart, or a replica
+    try:
+        assert await store.claim_digest("2026-12-05", now)
+        assert not await again.claim_digest("2026-12-05", now)
+        assert not await again.claim_digest("2026-12-05", now + timedelta(seconds=599))
+        assert await again.claim_digest("2026-12-05", now + timedelta(seconds=601))  # its claimer died
+        await again.digest_posted("2026-12-05", "1700000000.000100")
+        assert not await store.claim_digest("2026-12-05", now + timedelta(days=1))
+        assert (await store.digest_of("2026-12-05"))[1] == "1700000000.000100"
+        assert await store.claim_digest("2026-12-06", now + timedelta(days=1))
+    finally:
+        await again.close()

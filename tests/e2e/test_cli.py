@@ -43,12 +43,64 @@ def test_the_quickstart_demo_posts_rendered_findings_without_any_account(tmp_pat
     assert "Heartbeat" not in result.stdout
 
 
-def test_serve_without_required_settings_fails_with_one_line_naming_the_variable(tmp_path):
-    result = esm_bot("serve", env={"ESM_STATE_PATH": str(tmp_path / "s.sqlite3")})
+def test_serve_names_every_missing_and_malformed_setting_at_once_and_creates_no_file(tmp_path):
+    state = tmp_path / "s.sqlite3"
+    result = esm_bot("serve", env={"ESM_STATE_PATH": str(state), "ESM_PORT": "eighty", "ESM_SLACK_CHANNEL": "C0SEC"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "esm-bot: configuration error: SLACK_BOT_TOKEN is required for this command but is not set"
+        "esm-bot: configuration error: 5 settings to fix:",
+        "  - ESM_PORT: 'eighty' is not a whole number",
+        "  - SLACK_BOT_TOKEN is required for serve but is not set",
+        "  - SLACK_SIGNING_SECRET is required for serve but is not set",
+        "  - ESM_WEBHOOK_USER is required for serve but is not set",
+        "  - ESM_WEBHOOK_PASSWORD is required for serve but is not set",
     ]
+    assert list(tmp_path.iterdir()) == [], "a serve that cannot start leaves no state file behind"
+
+
+def test_deploy_names_every_missing_setting_at_once():
+    result = esm_bot("deploy", "--dry-run", env={"ESM_PUBLIC_URL": "http://bot.example.com"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "esm-bot: configuration error: 3 settings to fix:"
+    assert [line.split()[1] for line in lines[1:]] == ["ESM_WAREHOUSE_ID", "ESM_PUBLIC_URL:", "ESM_WEBHOOK_USER"]
+    assert "not https" in lines[2]
+
+
+def test_doctor_creates_no_file(tmp_path):
+    env = {"ESM_STATE_PATH": str(tmp_path / "state.sqlite3"), "ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}",
+           "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    result = esm_bot("doctor", env=env)
+    assert result.returncode == 1  # Slack is unreachable here
+    assert "does not exist yet" in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_busy_port_is_one_line_and_no_file(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_SIGNING_SECRET": "s" * 32, "ESM_SLACK_CHANNEL": "C0SEC",
+               "ESM_WEBHOOK_USER": "u", "ESM_WEBHOOK_PASSWORD": "p" * 16, "ESM_STATE_PATH": str(tmp_path / "s.sqlite3"),
+               "ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'a.duckdb'}"}
+        result = esm_bot("serve", "--port", str(port), env=env)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"esm-bot: port {port} is in use: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_and_every_command_says_what_it_does():
+    version = esm_bot("--version")
+    assert version.returncode == 0 and version.stdout.startswith("esm-bot 0.")
+    overview = esm_bot("--help").stdout
+    for name in ("serve", "sync", "load-events", "sample-events", "demo", "deploy", "backfill", "doctor", "rules"):
+        assert name in overview
+        page = esm_bot(name, "--help")
+        assert page.returncode == 0
+        description = page.stdout.split("\n\n")[1]  # after the usage lines
+        assert len(description.split()) >= 4 and not description.startswith("options"), (name, description)
 
 
 def test_a_malformed_setting_is_named(tmp_path):

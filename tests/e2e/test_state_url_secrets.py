@@ -29,7 +29,8 @@ def _closed_port() -> int:
 
 
 def base_env(tmp_path, **extra: str) -> dict[str, str]:
-    return {"SLACK_BOT_TOKEN": "xoxb-x", "ESM_SLACK_CHANNEL": "C0FINDINGS", "ESM_WEBHOOK_USER": "databricks",
+    return {"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_SIGNING_SECRET": "signing-secret-5678", "ESM_SLACK_CHANNEL": "C0FINDINGS",
+            "ESM_WEBHOOK_USER": "databricks",
             "ESM_WEBHOOK_PASSWORD": "webhook-pw-1234", "ESM_AUDIT_SOURCE": f"duckdb:{tmp_path / 'audit.duckdb'}",
             "SLACK_API_URL": f"http://127.0.0.1:{_closed_port()}/api/", **extra}
 

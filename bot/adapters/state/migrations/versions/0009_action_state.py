@@ -8,7 +8,7 @@ audit record's before and after.
 * `findings.marks`: the containment lines on the parent message ("Quarantined by … at …"),
   which do not close the finding; a sync never overwrites them.
 
-Revision ID: 0008
+Revision ID: 0009
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from bot.adapters.state.types import Doc, Str, UtcTime
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
