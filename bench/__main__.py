@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, storm
+from bench import scenarios, storm, visibility
 from bench.report import machine, render, rows_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,13 +75,14 @@ async def run(only: set[int], quick: bool, log: Any) -> dict[str, Any]:
         return {"runs": runs}
 
     await step("growth", 5, growth)
+    await step("visibility", 6, lambda: visibility.run_all(quick))
     return {"results": results, "seconds": timings}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts and shorter steps (a smoke run)")
-    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5],
+    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5, 6],
                         help="run only this scenario (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")
     parser.add_argument("--state-url", help="run every bot on this PostgreSQL server (a fresh schema each) "

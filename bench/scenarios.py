@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -52,23 +53,45 @@ async def webhook_ingest(rates: list[int], step_s: float, closed_s: float, worke
         await _wait_http(f"http://127.0.0.1:{base_port}/healthz")
         headers, body = bot.webhook_headers(), bot.alert_body
         targets = {"baseline": f"http://127.0.0.1:{base_port}/webhooks/dbsql", "bot": bot.url + "/webhooks/dbsql"}
+        pids = {"baseline": baseline.pid, "bot": bot.proc.pid if bot.proc else None}
         results: dict[str, Any] = {}
         for name, url in targets.items():
             await loadgen.open_loop(url, body, headers, 100, 0.5)  # warm up connections and code paths
             steps = [await loadgen.open_loop(url, body, headers, rate, step_s) for rate in rates]
+            # the closed loop, with the CPU each side spent: the server's per request, and the load
+            # generator's share of one core (near 1.0: it, not the server, set the pace)
+            server_cpu, own_cpu, wall = _cpu_seconds(pids[name]), time.process_time(), time.perf_counter()
             most = await loadgen.closed_loop(url, body, headers, workers, closed_s)
+            server_cpu = (_cpu_seconds(pids[name]) or 0.0) - (server_cpu or 0.0)
+            requests = most["completed"] + most["errors"]
+            most["server_cpu_ms_per_request"] = round(server_cpu * 1000 / requests, 3) if requests else None
+            most["server_cpu_share"] = round(server_cpu / (time.perf_counter() - wall), 2)
+            most["loadgen_cpu_share"] = round((time.process_time() - own_cpu) / (time.perf_counter() - wall), 2)
             results[name] = {"steps": steps, "max": most}
         syncs = len(bot.sync_reports())
         ratio = results["bot"]["max"]["throughput_rps"] / results["baseline"]["max"]["throughput_rps"]
+        bot_cpu, base_cpu = (results[n]["max"]["server_cpu_ms_per_request"] for n in ("bot", "baseline"))
         at500 = next((s for s in results["bot"]["steps"] if s["offered_rps"] == 500), None)
         return {**results, "throughput_ratio": round(ratio, 3), "bot_p99_ms_at_500": at500 and at500["p99_ms"],
                 "bot_p50_ms_at_500": at500 and at500["p50_ms"], "syncs_triggered": syncs,
+                "cpu_per_request_ratio": round(base_cpu / bot_cpu, 3) if bot_cpu and base_cpu else None,
                 "peak_rss_mb": round((bot.proc_status("VmHWM") or 0) / 1024, 1)}
     finally:
         baseline.terminate()
         baseline.wait(10)
         await bot.stop_async()
         await stop_emulators(slack, dbx)
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 async def _wait_http(url: str, timeout: float = 20.0) -> None:
@@ -142,7 +165,11 @@ async def command_latency(answer_rounds: int, ack_commands: int, ack_rate: float
         warehouse.load(storm_rows(500, 20, 12, prefix="cmd"))
         await bot.start_async()
         async with aiohttp.ClientSession() as session:
-            await _command(bot, slack, session)  # warm-up: Bolt's auth.test, the first connection
+            # warm-up (Bolt's auth.test, the first warehouse connection), run to its answer before
+            # the delay is switched on: a warm-up statement still running would hold a worker
+            warm = await _command(bot, slack, session)
+            await _answers(slack, [warm["rid"]], timeout=60)
+            warm_statements = len(warehouse.statements)
             warehouse.delay(delay_s)
             # answers: rounds of 4 at once (the warehouse source runs 4 statements at a time)
             sent = []
@@ -151,6 +178,19 @@ async def command_latency(answer_rounds: int, ack_commands: int, ack_rate: float
                 sent += batch
                 await _answers(slack, [b["rid"] for b in batch], timeout=delay_s * 3 + 10)
             answers = [slack.response_times[b["rid"]] - b["t0"] for b in sent]
+            answer_statements = len(warehouse.statements) - warm_statements
+            # answers while a sync reads the warehouse: a webhook starts a sync over the loaded
+            # events; once its enrichment asks for notebook commands (one statement per cluster,
+            # several at once), 4 answers are asked for
+            await bot.webhook_async(session)
+            await _until(lambda: any(_is_commands_lookup(p) for _, p in warehouse.statements[warm_statements:]),
+                         timeout=delay_s * 4 + 30)
+            during = await asyncio.gather(*(_command(bot, slack, session) for _ in range(4)))
+            await _answers(slack, [b["rid"] for b in during], timeout=delay_s * 40 + 30)
+            during_sync = [slack.response_times[b["rid"]] - b["t0"] for b in during]
+            sync_statements = sum(1 for _, p in warehouse.statements[warm_statements:] if _is_commands_lookup(p))
+            sent += during
+            answers += during_sync
             # acks under load: commands arrive at a fixed rate while earlier ones wait on the warehouse
             tasks = []
             start = time.perf_counter()
@@ -165,7 +205,11 @@ async def command_latency(answer_rounds: int, ack_commands: int, ack_rate: float
             "warehouse_delay_s": delay_s, "commands": len(acks), "ack_statuses": sorted({b["status"] for b in sent + loaded}),
             "ack_p50_ms": _ms(percentile(acks, 50)), "ack_p99_ms": _ms(percentile(acks, 99)), "ack_max_ms": _ms(max(acks)),
             "answers": len(answers), "answer_p50_s": _s(percentile(answers, 50)), "answer_p99_s": _s(percentile(answers, 99)),
-            "answer_max_s": _s(max(answers)), "ack_load_rate_per_s": ack_rate,
+            "answer_max_s": _s(max(answers)), "answers_s": [_s(a) for a in answers],
+            "during_sync_answers_s": [_s(a) for a in during_sync], "during_sync_p99_s": _s(percentile(during_sync, 99)),
+            "during_sync_command_lookups": sync_statements,
+            "warehouse_statements_per_answer": round(answer_statements / len(answers), 2),
+            "ack_load_rate_per_s": ack_rate,
         }
     finally:
         warehouse.clear_faults()
@@ -183,6 +227,18 @@ async def _command(bot: BotProcess, slack: Any, session: aiohttp.ClientSession) 
         await response.read()
         ack = time.perf_counter() - t0
         return {"rid": response_url.rsplit("/", 1)[-1], "t0": t0, "ack": ack, "status": response.status}
+
+
+def _is_commands_lookup(params: dict[str, Any]) -> bool:
+    return {"cluster_id", "start", "end"} <= set(params)  # enrichment's notebook-command statement
+
+
+async def _until(condition: Any, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the sync did not reach the warehouse in time")
+        await asyncio.sleep(0.01)
 
 
 async def _answers(slack: Any, rids: list[str], timeout: float) -> None:

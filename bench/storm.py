@@ -143,6 +143,8 @@ def _events_not_shown(slack: Any, parents: list[dict[str, Any]], counts: dict[st
         key = ((parent.get("metadata") or {}).get("event_payload") or {}).get("key")
         shown = 1
         for reply in slack.thread(CHANNEL, parent["ts"]):
+            if str(((reply.get("metadata") or {}).get("event_payload") or {}).get("key", "")).endswith(":details"):
+                continue  # a compact parent's details reply: the parent's own event, not another
             digest = _DIGEST.match(reply.get("text") or "")
             shown += int(digest.group(1)) if digest else 1
         missing += abs(counts.get(key, 0) - shown)

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.observability import metrics
 from bot.services.health import Readiness, bearer_matches
 from bot.runtime import Runtime
-from handlers import benign_modal, commands, home, interactions
+from handlers import benign_modal, commands, home, incident, interactions
 from handlers.replay_guard import ReplayGuard
 from handlers.webhook import BasicAuth, webhook_handler
 from handlers.workspace_guard import workspace_guard
@@ -46,6 +46,7 @@ def build_bolt(runtime: Runtime) -> AsyncApp:
     interactions.register(bolt, runtime.dispatcher)
     benign_modal.register(bolt, runtime.dispatcher)
     home.register(bolt, lambda: runtime)
+    incident.register(bolt, runtime)
     return bolt
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from bot.core.deploy_plan import Schedule
 from bot.core.digest import DailyAt, parse_daily_at
@@ -95,7 +96,9 @@ class Settings:
     context_ttl: timedelta = timedelta(minutes=10)
     commands_window: timedelta = timedelta(minutes=30)
     thread_replies: int = 1  # a finding's first repeat in full in its thread; later ones in digests
+    message_style: Literal["compact", "full"] = "compact"  # compact parent + details reply, or one long message
     slack_post_interval: float = 1.0  # seconds between posts: Slack allows about 1 message/s per channel
+    storm_budget: timedelta = timedelta(seconds=60)  # a sync's posts per channel beyond this: one message per detection
     poll_interval: timedelta | None = None  # off: syncs run only when a webhook (or the CLI) asks
     databricks_timeout: float = 10.0
     rules_dir: Path = RULES_DIR
@@ -176,9 +179,11 @@ ENV_NAMES = {
     "degraded_after": "ESM_DEGRADED_AFTER",
     "heartbeat_gap": "ESM_HEARTBEAT_GAP",
     "group_window": "ESM_GROUP_WINDOW",
+    "storm_budget": "ESM_STORM_BUDGET",
     "context_ttl": "ESM_CONTEXT_TTL",
     "commands_window": "ESM_COMMANDS_WINDOW",
     "thread_replies": "ESM_THREAD_REPLIES",
+    "message_style": "ESM_MESSAGE_STYLE",
     "slack_post_interval": "ESM_SLACK_POST_INTERVAL",
     "poll_interval": "ESM_POLL_INTERVAL",
     "databricks_timeout": "ESM_DATABRICKS_TIMEOUT",
@@ -206,7 +211,7 @@ ENV_NAMES = {
 _SECRETS = {"slack_bot_token", "slack_signing_secret", "slack_app_token", "webhook_password", "databricks_token",
             "admin_token"}
 _DURATIONS = {"initial_lookback", "sync_overlap", "group_window", "context_ttl", "commands_window", "poll_interval",
-              "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap"}
+              "outbox_lease", "clock_skew", "late_window", "late_sweep_interval", "degraded_after", "heartbeat_gap", "storm_budget"}
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 # Slack-side hardening (#11)
@@ -351,6 +356,7 @@ def _convert(attr: str, text: str) -> object:
         "log_level": lambda t, n: _parse_log_level(t, n),
         "log_format": _parse_log_format,
         "digest_at": _parse_daily_at,
+        "message_style": _parse_message_style,
         # server hardening (#11)
         "header_timeout": _parse_float,
         "max_connections": lambda t, n: _parse_int(t, n, 1, 1_000_000),
@@ -393,6 +399,13 @@ def _parse_daily_at(text: str, name: str) -> DailyAt:
         return parse_daily_at(text)
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _parse_message_style(text: str, name: str) -> str:
+    style = text.strip().lower()
+    if style not in ("compact", "full"):
+        raise ConfigError(f"{name}: {text!r} is not one of compact, full")
+    return style
 
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:

@@ -170,7 +170,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     benign_rules = load_benign_rules(settings.rules_dir / "benign.yml")  # enabled entries only
     outbox = OutboxWorker(
         store, chat, OutboxSettings(
-            workspaces.channel_for, workspaces.links_for, settings.slack_post_interval, actions.specs(registry)
+            workspaces.channel_for, workspaces.links_for, settings.slack_post_interval, actions.specs(registry),
+            style=settings.message_style,
         ),
         health=health,
     )
@@ -184,10 +185,13 @@ async def build_runtime(settings: Settings) -> Runtime:
             settings.initial_lookback, settings.sync_overlap, settings.group_window, settings.thread_replies,
             clock_skew=settings.clock_skew, late_window=settings.late_window,
             late_sweep_interval=settings.late_sweep_interval, heartbeat_gap=settings.heartbeat_gap,
+            storm_budget=settings.storm_budget.total_seconds(), post_interval=settings.slack_post_interval,
+            details_reply=settings.message_style == "compact",
         ),
         on_outbox=outbox.kick,
         benign_rules=benign_rules,
         health=health,
+        channel_for=workspaces.channel_for,
     )
     groups: TTLCache[set[str]] = TTLCache(ttl=60, error_ttl=10)
 

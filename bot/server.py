@@ -337,6 +337,9 @@ class GuardedSite(web.BaseSite):
         await super().stop()
 
 
+SWITCH_INTERVAL = 0.001  # seconds
+
+
 class PortInUse(Exception):
     """The port is taken: said in one line, not as a traceback."""
 
@@ -368,6 +371,10 @@ async def serve(make_app: Callable[[], Awaitable[web.Application]], host: str, p
                 say: Callable[[str], Any] = lambda text: print(text, file=sys.stderr, flush=True)) -> None:
     """Run the application until SIGTERM or SIGINT, then stop gracefully."""
     limit_noisy_loggers()
+    # The sync plans pages and the drivers convert rows in worker threads; a shorter GIL switch
+    # interval (CPython's default: 5 ms) hands the event loop the interpreter sooner, so /healthz
+    # and Slack clicks are answered while a storm is stored (#14).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     max_connections = descriptor_budget(max_connections)
     app = await make_app()
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT)

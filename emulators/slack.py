@@ -83,8 +83,19 @@ class SlackEmulator:
         users: dict[str, dict[str, Any]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        post_rate: float | None = None,
+        post_burst: int = 3,
     ):
         self.token = token
+        # chat.postMessage per channel, as Slack: about `post_rate` per second sustained with a
+        # small burst, then 429 with Retry-After (None: no limit)
+        self.post_rate = post_rate
+        self.post_burst = post_burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when counted)
+        self.rate_limited = 0  # 429s answered for the channel rate
+        # every accepted post and update, for time-to-visibility: (monotonic, method, channel, ts of
+        # the top-level message, metadata event_payload)
+        self.visibility: list[tuple[float, str, str, str, dict[str, Any]]] = []
         self.channels = channels  # None: every channel exists
         self.usergroups = dict(usergroups or {})
         self.users = users  # None: any user id resolves to a synthesised profile
@@ -318,6 +329,11 @@ class SlackEmulator:
         fault = self._take_fault(method)
         if fault is not None:
             return _fault_response(fault)
+        if method == "chat.postMessage" and self.post_rate:
+            wait = self._take_post_token(str(params.get("channel") or ""))
+            if wait is not None:
+                self.rate_limited += 1
+                return _fault_response(_Fault(429, "ratelimited", max(1, -(-wait // 1)), 1))
         try:
             self._check_token(method, token)
             body = {"ok": True, **self._dispatch(method, params)}
@@ -329,6 +345,34 @@ class SlackEmulator:
             # the work is done but the caller never learns it: the ambiguous failure
             return web.json_response({"ok": False, "error": "service_unavailable"}, status=503)
         return web.json_response(body, headers={"X-OAuth-Scopes": ",".join(self.scopes)})
+
+    def _take_post_token(self, channel: str) -> float | None:
+        """A token of the channel's bucket, or the seconds until one is there."""
+        assert self.post_rate
+        now = time.monotonic()
+        tokens, at = self._buckets.get(channel, (float(self.post_burst), now))
+        tokens = min(float(self.post_burst), tokens + (now - at) * self.post_rate)
+        if tokens < 1.0:
+            self._buckets[channel] = (tokens, now)
+            return (1.0 - tokens) / self.post_rate
+        self._buckets[channel] = (tokens - 1.0, now)
+        return None
+
+    def peak_post_rate(self, window: float = 10.0) -> dict[str, float]:
+        """Per channel: the most chat.postMessage calls accepted in any `window` seconds, per second."""
+        times: dict[str, list[float]] = {}
+        for at, method, channel, _ts, _payload in self.visibility:
+            if method == "chat.postMessage":
+                times.setdefault(channel, []).append(at)
+        peaks = {}
+        for channel, moments in times.items():
+            best, start = 0, 0
+            for end, moment in enumerate(moments):
+                while moment - moments[start] > window:
+                    start += 1
+                best = max(best, end - start + 1)
+            peaks[channel] = round(best / window, 2)
+        return peaks
 
     def _check_token(self, method: str, token: str | None) -> None:
         if method not in APP_TOKEN_METHODS:
@@ -400,7 +444,13 @@ class SlackEmulator:
         if _truthy(params.get("reply_broadcast")):
             message["reply_broadcast"] = True
         self._messages.setdefault(channel, []).append(message)
+        self._seen("chat.postMessage", channel, message)
         return {"channel": channel, "ts": message["ts"], "message": self._render(channel, message, True)}
+
+    def _seen(self, method: str, channel: str, message: dict[str, Any]) -> None:
+        payload = (message.get("metadata") or {}).get("event_payload") or {}
+        root = message.get("thread_ts") or message["ts"]
+        self.visibility.append((time.monotonic(), method, channel, str(root), dict(payload)))
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._require_channel(params)
@@ -412,6 +462,7 @@ class SlackEmulator:
             if field in params:
                 message[field] = params[field]
         message["edited"] = {"user": self.bot["user_id"], "ts": self._new_ts()}
+        self._seen("chat.update", channel, message)
         rendered = self._render(channel, message, True)
         return {"channel": channel, "ts": message["ts"], "text": message.get("text", ""), "message": rendered}
 

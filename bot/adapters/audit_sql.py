@@ -21,6 +21,12 @@ class SqlAuditSource:
     async def _run(self, databricks_sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    async def _run_interactive(self, databricks_sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """A statement someone in Slack is waiting for (`/esm recent`, Recent on this host). An
+        engine with a bounded pool runs these apart from a sync's reads, so an answer never
+        queues behind a sync's enrichment; by default the same as `_run`."""
+        return await self._run(databricks_sql, params)
+
     async def capsule8_since(self, since: datetime, limit: int, after_id: str = "") -> list[AuditRow]:
         params = {**queries.SYNC_PARAMS, "since": since, "after_id": after_id, "limit": limit}
         return rows_to_audit(await self._run(queries.CAPSULE8_SINCE, params))
@@ -71,7 +77,7 @@ class SqlAuditSource:
             **queries.CAPSULE8_PARAMS, "since": since, "instance": instance_id, "detection": detection,
             "workspace": workspace_id, "limit": limit,
         }
-        return [recent_row(r) for r in await self._run(queries.RECENT_EVENTS, params)]
+        return [recent_row(r) for r in await self._run_interactive(queries.RECENT_EVENTS, params)]
 
 
 def rows_to_audit(records: list[dict[str, Any]]) -> list[AuditRow]:

@@ -6,6 +6,12 @@ inside the text. The connector is synchronous and its connections are not thread
 statements run on this source's own worker threads with ONE connection per thread
 (`threading.local`), opened lazily and reopened after a transport failure.
 
+Two lanes of worker threads: syncs (audit reads, the late sweep, enrichment's look-ups, which a
+storm queues by the dozen) and interactive statements (`/esm recent`, Recent on this host). A
+statement holds its thread for the warehouse's whole run, so with one shared pool an answer
+queued behind a sync's statements waited for several warehouse runs; on its own lane it waits
+for its own run only (unless more than `interactive_workers` answers are asked at once).
+
 Rows come back in the shapes DuckDBSource returns, so the pipeline cannot tell the sources
 apart: timestamps are tz-aware UTC (the session runs with TIMEZONE=UTC and a zone-less value is
 read as UTC), MAP / STRUCT / ARRAY columns are decoded to dicts / lists whether the connector hands
@@ -39,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_WORKERS = 4
+DEFAULT_INTERACTIVE_WORKERS = 4
 _COMPLEX = ("map", "struct", "array")
 _STOPPED_MARKERS = ("warehouse_stopped", "stopped", "starting", "not running", "temporarily_unavailable",
                     "is being started", "resource_does_not_exist")
@@ -84,6 +91,7 @@ class DatabricksSQLSource(SqlAuditSource):
         timeout: float = DEFAULT_TIMEOUT,
         connection_uri: str | None = None,
         workers: int = DEFAULT_WORKERS,
+        interactive_workers: int = DEFAULT_INTERACTIVE_WORKERS,
     ):
         """`host` is the workspace URL (DATABRICKS_HOST); `http_path` the warehouse's HTTP path.
         Without a token, the Databricks SDK's own unified auth (OAuth M2M, Azure, profiles...)
@@ -100,6 +108,7 @@ class DatabricksSQLSource(SqlAuditSource):
         self._credentials_provider = credentials_provider
         self._connection_uri = connection_uri
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="esm-warehouse")
+        self._interactive = ThreadPoolExecutor(max_workers=interactive_workers, thread_name_prefix="esm-warehouse-ask")
         self._local = threading.local()
         self._connections: list[Any] = []
         self._lock = threading.Lock()
@@ -114,16 +123,24 @@ class DatabricksSQLSource(SqlAuditSource):
     async def close(self) -> None:
         self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._interactive.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._close_connections)
 
     # -- running statements ------------------------------------------------------------------
 
     async def _run(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Run one statement on a worker thread, bounded by the query timeout."""
+        """Run one statement on a sync worker thread, bounded by the query timeout."""
+        return await self._run_on(self._executor, sql, params)
+
+    async def _run_interactive(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one statement someone is waiting for on the interactive lane."""
+        return await self._run_on(self._interactive, sql, params)
+
+    async def _run_on(self, executor: ThreadPoolExecutor, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self._closed:
             raise SourceError(f"SQL warehouse {self.where}: the source is closed")
         call = _Call()
-        future = self._executor.submit(self._query, sql, _bindable(params), call)
+        future = executor.submit(self._query, sql, _bindable(params), call)
         try:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.timeout)
         except asyncio.TimeoutError:

@@ -160,8 +160,9 @@ class SlackChat:
         )
         return str(response["ts"])
 
-    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]], *,
+                     metadata: dict[str, Any] | None = None) -> None:
+        await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks, metadata=metadata)
 
     async def upload_file(
         self,

@@ -98,9 +98,13 @@ def _origin(params: Mapping[str, str], container_id: str | None) -> str:
     if explicit in ("container", "host"):
         return explicit
     if container_id:
-        # the host's own "container" is reported with an empty or all-zero id on some agents
-        return "host" if set(container_id) <= {"0", "-"} else "container"
+        return "host" if is_host_container_id(container_id) else "container"
     return "unknown"
+
+
+def is_host_container_id(container_id: str) -> bool:
+    """The host's own "container" is reported with an all-zero id on some agents."""
+    return set(container_id) <= {"0", "-"}
 
 
 def _chain(value: str | None) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 from bot.core.events import AuditRow
 from bot.core.findings import ClusterContext, Finding, FindingStatus, NotebookCommand
 from bot.core.recent import RecentRow
-from bot.core.state import EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind
+from bot.core.incidents import Incident, IncidentSummary
+from bot.core.state import EventRecord, HeartbeatSeen, NewOutboxItem, OutboxItem, OutboxKind, Payload
 from bot.core.suppressions import Suppression
 
 
@@ -98,8 +99,9 @@ class Chat(Protocol):
     ) -> str:
         """Post a message; returns its ts. Raises ChatError."""
 
-    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        """Replace a message's content. Raises ChatError."""
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]], *,
+                     metadata: dict[str, Any] | None = None) -> None:
+        """Replace a message's content (and its metadata, when given). Raises ChatError."""
 
     async def find_posted(self, channel: str, event_type: str, key: str, limit: int = 200) -> str | None:
         """The ts of a recent top-level message whose metadata carries this key, or None."""
@@ -227,15 +229,36 @@ class SyncLedger(HostIndex, Protocol):
         outbox: Sequence[NewOutboxItem],
         watermark: datetime | None,
         suppressed: Sequence[tuple[str, str | None]] = (),
+        *,
+        incidents: Sequence[Incident] = (),
+        members: Sequence[tuple[str, str]] = (),
+        close_incidents: Sequence[str] = (),
     ) -> None:
-        """Events, findings, outbox items and watermark, atomically; the watermark never moves back."""
+        """Events, findings, outbox items, storm incidents and watermark, atomically; the
+        watermark never moves back."""
+
+    async def open_incidents(self) -> list[Incident]:
+        """Storm incidents whose storm is not over (#14)."""
+
+    async def incidents_of(self, finding_keys: Iterable[str]) -> dict[str, str]:
+        """finding key -> the incident it was rolled up into, for those that were."""
 
 
-class OutboxQueue(FindingReader, Protocol):
+class IncidentReader(Protocol):
+    """Storm incidents (#14) as the outbox and the incident buttons read them."""
+
+    async def incident(self, key: str) -> Incident | None: ...
+    async def incident_members(self, key: str, offset: int = 0) -> list[Finding]: ...
+    async def incident_summary(self, key: str, top: int = 100) -> IncidentSummary | None: ...
+    async def incidents_of(self, finding_keys: Iterable[str]) -> dict[str, str]: ...
+
+
+class OutboxQueue(FindingReader, IncidentReader, Protocol):
     """The Slack outbox: items written with the change that caused them, sent in thread order."""
 
-    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
-        """Due items, parent posts first; with replicas only those of threads this one claimed."""
+    async def due_outbox(self, limit: int = 100, skip: Sequence[str] = ()) -> list[OutboxItem]:
+        """Due items, parent posts first, threads in `skip` left out; with replicas only those of
+        threads this one claimed."""
 
     async def pending_items(self, key: str, kind: OutboxKind) -> list[OutboxItem]:
         """A finding's pending items of one kind, oldest first (for coalescing)."""
@@ -245,11 +268,14 @@ class OutboxQueue(FindingReader, Protocol):
     async def outbox_retry(self, item_id: int, error: str, not_before: float) -> None: ...
     async def outbox_dead(self, item_id: int, error: str) -> None: ...
 
-    async def outbox_attempt(self, item_id: int) -> None:
-        """Committed before an item goes to Slack, so whoever sends it next checks Slack first."""
+    async def outbox_attempt(self, item_id: int) -> Payload | None:
+        """Committed before an item goes to Slack, so whoever sends it next checks Slack first;
+        the payload as of this attempt (None: no longer pending)."""
 
     async def outbox_dead_for_finding(self, key: str, error: str) -> None: ...
     async def posted_with_message(self, item_id: int, key: str, channel: str, ts: str) -> None: ...
+    async def incident_posted(self, item_id: int, key: str, ts: str) -> None: ...
+    async def incident_listed(self, key: str, listed: int) -> None: ...
 
 
 class StatusReader(Protocol):

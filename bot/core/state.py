@@ -21,6 +21,15 @@ class OutboxKind(StrEnum):
     REPLY = "reply"  # one repeat event in the thread
     DIGEST = "digest"  # later repeats, counted
     NOTE = "note"  # an action's note in the thread
+    INCIDENT = "incident"  # a storm incident's message (#14): one per detection and channel
+    INCIDENT_UPDATE = "incident_update"  # the incident message rendered again with its counts
+    INCIDENT_LIST = "incident_list"  # the incident's members not listed in its thread yet
+
+
+FOLDED_KINDS = (OutboxKind.UPDATE, OutboxKind.DIGEST, OutboxKind.INCIDENT_UPDATE, OutboxKind.INCIDENT_LIST)
+"""Kinds of which a thread keeps at most one pending, unattempted item: a new one is folded into it
+when written (an update renders the message as it is then; digests add up; a list lists what is
+unlisted then)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,16 @@ class NotePayload:
     kind = OutboxKind.NOTE
 
 
-Payload: TypeAlias = PostPayload | UpdatePayload | ReplyPayload | DigestPayload | NotePayload
+@dataclass(frozen=True)
+class IncidentPayload:
+    """An incident's message, its update, or the listing of its members: rendered from the
+    store when sent, so the payload carries nothing but its kind."""
+
+    kind: OutboxKind = OutboxKind.INCIDENT
+    correlation: str | None = None
+
+
+Payload: TypeAlias = PostPayload | UpdatePayload | ReplyPayload | DigestPayload | NotePayload | IncidentPayload
 
 
 class PayloadError(ValueError):
@@ -107,6 +125,8 @@ def payload_from_json(kind: str, body: Any) -> Payload:
             return NotePayload(str(body["text"]), cid)
     except (KeyError, TypeError, ValueError) as exc:
         raise PayloadError(f"{known} payload is malformed: {exc}") from None
+    if known in (OutboxKind.INCIDENT, OutboxKind.INCIDENT_UPDATE, OutboxKind.INCIDENT_LIST):
+        return IncidentPayload(known, cid)
     return PostPayload(cid) if known is OutboxKind.POST else UpdatePayload(cid)
 
 
@@ -118,8 +138,9 @@ def with_correlation(payload: Payload, correlation: str | None) -> Payload:
 class NewOutboxItem:
     """An item to queue: for which finding, and what."""
 
-    finding_key: str
+    finding_key: str  # or an incident's key
     payload: Payload
+    priority: int = 0  # parent posts: 10 + severity, sent first; thread items 0, in the order written
 
     @property
     def kind(self) -> OutboxKind:

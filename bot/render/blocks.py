@@ -15,11 +15,12 @@ Pure: imports only the standard library and bot.core.*; bot.core never imports b
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from bot.core.actions import ActionSpec, Confirm, Needs
@@ -33,6 +34,8 @@ from bot.core.findings import (
     Lineage,
     NotebookCommand,
     Severity,
+    UNCATEGORISED,
+    is_host_container_id,
     lineage_of,
 )
 from bot.core.ids import ButtonValue
@@ -221,30 +224,155 @@ def cloud_pointer(instance_id: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the parent message of a finding
+# the parent message of a finding, and its details reply
 # ---------------------------------------------------------------------------------------------
+
+MessageStyle = Literal["compact", "full"]
+STYLES: tuple[MessageStyle, ...] = ("compact", "full")
+EVIDENCE_LIMIT = 240  # the one line of evidence on a compact parent
+NAME_LIMIT = 80  # a cluster name, an owner on a compact parent
+LINE_LIMIT = 160  # a timing line, a status note on a compact parent
+COMPACT_TEXT_LIMIT = 1400  # every text of a compact parent but its buttons: about a dozen lines
+RAW_EVENT_LIMIT = 2800
+DETAILS_HINT = "Process chain, notebook commands, guidance and SQL to reproduce: in the thread"
 
 
 def finding_message(
-    finding: Finding, links: Links, actions: Sequence[ActionSpec] = ()
+    finding: Finding, links: Links, actions: Sequence[ActionSpec] = (), style: MessageStyle = "compact"
 ) -> tuple[str, list[dict[str, Any]]]:
-    """(fallback text, blocks) of a finding's parent message; within Slack limits for any input."""
+    """(fallback text, blocks) of a finding's parent message; within Slack limits for any input.
+
+    compact: a dozen lines (header, one summary line, the most telling line of evidence, status,
+    buttons); everything else is in `finding_details`, the first reply in its thread.
+    full: everything in this one message, no details reply."""
+    if style == "full":
+        blocks = [
+            _header(finding.detection),
+            _summary(finding, links),
+            *_timing_blocks(finding.context),
+            *_detail_blocks(finding, links),
+            *_status_blocks(finding),
+            *_suppressed_blocks(finding.suppressed_count),
+            *_action_blocks(finding, actions),
+        ]
+        return _fallback(finding), blocks[:MAX_BLOCKS]
     blocks = [
         _header(finding.detection),
-        _summary(finding, links),
-        *_timing_blocks(finding.context),
+        section(_compact_summary(finding, links)),
+        *_evidence_blocks(finding),
+        *_timing_blocks(finding.context, LINE_LIMIT),
+        *_compact_status_blocks(finding),
+        *_action_blocks(finding, actions),
+    ]
+    return _fallback(finding), blocks[:MAX_BLOCKS]
+
+
+def has_details_reply(style: MessageStyle) -> bool:
+    return style == "compact"
+
+
+def finding_details(finding: Finding, links: Links) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) of the first reply under a compact parent: the finding's fields,
+    cluster, process lineage, notebook commands, guidance, SQL to reproduce it, links, and for a
+    detection the catalogue does not know, the raw event."""
+    blocks = [_summary(finding, links, title="*Details*", counter=False), *_detail_blocks(finding, links)]
+    host = finding.first_event.instance_id
+    where = code(host, 100) if host else "an unknown host"
+    return clip(f"Details: {code(finding.detection.name, 150)} on {where}", MAX_TEXT), blocks[:MAX_BLOCKS]
+
+
+def _detail_blocks(finding: Finding, links: Links) -> list[dict[str, Any]]:
+    return [
         _cluster_block(finding.context),
         _lineage_block(_safe_lineage(finding.first_event)),
         *_scan_blocks(finding.first_event),
         *_command_blocks(finding.context),
         *_guidance_blocks(finding.detection),
+        *_raw_event_blocks(finding),
         _reproduce_block(finding),
         *_link_blocks(finding, links),
-        *_status_blocks(finding),
-        *_suppressed_blocks(finding.suppressed_count),
-        *_action_blocks(finding, actions),
     ]
-    return _fallback(finding), blocks[:MAX_BLOCKS]
+
+
+# --- the compact parent ----------------------------------------------------------------------
+
+
+def _compact_summary(finding: Finding, links: Links) -> str:
+    """One line: severity · category · on cluster (owner) · workspace · when, seen N× on M hosts."""
+    detection, row, cluster = finding.detection, finding.first_event, finding.context.cluster
+    parts = [f"{_emoji(detection.severity)} *{detection.severity.label}*", _inline(detection.category, NAME_LIMIT)]
+    if cluster is not None:
+        name = cluster.name if _present(cluster.name) else cluster.cluster_id
+        parts.append(f"on cluster {code(name or '', NAME_LIMIT)}")
+        owner = cluster.owner if _present(cluster.owner) else cluster.single_user
+        if owner is not None and _present(owner):
+            parts.append(f"owner {code(owner, NAME_LIMIT)}")
+    elif _cluster_id(finding):
+        parts.append(f"on cluster {code(_cluster_id(finding) or '', NAME_LIMIT)}")
+    else:
+        host = code(row.instance_id, NAME_LIMIT) if row.instance_id else "an unknown host"
+        parts.append(f"on {host} (cluster unknown)")
+    parts.append(f"workspace {_workspace(row.workspace_id, links.workspace_name, 40)}")
+    hosts = max(len(finding.hosts), 1)
+    if finding.count > 1:
+        parts.append(f"seen {finding.count}× on {_plural(hosts, 'host')} since {_when(finding.first_seen)}")
+    else:
+        parts.append(_when(finding.first_seen))
+    if hosts == 1 and row.instance_id and (cluster is not None or _cluster_id(finding)):
+        parts.append(f"host {code(row.instance_id, NAME_LIMIT)}")
+    return " · ".join(parts)
+
+
+def _inline(value: str, limit: int) -> str:
+    """Reviewed configuration (a category) inside the summary line: one line, no code fences."""
+    return escape(clip(_one_line(value).replace("`", _BACKTICK_LOOKALIKE), limit))
+
+
+def _evidence_blocks(finding: Finding) -> list[dict[str, Any]]:
+    """The one most telling line: the command line, else the last notebook command before the
+    event, else the first infected file, else the file touched."""
+    row = finding.first_event
+    lineage = _safe_lineage(row)
+    if _present(lineage.command_line):
+        return [section(f"*Command line:* {code(lineage.command_line or '', EVIDENCE_LIMIT)}")]
+    last = _last_command_before(finding.context.commands, row.event_time)
+    if last is not None:
+        who = f" by {code(last.user or '', NAME_LIMIT)}" if _present(last.user) else ""
+        return [section(f"*Last notebook command* ({_when(last.event_time)}{who}): "
+                        f"{code(last.command_text or '', EVIDENCE_LIMIT)}")]
+    infections = clamav_infections(row)
+    if infections:
+        path, signature = infections[0]
+        more = f" (+{len(infections) - 1} more)" if len(infections) > 1 else ""
+        return [section(f"*Infected:* {code(path, EVIDENCE_LIMIT // 2)} — {code(signature, NAME_LIMIT)}{more}")]
+    if _present(lineage.file_path):
+        return [section(f"*File:* {code(lineage.file_path or '', EVIDENCE_LIMIT)}")]
+    return []
+
+
+def _last_command_before(commands: Sequence[NotebookCommand], moment: datetime) -> NotebookCommand | None:
+    limit = _utc(moment).replace(tzinfo=None)
+    before = [c for c in commands if _present(c.command_text) and _command_order(c) <= limit]
+    return max(before, key=_command_order) if before else None
+
+
+def _compact_status_blocks(finding: Finding) -> list[dict[str, Any]]:
+    elements = [*_status_elements(finding, LINE_LIMIT)]
+    if finding.suppressed_count > 0:
+        elements.append(mrkdwn(f"{_plural(finding.suppressed_count, 'similar event')} hidden by benign suppressions"))
+    elements.append(plain(DETAILS_HINT))
+    return [context(elements)]
+
+
+def _raw_event_blocks(finding: Finding) -> list[dict[str, Any]]:
+    """A detection the catalogue does not know: the raw event, as the guidance asks to review it."""
+    if finding.detection.category != UNCATEGORISED:
+        return []
+    try:
+        raw = json.dumps(finding.first_event.to_json(), ensure_ascii=False, sort_keys=True, default=str, indent=1)
+    except (TypeError, ValueError, RecursionError):
+        raw = repr(finding.first_event)
+    return [section(f"*Raw event*\n{code_block(raw, RAW_EVENT_LIMIT)}")]
 
 
 def _emoji(severity: Severity) -> str:
@@ -265,7 +393,7 @@ def _header(detection: Detection) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER), "emoji": True}}
 
 
-def _summary(finding: Finding, links: Links) -> dict[str, Any]:
+def _summary(finding: Finding, links: Links, title: str | None = None, counter: bool = True) -> dict[str, Any]:
     detection, row = finding.detection, finding.first_event
     fields = [
         field("Category", escape(detection.category)),
@@ -274,21 +402,24 @@ def _summary(finding: Finding, links: Links) -> dict[str, Any]:
         field("Instance", code(row.instance_id) if row.instance_id else "unknown"),
         field("First seen", _when(finding.first_seen)),
     ]
-    return fields_section(fields, _counter_line(finding))
+    # the details reply is never edited: the running count lives on the parent only
+    text = "\n".join(t for t in (title, _counter_line(finding) if counter else None) if t) or None
+    return fields_section(fields, text)
 
 
-def _timing_blocks(ctx: Context) -> list[dict[str, Any]]:
+def _timing_blocks(ctx: Context, limit: int = MAX_TEXT) -> list[dict[str, Any]]:
     """When the event's time is odd (it landed late; the host's clock is ahead), one line says so."""
     if not ctx.timing:
         return []
     return [{"type": "context", "elements": [
-        {"type": "plain_text", "text": clip(f"⏱ Time: {ctx.timing}", MAX_TEXT), "emoji": True}]}]
+        {"type": "plain_text", "text": clip(escape(f"⏱ Time: {ctx.timing}"), limit), "emoji": True}]}]
 
 
-def _workspace(workspace_id: str, name: str | None) -> str:
+def _workspace(workspace_id: str, name: str | None, limit: int = 200) -> str:
     if not _present(workspace_id):
         return "unknown"
-    return f"{escape(clip(name, 60))} {code(workspace_id)}" if name else code(workspace_id)
+    id_text = code(workspace_id, limit)
+    return f"{escape(clip(name, min(60, limit)))} {id_text}" if name else id_text
 
 
 def _counter_line(finding: Finding) -> str | None:
@@ -376,9 +507,12 @@ def _lineage_block(lineage: Lineage) -> dict[str, Any]:
 
 
 def _container_line(lineage: Lineage) -> list[str]:
+    container_id = lineage.container_id
+    if lineage.origin == "host" or (container_id is not None and is_host_container_id(container_id)):
+        container_id = None  # the host's own "container": an all-zero id means nothing to a reader
     parts = [
         f"{label} {code(value, 150)}"
-        for label, value in (("id", lineage.container_id), ("name", lineage.container_name), ("image", lineage.image))
+        for label, value in (("id", container_id), ("name", lineage.container_name), ("image", lineage.image))
         if value is not None and _present(value)
     ]
     return [f"*Container:* {' · '.join(parts)}"] if parts else []
@@ -476,14 +610,19 @@ def actor(user: str | None) -> str:
 
 
 def _status_blocks(finding: Finding) -> list[dict[str, Any]]:
+    elements = _status_elements(finding)
+    return [context(elements)] if elements else []
+
+
+def _status_elements(finding: Finding, note_limit: int = 2000) -> list[dict[str, Any]]:
     if finding.status not in _STATUS_TEXT:
         return []
     emoji, verb, note_label = _STATUS_TEXT[finding.status]
     line = f"{emoji} *{verb}*" + (f" by {actor(finding.status_by)}" if _present(finding.status_by) else "")
     elements = [mrkdwn(clip(line, MAX_TEXT))]
     if _present(finding.status_note):
-        elements.append(plain(clip(escape(f"{note_label}: {finding.status_note}"), 2000)))
-    return [context(elements)]
+        elements.append(plain(clip(escape(f"{note_label}: {finding.status_note}"), note_limit)))
+    return elements
 
 
 def _suppressed_blocks(suppressed: int) -> list[dict[str, Any]]:

@@ -128,6 +128,25 @@ class Dispatcher:
                 f"{outcome.message} — esm-bot could not record this in its audit trail (state store "
                 f"unavailable: {exc}); tell your team what was done."))
 
+    async def run_quietly(self, action: ResponseAction, ctx: ActionContext) -> Outcome:
+        """One finding of a bulk action (#14): the same claim, pre-flight, run, release and audit
+        record as a click, with no thread note of its own (the bulk action reports every
+        finding's outcome in one place); a changed status still updates the message."""
+        spec = action.spec
+        if spec.destructive and not await self.store.claim_action(ctx.finding.key, spec.id, ctx.user_id):
+            outcome = Outcome(OutcomeStatus.ALREADY, f"{spec.label} is already running or done for this finding.",
+                              private=True)
+        else:
+            try:
+                outcome = await action.preflight(ctx) or await action.run(ctx)
+            except Exception as exc:
+                log.exception("action %s failed", spec.id)
+                outcome = Outcome(OutcomeStatus.FAILED, f"{spec.label} failed: {type(exc).__name__}")
+            if spec.destructive and outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.DRY_RUN,
+                                                       OutcomeStatus.REFUSED):
+                await self.store.release_claim(ctx.finding.key, spec.id)
+        return await self.complete(action, ctx, replace(outcome, private=True))
+
     async def complete(self, action: ResponseAction, ctx: ActionContext, outcome: Outcome) -> Outcome:
         """Record an outcome: finding status, audit record, thread note and parent update."""
         key = ctx.finding.key

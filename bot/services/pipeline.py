@@ -21,7 +21,9 @@ from bot.observability import correlation, metrics
 from bot.core.state import (
     DigestPayload,
     EventRecord,
+    IncidentPayload,
     NewOutboxItem,
+    OutboxKind,
     PostPayload,
     ReplyPayload,
     UpdatePayload,
@@ -30,7 +32,8 @@ from bot.core.state import (
 from bot.core.catalogue import Catalogue
 from bot.core.decide import BatchPlan, Classified, FindingChange, plan_batch
 from bot.core.events import AuditRow, detection_name, parse_audit_row
-from bot.core.findings import ClusterContext
+from bot.core.findings import ClusterContext, Finding
+from bot.core.incidents import Incident, incident_key, storming
 from bot.core.degraded import AUDIT_SOURCE, STATE_STORE, Degradation
 from bot.core.ports import AuditSource, SourceError, SuppressionStore, SyncLedger
 from bot.core.suppressions import Suppression, first_match
@@ -112,6 +115,21 @@ class SyncSettings:
     late_sweep_interval: timedelta = timedelta(minutes=15)  # at most one sweep this often (0: every sync)
     sweep_max_ids: int = 500_000  # ids one sweep reads at most; more is said, and read next time
     heartbeat_gap: timedelta = timedelta(minutes=30)  # a running host's heartbeats stopped this long: a finding
+    storm_budget: float = 60.0  # seconds a sync's posts may take per channel before they roll up (#14)
+    post_interval: float = 1.0  # the outbox's pace per channel (ESM_SLACK_POST_INTERVAL)
+    details_reply: bool = True  # a new finding's parent is followed by its details reply (compact style)
+
+
+POSTED_KINDS = (OutboxKind.POST, OutboxKind.REPLY, OutboxKind.DIGEST)  # what chat.postMessage sends
+UPDATE_PRIORITY = 5  # incident updates: after parent posts (10 + severity), before thread items (0)
+
+
+@dataclass
+class _Storm:
+    """One sync's storm state: channels that storm in it, and the incidents open per (channel, detection)."""
+
+    channels: set[str] = field(default_factory=set)
+    open: dict[tuple[str, str], Incident] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -128,8 +146,11 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         benign_rules: Sequence[Suppression] = (),
         health: Degradation | None = None,
+        channel_for: Callable[[Finding], str] | None = None,
     ):
         self.source = source
+        self.channel_for = channel_for  # the outbox's routing; None: no storm roll-ups (#14)
+        self._storm = _Storm()
         self.store = store
         self.suppressions = suppressions
         self.enricher = enricher
@@ -209,6 +230,7 @@ class Pipeline:
 
     async def _sync_pages(self, report: SyncReport) -> None:
         await self._load_suppressions()
+        await self._load_storm()
         since, after_id = self._options.since or await self._start(), ""
         while True:
             rows = await self.source.capsule8_since(since, PAGE_SIZE, after_id)
@@ -344,7 +366,9 @@ class Pipeline:
             for row in rows
         ]
         open_findings = await self.store.latest_findings(item.group_key for item in items)
-        return plan_batch(items, open_findings, self.settings.group_window, self._suppressor()), clusters
+        # pure and CPU-bound over a whole page: in a thread, so the event loop keeps answering (#14)
+        plan = await asyncio.to_thread(plan_batch, items, open_findings, self.settings.group_window, self._suppressor())
+        return plan, clusters
 
     async def _load_suppressions(self) -> None:
         """Slack-made ones first (their counts show on the finding they came from), then rules."""
@@ -398,21 +422,103 @@ class Pipeline:
             for item, disposition, key in plan.dispositions
         ]
         findings = [c.finding for c in plan.changes.values()]
-        outbox = [entry for c in plan.changes.values() for entry in self._outbox_for(c)]
+        rollup = await self._roll_up(plan) if self._options.post else _RollUp()
+        outbox = [entry for c in plan.changes.values() if c.finding.key not in rollup.quiet
+                  for entry in self._outbox_for(c)]
+        outbox += _tagged(rollup.outbox)
         outbox += _tagged(_suppressed_updates(hits, plan))
         if not self._options.post:
             outbox = []
         suppressed = [(s.id, s.finding_key) for _, s in hits]
-        await self.store.record_sync(events, findings, outbox, watermark, suppressed=suppressed)
+        await self.store.record_sync(events, findings, outbox, watermark, suppressed=suppressed,
+                                     incidents=list(rollup.incidents.values()), members=rollup.members,
+                                     close_incidents=sorted(rollup.closed))
+
+    # -- storm roll-ups (#14) --------------------------------------------------------------
+
+    async def _load_storm(self) -> None:
+        self._storm = _Storm()
+        if self.channel_for is None or not self._options.post:
+            return
+        now = self.clock()
+        for incident in await self.store.open_incidents():
+            if incident.open_for(now, self.settings.group_window):
+                self._storm.open[(incident.channel, incident.detection.name)] = incident
+
+    async def _roll_up(self, plan: BatchPlan) -> "_RollUp":
+        """Which of this page's findings are rolled up into incidents, and the incident items.
+        A channel storms when the posts this page would queue for it take longer than the budget
+        at its pace (or it stormed earlier in this sync); a channel with new findings that fit
+        the budget is calm again: they post individually and its open incidents close."""
+        out = _RollUp()
+        if self.channel_for is None:
+            return out
+        members = await self.store.incidents_of([k for k, c in plan.changes.items() if not c.is_new])
+        posts: dict[str, int] = {}
+        channel_of: dict[str, str] = {}
+        for key, change in plan.changes.items():
+            if key in members:
+                continue
+            channel = channel_of[key] = self.channel_for(change.finding)
+            posts[channel] = posts.get(channel, 0) + self._posts_of(change)
+        budget, pace = self.settings.storm_budget, self.settings.post_interval
+        for channel, n in posts.items():
+            if storming(n, pace, budget):
+                self._storm.channels.add(channel)
+        now = self.clock()
+        new = sorted((c for c in plan.changes.values() if c.is_new and c.finding.key not in members),
+                     key=lambda c: (-c.finding.detection.severity, c.finding.first_seen, c.finding.key))
+        for change in new:
+            channel = channel_of[change.finding.key]
+            if channel in self._storm.channels:
+                self._join(change.finding, channel, now, out)
+        for channel in set(channel_of.values()) - self._storm.channels:
+            if any(c.is_new for k, c in plan.changes.items() if channel_of.get(k) == channel):
+                for (ch, name), incident in list(self._storm.open.items()):  # the storm is over here
+                    if ch == channel:
+                        out.closed.add(incident.key)
+                        out.update(incident.key)  # it says the storm is over
+                        del self._storm.open[(ch, name)]
+        for key, incident_key_ in members.items():  # later repeats count on their incident
+            out.quiet.add(key)
+            out.update(incident_key_)
+        return out
+
+    def _posts_of(self, change: FindingChange) -> int:
+        """The chat.postMessage calls a finding's items cost: its parent (and, compact, the
+        details reply posted with it), its replies and its digest."""
+        posts = sum(1 for i in self._outbox_for(change) if i.kind in POSTED_KINDS)
+        return posts + (1 if change.is_new and self.settings.details_reply else 0)
+
+    def _join(self, finding: Finding, channel: str, now: datetime, out: "_RollUp") -> None:
+        slot = (channel, finding.detection.name)
+        incident = self._storm.open.get(slot)
+        if incident is None:
+            incident = Incident(incident_key(channel, finding.detection.name, finding.key), channel,
+                                finding.detection, opened_at=now, last_joined_at=now)
+            out.outbox.append(NewOutboxItem(incident.key, IncidentPayload(OutboxKind.INCIDENT),
+                                            priority=10 + int(finding.detection.severity)))
+        else:
+            incident = replace(incident, last_joined_at=now)
+            out.update(incident.key)
+        self._storm.open[slot] = incident
+        out.incidents[incident.key] = incident
+        out.members.append((finding.key, incident.key))
+        out.quiet.add(finding.key)
+        out.listed(incident.key)
 
     def _outbox_for(self, change: FindingChange) -> list[NewOutboxItem]:
         """A parent post (or update); a finding's first few repeats ever as replies, every later
         one counted in a digest (the outbox folds pending digests and updates into one each)."""
         key = change.finding.key
-        items: list[NewOutboxItem] = [NewOutboxItem(key, PostPayload() if change.is_new else UpdatePayload())]
+        parent = (NewOutboxItem(key, PostPayload(), priority=10 + int(change.finding.detection.severity))
+                  if change.is_new else NewOutboxItem(key, UpdatePayload()))
+        items: list[NewOutboxItem] = [parent]
         repeats_before = change.finding.count - len(change.repeats) - 1
         budget = max(0, self.settings.thread_replies - repeats_before)
-        shown = change.repeats if len(change.repeats) <= budget + 1 else change.repeats[:budget]  # no digest of one
+        # no digest of one while replies are left; once they are spent, every repeat is counted in
+        # the thread's digest (folded into the pending one when written, across pages and syncs)
+        shown = change.repeats if budget and len(change.repeats) <= budget + 1 else change.repeats[:budget]
         items += [NewOutboxItem(key, ReplyPayload(row.to_json())) for row in shown]
         rest = change.repeats[len(shown) :]
         if rest:
@@ -420,10 +526,37 @@ class Pipeline:
         return _tagged(items)
 
 
+@dataclass
+class _RollUp:
+    """What a page's roll-up decided: findings not posted alone, incidents new or joined, their
+    members, incidents whose storm is over, and the incidents' outbox items."""
+
+    quiet: set[str] = field(default_factory=set)
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    members: list[tuple[str, str]] = field(default_factory=list)
+    closed: set[str] = field(default_factory=set)
+    outbox: list[NewOutboxItem] = field(default_factory=list)
+    _queued: set[tuple[str, OutboxKind]] = field(default_factory=set)
+
+    def _once(self, key: str, kind: OutboxKind) -> None:
+        if (key, kind) not in self._queued:
+            self._queued.add((key, kind))
+            # an update (chat.update, not paced like posts) goes before the thread's listings
+            priority = UPDATE_PRIORITY if kind is OutboxKind.INCIDENT_UPDATE else 0
+            self.outbox.append(NewOutboxItem(key, IncidentPayload(kind), priority=priority))
+
+    def update(self, key: str) -> None:
+        if (key, OutboxKind.INCIDENT) not in {(i.finding_key, i.kind) for i in self.outbox}:
+            self._once(key, OutboxKind.INCIDENT_UPDATE)
+
+    def listed(self, key: str) -> None:
+        self._once(key, OutboxKind.INCIDENT_LIST)
+
+
 def _tagged(items: list[NewOutboxItem]) -> list[NewOutboxItem]:
     """Outbox payloads carry the sync's correlation id, so the send log lines show it."""
     cid = correlation.current()
-    return [NewOutboxItem(i.finding_key, with_correlation(i.payload, cid)) for i in items]
+    return [replace(i, payload=with_correlation(i.payload, cid)) for i in items]
 
 
 def _observe_sweep(sweep: SweepReport) -> None:

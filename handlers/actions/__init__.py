@@ -3,6 +3,9 @@
 A module becomes an action by defining `ACTION`, an object with a `spec` (bot.core.actions.
 ActionSpec), `preflight(ctx)` and `run(ctx)`. Nothing else needs wiring: the finding message
 renders a button from the spec and the generic listener routes clicks by the spec's id.
+
+A module that defines `INCIDENT_ACTION` instead acts on a storm incident's clusters (#14): it is
+not a finding button, and handlers/incident.py wires it to the incident message.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ class RegistryError(ValueError):
 
 def discover() -> Mapping[str, ResponseAction]:
     actions: dict[str, ResponseAction] = {}
-    for module_name in _modules():
+    for module_name in _modules_with_action():
         action = _load(module_name)
         if action.spec.id in actions:
             raise RegistryError(f"{module_name}: action id {action.spec.id!r} is already used")
@@ -32,6 +35,13 @@ def _modules() -> Iterator[str]:
     for info in pkgutil.iter_modules(__path__):
         if not info.name.startswith("_"):
             yield f"{__name__}.{info.name}"
+
+
+def _modules_with_action() -> Iterator[str]:
+    for module_name in _modules():
+        module = importlib.import_module(module_name)
+        if getattr(module, "ACTION", None) is not None or getattr(module, "INCIDENT_ACTION", None) is None:
+            yield module_name
 
 
 def _load(module_name: str) -> ResponseAction:

@@ -329,3 +329,29 @@ def test_open_source_builds_the_warehouse_source_from_settings(emu):
 def test_a_missing_warehouse_setting_is_a_config_error_naming_it(env, variable):
     with pytest.raises(ConfigError, match=variable):
         open_source(load_settings({"ESM_AUDIT_SOURCE": "databricks", **env}))
+
+
+async def test_a_recent_answer_does_not_queue_behind_a_syncs_statements(emu):
+    """A storm's enrichment queues many statements at once; `/esm recent` asked meanwhile runs
+    on its own lane and is answered while the sync's statements are still waiting their turn."""
+    source = DatabricksSQLSource(HOST, emu.http_path, token=TOKEN, timeout=30, connection_uri=emu.uri, workers=2)
+    try:
+        await source.capsule8_since(T0, limit=1)
+        emu.delay(1.0)
+        done: list[str] = []
+
+        async def lookup(n: int) -> None:
+            await source.notebook_commands(CLUSTER, T0 - timedelta(hours=1), T0, limit=10)
+            done.append(f"sync-{n}")
+
+        syncs = [asyncio.create_task(lookup(n)) for n in range(6)]  # three rounds on two workers
+        while len(emu.statements) < 3:  # the first two are running on the warehouse
+            await asyncio.sleep(0.01)
+        rows = await source.recent_summary(T0 - timedelta(days=1))
+        done.append("recent")
+        await asyncio.gather(*syncs)
+        assert rows, "the answer has the seeded events"
+        assert done.index("recent") <= 2, f"the answer waited for the sync's queued statements: {done}"
+    finally:
+        emu.delay(0)
+        await source.close()

@@ -177,6 +177,17 @@ class Bot:
     def replies(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         return self.slack.thread(CHANNEL, message["ts"])
 
+    def details(self, message: dict[str, Any]) -> str:
+        """The text of a compact finding's details reply, which must be the first in its thread."""
+        replies = self.replies(message)
+        assert replies, "the finding has no details reply"
+        assert replies[0]["metadata"]["event_payload"]["key"].endswith(":details"), "the details reply comes first"
+        return blocks_to_text(replies[0].get("blocks") or [])
+
+    def repeats(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """The thread replies after the details reply: repeats, digests and notes."""
+        return [r for r in self.replies(message) if not r["metadata"]["event_payload"]["key"].endswith(":details")]
+
 
 @pytest.fixture
 async def slack():

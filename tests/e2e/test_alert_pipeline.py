@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tests.e2e.conftest import (
     CURRENT_PAYLOAD,
     LEGACY_PAYLOAD,
@@ -35,14 +37,55 @@ async def test_a_webhook_posts_each_new_finding_with_its_context(bot: Bot):
 
     [finding] = bot.findings()
     text = bot.text_of(finding)
-    assert "Kernel Module Loaded" in text
-    assert "Kernel Related Events" in text
-    for context in ("data-science-shared", DS_CLUSTER, "dana@example.com", "USER_ISOLATION", "POL123",
-                    "driver", "i-0driver000000001", "container", "insmod(3)", "sudo insmod ./helper.ko"):
-        assert context in text, context
-    assert f"/compute/clusters/{DS_CLUSTER}" in text
-    assert "[Acknowledge]" in text
+    # the parent: a screenful at most; what, where, whose, the evidence, the buttons
+    assert len(text.splitlines()) <= 12, text
+    for shown in ("Kernel Module Loaded", "Kernel Related Events", "data-science-shared", "dana@example.com",
+                  "insmod ./helper.ko", "[Acknowledge]", "in the thread"):
+        assert shown in text, shown
+    for left_out in ("USER_ISOLATION", "insmod(3)", "Reproduce", "/compute/clusters/"):
+        assert left_out not in text, left_out
     assert finding["metadata"]["event_payload"]["key"]
+    # the first reply: everything else
+    details = bot.details(finding)
+    for context in ("data-science-shared", DS_CLUSTER, "dana@example.com", "USER_ISOLATION", "POL123",
+                    "driver", "i-0driver000000001", "container", "8c1f5e0a9b7d", "insmod(3)",
+                    "sudo insmod ./helper.ko", "Reproduce in Databricks SQL", f"/compute/clusters/{DS_CLUSTER}"):
+        assert context in details, context
+    assert len(bot.replies(finding)) == 1, "a single event: the details reply only"
+
+
+async def test_with_the_full_style_a_finding_is_one_long_message(tmp_path, slack, dbx):
+    bot = Bot(tmp_path, slack, dbx, ESM_MESSAGE_STYLE="full")
+    bot.add(
+        notebook_command("nb-1", DS_CLUSTER, 12, "dana@example.com", "%sh sudo insmod ./helper.ko"),
+        capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 10, processLineage="python3(1) > insmod(3)",
+                 commandLine="insmod ./helper.ko"),
+    )
+    await bot.start()
+    try:
+        await bot.webhook()
+        await bot.settle()
+        [finding] = bot.findings()
+        text = bot.text_of(finding)
+        for context in ("data-science-shared", DS_CLUSTER, "USER_ISOLATION", "insmod(3)", "sudo insmod ./helper.ko",
+                        "Reproduce in Databricks SQL", f"/compute/clusters/{DS_CLUSTER}", "[Acknowledge]"):
+            assert context in text, context
+        assert bot.replies(finding) == [], "no details reply"
+    finally:
+        await bot.stop()
+
+
+async def test_an_unknown_detection_shows_its_raw_event_and_a_host_event_no_container_id(bot: Bot):
+    bot.add(capsule8("c8-new", "Packet Socket Opened On Host", "i-0etl00000000001", 9,
+                     containerId="0000000000000000", socketFamily="AF_PACKET"))
+    await bot.webhook()
+    await bot.settle()
+    [finding] = bot.findings()
+    details = bot.details(finding)
+    assert "Review the raw event below" in details
+    assert "Raw event" in details and "AF_PACKET" in details and "c8-new" in details
+    assert "Origin:* host" in details
+    assert "0000000000000000" not in bot.text_of(finding) + details.replace('"0000000000000000"', "")
 
 
 async def test_repeats_on_one_cluster_are_one_finding_with_a_thread(bot: Bot):
@@ -56,16 +99,18 @@ async def test_repeats_on_one_cluster_are_one_finding_with_a_thread(bot: Bot):
 
     [finding] = bot.findings()
     assert "seen 3× on 3 hosts" in bot.text_of(finding).lower()
-    replies = bot.replies(finding)
+    replies = bot.repeats(finding)
     assert len(replies) == 2
     assert "i-0exec0000000001" in json.dumps(replies[0]) and "i-0exec0000000002" in json.dumps(replies[1])
+    bot.details(finding)  # first in the thread
 
     bot.add(capsule8("c8-4", "Kernel Module Loaded", "i-0exec0000000001", 5))
     await bot.webhook()
     await bot.settle()
     assert len(bot.findings()) == 1, "a repeat within the window joins the existing finding"
-    assert len(bot.replies(finding)) == 3
+    assert len(bot.repeats(finding)) == 3
     assert "seen 4× on 3 hosts" in bot.text_of(finding).lower()
+    assert len(bot.text_of(finding).splitlines()) <= 12, "an updated parent keeps the compact shape"
     assert bot.slack.calls_to("chat.update"), "the parent message was updated"
 
 
@@ -156,7 +201,7 @@ async def test_a_restart_continues_the_same_thread(bot: Bot):
     await bot.webhook()
     await bot.settle()
     assert len(bot.findings()) == 1
-    assert len(bot.replies(finding)) == 1
+    assert len(bot.repeats(finding)) == 1
     assert "seen 2× on 1 host" in bot.text_of(finding).lower()
 
 
@@ -189,8 +234,8 @@ async def test_a_databricks_outage_still_posts_the_finding_saying_what_is_missin
     await bot.settle()
     [finding] = bot.findings()
     text = bot.text_of(finding)
-    assert "Kernel Module Loaded" in text
-    assert "clusters.list failed" in text, text
+    assert "Kernel Module Loaded" in text and "cluster unknown" in text
+    assert "clusters.list failed" in bot.details(finding)
     assert "dapi-e2e-token" not in json.dumps(bot.slack.calls)
 
 
@@ -218,7 +263,7 @@ async def test_polling_finds_events_without_any_webhook_and_shares_the_sync(tmp_
         await asyncio.sleep(1.2)  # at least one more poll lands on top of the webhooks
         await bot.settle()
         assert len(bot.findings()) == 2, "each event posted once, by whichever sync saw it first"
-        assert len(bot.slack.calls_to("chat.postMessage")) == 2
+        assert len(bot.slack.calls_to("chat.postMessage")) == 4, "two parents, each with its details reply"
     finally:
         await bot.stop()
 
@@ -232,23 +277,25 @@ async def test_a_burst_on_one_cluster_costs_one_cluster_listing(bot: Bot):
     assert len(bot.dbx.calls_to("/api/2.1/clusters/list")) == 1
     assert bot.dbx.calls_to("/api/2.1/clusters/get") == []
     [finding] = bot.findings()
-    replies = bot.replies(finding)
+    replies = bot.repeats(finding)
     assert len(replies) == 2, "the first repeat in full, then one digest for the rest"
     assert "+58 more on 3 hosts" in replies[-1]["text"]
-    assert len(bot.slack.calls_to("chat.postMessage")) + len(bot.slack.calls_to("chat.update")) <= 3
+    # the parent, its details, the first repeat and the digest
+    assert len(bot.slack.calls_to("chat.postMessage")) + len(bot.slack.calls_to("chat.update")) <= 4
 
 
 async def test_a_post_slack_accepted_but_never_answered_is_not_posted_twice(bot: Bot):
     """Slack stores the message, the answer is lost: the retry finds it by its metadata."""
-    bot.slack.lose_answers("chat.postMessage", times=3)  # the parent, then two thread replies
+    bot.slack.lose_answers("chat.postMessage", times=4)  # the parent, its details, then two thread replies
     bot.add(*(capsule8(f"c8-{n}", "Kernel Module Loaded", "i-0driver000000001", 10 - n) for n in range(3)))
     await bot.webhook()
     await bot.settle(timeout=30)
     [finding] = bot.findings()
     replies = bot.replies(finding)
-    assert len(replies) == 2, [r["text"] for r in replies]
-    assert len({r["metadata"]["event_payload"]["key"] for r in replies}) == 2
-    assert len(bot.slack.calls_to("chat.postMessage")) == 3, "each lost answer was recovered, not re-sent"
+    assert len(replies) == 3, [r["text"] for r in replies]
+    assert len({r["metadata"]["event_payload"]["key"] for r in replies}) == 3
+    bot.details(finding)  # still first in the thread
+    assert len(bot.slack.calls_to("chat.postMessage")) == 4, "each lost answer was recovered, not re-sent"
 
 
 async def test_repeats_that_pile_up_during_a_slack_outage_cost_one_digest_and_one_update(bot: Bot):
@@ -267,7 +314,7 @@ async def test_repeats_that_pile_up_during_a_slack_outage_cost_one_digest_and_on
     await bot.settle(timeout=40)
 
     [finding] = bot.findings()
-    replies = bot.replies(finding)
+    replies = bot.repeats(finding)
     assert len(replies) == 2, [r["text"] for r in replies]
     assert "+20 more on 1 host" in replies[-1]["text"]
     assert len(bot.slack.calls_to("chat.update")) <= 1
@@ -291,3 +338,36 @@ async def test_a_clamav_infection_is_posted_with_its_files_and_a_clean_scan_is_n
     assert "/local_disk0/tmp/miner.bin" in text and "Unix.Coinminer.Generic-7" in text
     assert "<!channel>" not in json.dumps(finding["blocks"]), "scan text is escaped"
     assert (await bot.runtime.store.counts())["ignored"] == 1, "the clean scan is stored, not posted"
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("failure", ["refused", "accepted, answer lost"])
+async def test_a_stop_between_the_parent_and_its_details_neither_loses_nor_repeats_the_details(
+        tmp_path, slack, dbx, failure):
+    bot = Bot(tmp_path, slack, dbx, ESM_SLACK_POST_INTERVAL="1")  # a second between parent and details
+    bot.add(capsule8("c8-1", "Kernel Module Loaded", "i-0driver000000001", 5, commandLine="insmod ./x.ko"))
+    await bot.start()
+    try:
+        await bot.webhook()
+        await _until(lambda: len(slack.calls_to("chat.postMessage")) >= 1)
+        if failure == "refused":
+            slack.fail("chat.postMessage", status=503, times=None)
+        else:
+            slack.lose_answers("chat.postMessage", times=1)
+        await _until(lambda: len(slack.calls_to("chat.postMessage")) >= 2)
+        await bot.stop()  # the parent is in Slack, its item not finished
+        slack.clear_faults()
+        await bot.start()
+        await bot.settle(timeout=20)
+        [finding] = bot.findings()
+        replies = bot.replies(finding)
+        assert len(replies) == 1, [r["text"] for r in replies]
+        assert "Reproduce in Databricks SQL" in bot.details(finding)
+    finally:
+        await bot.stop()

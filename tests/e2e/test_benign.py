@@ -212,7 +212,7 @@ async def test_marking_benign_closes_the_finding_and_hides_later_matching_events
     assert f"Marked benign* by @{RESPONDER}" in text
     assert f"Reason: {REASON}" in text
     assert "[Mark benign]" not in text
-    notes = [r["text"] for r in bot.replies(finding) if "marked this finding benign" in r["text"]]
+    notes = [r["text"] for r in bot.repeats(finding) if "marked this finding benign" in r["text"]]
     assert len(notes) == 1 and RESPONDER in notes[0] and REASON in notes[0] and "`b1`" in notes[0]
     records = await bot.runtime.store.actions_for(key_of(finding))
     assert [(r["action"], r["user_id"], r["outcome"]) for r in records][-1] == (MARK, RESPONDER, "done")
@@ -222,11 +222,11 @@ async def test_marking_benign_closes_the_finding_and_hides_later_matching_events
     assert timedelta(days=6, hours=23) < made.expires_at - datetime.now(timezone.utc) <= timedelta(days=7)
 
     # a later matching event: stored and counted, not posted
-    replies_before = len(bot.replies(finding))
+    replies_before = len(bot.repeats(finding))
     bot.add(ca("ca-later", DRIVER, 1, path="/usr/local/share/ca-certificates/corp-intermediate.crt"))
     await bot.webhook()
     await bot.settle()
-    assert len(bot.findings()) == 1 and len(bot.replies(finding)) == replies_before
+    assert len(bot.findings()) == 1 and len(bot.repeats(finding)) == replies_before
     assert "1 similar event hidden by benign suppressions" in bot.text_of(finding)
     assert "suppressed: 1" in await status_text(bot)
 
@@ -266,7 +266,7 @@ async def test_benign_remove_is_for_responders_and_brings_events_back(bot: Bot):
     assert answer["text"].startswith("Removed suppression `b1`")
     assert await bot.runtime.store.active_suppressions(datetime.now(timezone.utc)) == []
     await bot.settle()
-    assert any("removed benign suppression `b1`" in r["text"] and RESPONDER in r["text"] for r in bot.replies(finding))
+    assert any("removed benign suppression `b1`" in r["text"] and RESPONDER in r["text"] for r in bot.repeats(finding))
     outcomes = [(r["action"], r["user_id"], r["outcome"]) for r in await bot.runtime.store.actions_for(key_of(finding))]
     assert ("esm.benign_remove", OUTSIDER, "refused") in outcomes and ("esm.benign_remove", RESPONDER, "done") in outcomes
 
@@ -274,11 +274,11 @@ async def test_benign_remove_is_for_responders_and_brings_events_back(bot: Bot):
     [answer] = await bot.answers(url)
     assert answer["text"] == "No active benign suppressions."
 
-    replies_before = len(bot.replies(finding))
+    replies_before = len(bot.repeats(finding))
     bot.add(ca("ca-after-removal", EXECUTOR, 1))
     await bot.webhook()
     await bot.settle()
-    assert len(bot.replies(finding)) == replies_before + 1, "posted again, in the finding's thread"
+    assert len(bot.repeats(finding)) == replies_before + 1, "posted again, in the finding's thread"
 
 
 async def test_a_suppression_expires_by_itself(bot: Bot):

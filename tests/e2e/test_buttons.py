@@ -26,7 +26,7 @@ async def test_acknowledge_records_who_and_shows_it_on_the_message(bot: Bot):
     text = bot.text_of(finding)
     assert f"Acknowledged* by @{RESPONDER}" in text
     assert "[Acknowledge]" not in text, "an acknowledged finding no longer offers Acknowledge"
-    assert any(RESPONDER in r["text"] for r in bot.replies(finding)), "the thread records it"
+    assert any(RESPONDER in r["text"] for r in bot.repeats(finding)), "the thread records it"
     [record] = await bot.runtime.store.actions_for(finding["metadata"]["event_payload"]["key"])
     assert (record["action"], record["user_id"], record["outcome"]) == (ACK, RESPONDER, "done")
 
@@ -45,7 +45,7 @@ async def test_someone_not_a_responder_is_refused_and_nothing_changes(bot: Bot):
     assert answer["text"].startswith("Refused")
     await bot.settle()
     assert "[Acknowledge]" in bot.text_of(finding)
-    assert bot.replies(finding) == []
+    assert bot.repeats(finding) == []
 
 
 async def test_a_tampered_button_value_is_refused(bot: Bot):

@@ -163,7 +163,7 @@ async def test_recent_on_this_host_answers_the_clicker_privately(bot: Bot):
     assert f"instance `{LONER}`" in text and "Kernel Exploit" in text and "1 event" in text
     assert "Kernel Module Loaded" not in text, "only this host's events"
     await bot.settle()
-    assert bot.replies(finding) == [], "nothing goes into the thread"
+    assert bot.repeats(finding) == [], "nothing goes into the thread"
     assert "[Recent on this host]" in bot.text_of(finding)
 
 

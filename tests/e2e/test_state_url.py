@@ -20,7 +20,7 @@ async def test_the_bot_posts_findings_with_postgresql_state_and_state_url_wins_o
         assert status == 202
         await bot.settle()
         [finding] = bot.findings()
-        assert len(bot.replies(finding)) == 1
+        assert len(bot.repeats(finding)) == 1
         assert (await bot.runtime.store.counts())["posted"] == 1
         await bot.restart()  # a restart on the same database posts nothing again
         await bot.webhook()

@@ -80,7 +80,7 @@ async def answer_to(bot: Bot, response_url: str) -> str:
 
 
 def thread_text(bot: Bot, finding: dict) -> str:
-    return "\n".join(blocks_to_text(r["blocks"]) for r in bot.replies(finding))
+    return "\n".join(blocks_to_text(r["blocks"]) for r in bot.repeats(finding))
 
 
 def deletes(bot: Bot) -> list:
@@ -136,7 +136,7 @@ async def test_someone_not_a_responder_is_refused_and_nothing_is_called(bot: Bot
     assert deletes(bot) == []
     assert bot.dbx.clusters[CLUSTER]["state"] == "RUNNING"
     assert "[Terminate cluster]" in bot.text_of(finding)
-    assert bot.replies(finding) == []
+    assert bot.repeats(finding) == []
     [record] = await bot.runtime.store.actions_for(key_of(finding))
     assert (record["user_id"], record["outcome"]) == (OUTSIDER, "refused")
 
@@ -263,7 +263,7 @@ async def test_a_button_value_naming_another_cluster_is_refused(bot: Bot):
     assert answer.startswith("Refused") and "different cluster" in answer
     assert deletes(bot) == []
     assert {c["state"] for c in bot.dbx.clusters.values()} == {"RUNNING"}
-    assert bot.replies(finding) == []
+    assert bot.repeats(finding) == []
 
     del value["cluster_id"]
     answer = await answer_to(bot, await click(bot, finding, value=json.dumps(value)))
@@ -323,7 +323,7 @@ async def test_markup_in_a_cluster_name_stays_inert(bot: Bot):
     [answer] = await bot.answers(url)
     await bot.settle()
 
-    shown = json.dumps(answer["blocks"]) + json.dumps([r["blocks"] for r in bot.replies(finding)])
+    shown = json.dumps(answer["blocks"]) + json.dumps([r["blocks"] for r in bot.repeats(finding)])
     assert "<!channel>" not in shown and "<http://evil" not in shown
     assert f"<@{RESPONDER}>" in shown, "the clicker's own mention still works"
 

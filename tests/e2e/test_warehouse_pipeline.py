@@ -22,7 +22,7 @@ async def test_a_webhook_posts_the_finding_read_from_the_warehouse(warehouse_bot
     await warehouse_bot.settle()
 
     [finding] = warehouse_bot.findings()
-    text = warehouse_bot.text_of(finding)
+    text = warehouse_bot.text_of(finding) + warehouse_bot.details(finding)
     assert "Kernel Module Loaded" in text and "Kernel Related Events" in text
     for context in ("data-science-shared", DS_CLUSTER, "dana@example.com", "USER_ISOLATION", "POL123",
                     "driver", "i-0driver000000001", "container", "insmod(3)", "sudo insmod ./helper.ko"):
@@ -72,7 +72,7 @@ async def test_many_new_findings_on_one_cluster_cost_one_notebook_command_query(
     assert len(warehouse_bot.findings()) == 5
     command_queries = [sql for sql, _ in warehouse.statements if "runCommand" in sql]
     assert len(command_queries) == 1
-    texts = {warehouse_bot.text_of(f).split("\n")[0]: warehouse_bot.text_of(f) for f in warehouse_bot.findings()}
+    texts = {warehouse_bot.text_of(f).split("\n")[0]: warehouse_bot.details(f) for f in warehouse_bot.findings()}
     # each finding still shows only the commands of the 30 minutes before its own first event
     [first] = [t for h, t in texts.items() if "Kernel Module Loaded" in h]  # 30 min ago
     [last] = [t for h, t in texts.items() if "Suspicious Interactive Shell" in h]  # 10 min ago

@@ -181,10 +181,12 @@ class Delivery:
     duplicate_parents: int
     missing_parents: int
     unexpected_parents: int
-    replies: int
+    replies: int  # repeats, digests and notes (the details replies are counted apart)
     duplicate_replies: int
-    out_of_order_threads: int
+    out_of_order_threads: int  # a thread whose items are not in outbox order, or whose details are not first
     limit_violations: int
+    details: int = 0  # details replies under compact parents
+    missing_details: int = 0  # parents in Slack without their details reply
 
 
 def _key(message: dict[str, Any], event_type: str) -> str | None:
@@ -212,13 +214,19 @@ def check_delivery(host: EmulatorHost, bot: BotProcess) -> Delivery:
     parent_keys = Counter(_key(m, FINDING_EVENT) for m in parents)
     findings = {row[0] for row in bot.query("SELECT key FROM findings")}
     reply_keys: Counter[str] = Counter()
+    details: Counter[str] = Counter()
     threads: dict[str, list[int]] = {}
     for message in messages:
         key = _key(message, THREAD_EVENT)
         if key is None or message.get("thread_ts") in (None, message["ts"]):
             continue
         reply_keys[key] += 1
-        threads.setdefault(message["thread_ts"], []).append(int(key.rsplit(":", 1)[1]))
+        finding, item = key.rsplit(":", 1)
+        if item == "details":  # the first reply of a compact parent's thread
+            details[finding] += 1
+            threads.setdefault(message["thread_ts"], []).append(0)
+            continue
+        threads.setdefault(message["thread_ts"], []).append(int(item))
     disorder = sum(1 for ids in threads.values() if ids != sorted(ids))
     violations = sum(1 for m in messages if limit_violations(m.get("blocks") or [], m.get("text")))
     return Delivery(
@@ -226,10 +234,12 @@ def check_delivery(host: EmulatorHost, bot: BotProcess) -> Delivery:
         duplicate_parents=sum(n - 1 for n in parent_keys.values() if n > 1),
         missing_parents=len(findings - set(parent_keys)),
         unexpected_parents=len(set(parent_keys) - findings),
-        replies=sum(reply_keys.values()),
+        replies=sum(reply_keys.values()) - sum(details.values()),
         duplicate_replies=sum(n - 1 for n in reply_keys.values() if n > 1),
         out_of_order_threads=disorder,
         limit_violations=violations,
+        details=sum(details.values()),
+        missing_details=len(set(parent_keys) - set(details) - {None}),
     )
 
 
@@ -242,10 +252,11 @@ def assert_exactly_once(delivery: Delivery, bot: BotProcess, host: EmulatorHost)
     assert delivery.duplicate_parents == 0, delivery
     assert delivery.missing_parents == 0 and delivery.unexpected_parents == 0, delivery
     assert delivery.duplicate_replies == 0, delivery
+    assert delivery.missing_details == 0, delivery
     assert delivery.out_of_order_threads == 0, delivery
     sent = {f"{key}:{item}": kind for key, item, kind in bot.query(
         "SELECT finding_key, id, kind FROM outbox WHERE kind IN ('reply', 'digest', 'note') AND state = 'sent'")}
-    in_slack = {k for k in delivered_keys(host) if ":" in k}
+    in_slack = {k for k in delivered_keys(host) if ":" in k and not k.endswith(":details")}
     missing = [k for k, kind in sent.items() if kind != "digest" and k not in in_slack]
     unexpected = in_slack - set(sent)
     assert missing == [], f"{len(missing)} sent thread items not in Slack, e.g. {missing[:3]}"

@@ -122,7 +122,9 @@ def test_databricks_api_and_warehouse_failures_lose_nothing(host, make_bot, ware
     stored = {r[0] for r in bot.query("SELECT event_id FROM events")}
     lost = set(times) - stored
     delivery = check_delivery(host, bot)
-    texts = [" ".join(str(b) for b in m.get("blocks") or []) for m in host.messages()]
+    # what a finding says about its cluster is in its details reply, the first in its thread
+    texts = [" ".join(str(b) for b in m.get("blocks") or []) for m in host.all_messages()
+             if str(((m.get("metadata") or {}).get("event_payload") or {}).get("key", "")).endswith(":details")]
     unknown = sum("Cluster: unknown" in t for t in texts)
     explained = sum("cluster list failed" in t for t in texts)
     commands_failed = sum("notebook command lookup failed" in t for t in texts)

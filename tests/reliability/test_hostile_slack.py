@@ -75,7 +75,10 @@ def findings(host: EmulatorHost) -> dict[str, dict[str, Any]]:
 
 
 def key_with(host: EmulatorHost, text: str) -> str:
-    return next(k for k, m in findings(host).items() if text in json.dumps(m["blocks"]))
+    """The finding whose message, or the details reply in its thread, shows `text`."""
+    replies = [m for m in host.all_messages() if m.get("thread_ts") not in (None, m["ts"])]
+    return next(k for k, m in findings(host).items()
+                if text in json.dumps([m["blocks"], *(r["blocks"] for r in replies if r["thread_ts"] == m["ts"])]))
 
 
 def store_snapshot(bot: BotProcess) -> dict[str, Any]:

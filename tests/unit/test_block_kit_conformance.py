@@ -14,7 +14,7 @@ from bot.core.benign_modal import FormState, default_state
 from bot.core.findings import FindingStatus, Severity
 from bot.core.recent import RecentGroup, RecentQuery, RecentSummary
 from bot.render.benign_modal import build_view
-from bot.render.blocks import digest_message, finding_message, reply_message
+from bot.render.blocks import STYLES, digest_message, finding_details, finding_message, reply_message
 from bot.render.recent import render_recent
 from emulators.block_kit import message_problems, view_problems
 from handlers.actions import discover
@@ -40,12 +40,18 @@ def assert_slack_accepts(blocks) -> None:
 
 
 @SETTINGS
-@given(findings, links, every_status)
-def test_a_finding_with_the_real_buttons_passes_slacks_models(finding, links_, status):
+@given(findings, links, every_status, st.sampled_from(STYLES))
+def test_a_finding_with_the_real_buttons_passes_slacks_models(finding, links_, status, style):
     from dataclasses import replace
 
-    _, blocks = finding_message(replace(finding, status=status), links_, REAL_ACTIONS)
+    _, blocks = finding_message(replace(finding, status=status), links_, REAL_ACTIONS, style)
     assert_slack_accepts(blocks)
+
+
+@SETTINGS
+@given(findings, links)
+def test_a_details_reply_passes(finding, links_):
+    assert_slack_accepts(finding_details(finding, links_)[1])
 
 
 @SETTINGS

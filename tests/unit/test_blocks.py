@@ -10,6 +10,7 @@ import pytest
 
 from bot.core.queries import sql_literal
 from bot.render.blocks import (
+    DETAILS_HINT,
     Links,
     clip,
     cloud_pointer,
@@ -17,6 +18,7 @@ from bot.render.blocks import (
     cluster_url,
     digest_message,
     escape,
+    finding_details,
     finding_message,
     limit_violations,
     reply_message,
@@ -239,11 +241,64 @@ KMOD_BLOCKS = [
 
 
 def test_container_kernel_module_finding_renders_whole_message():
-    text, blocks = finding_message(kmod_finding(), WORKSPACE, actions=SPECS)
+    text, blocks = finding_message(kmod_finding(), WORKSPACE, actions=SPECS, style="full")
 
     assert text == "ESM high finding: `Kernel Module Loaded` on `i-0abc123def4567890` (seen 3×)"
     assert blocks == KMOD_BLOCKS
     assert limit_violations(blocks, text) == []
+
+
+KMOD_COMPACT_BLOCKS = [
+    KMOD_BLOCKS[0],
+    {"type": "section", "text": md(
+        ":red_circle: *high* · Kernel Related Events · on cluster `etl-prod` · owner `alice@example.com`"
+        " · workspace `1234567890` · seen 3× on 2 hosts since 2024-05-01 12:00:03 UTC")},
+    {"type": "section", "text": md("*Command line:* `insmod /tmp/rootkit.ko`")},
+    {"type": "context", "elements": [pt("Process chain, notebook commands, guidance and SQL to reproduce: in the thread")]},
+    KMOD_BLOCKS[-1],
+]
+
+KMOD_DETAILS_BLOCKS = [
+    {
+        "type": "section",
+        "text": md("*Details*"),
+        "fields": KMOD_BLOCKS[1]["fields"],
+    },
+    *KMOD_BLOCKS[2:-1],  # cluster, lineage, commands, guidance, SQL, links: as in the full message
+]
+
+
+def test_compact_parent_is_a_few_lines_and_the_details_reply_has_the_rest():
+    finding = kmod_finding()
+    text, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
+    assert text == "ESM high finding: `Kernel Module Loaded` on `i-0abc123def4567890` (seen 3×)"
+    assert blocks == KMOD_COMPACT_BLOCKS
+    assert limit_violations(blocks, text) == []
+
+    text, blocks = finding_details(finding, WORKSPACE)
+    assert text == "Details: `Kernel Module Loaded` on `i-0abc123def4567890`"
+    assert blocks == KMOD_DETAILS_BLOCKS
+    assert limit_violations(blocks, text) == []
+
+
+def test_without_a_command_line_the_evidence_is_the_last_notebook_command_before_the_event():
+    finding = kmod_finding()
+    params = {k: v for k, v in finding.first_event.request_params.items() if k != "commandLine"}
+    later = NotebookCommand(T0 + timedelta(minutes=1), "bob@example.com", "9", "print('after the event')")
+    finding = replace(finding, first_event=replace(finding.first_event, request_params=params),
+                      context=replace(finding.context, commands=(*finding.context.commands, later)))
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
+    assert blocks[2] == {"type": "section", "text": md(
+        "*Last notebook command* (2024-05-01 11:55:03 UTC by `alice@example.com`): `%sh insmod /tmp/rootkit.ko`")}
+
+
+def test_an_acknowledged_parent_keeps_the_compact_shape():
+    finding = replace(kmod_finding(), status=FindingStatus.ACKNOWLEDGED, status_by="U123ABC", count=40,
+                      hosts=frozenset({"a", "b", "c"}))
+    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "context", "actions"]
+    assert "seen 40× on 3 hosts" in blocks[1]["text"]["text"]
+    assert blocks[3]["elements"][0] == md(":eyes: *Acknowledged* by <@U123ABC>")
 
 
 UNKNOWN = Detection(
@@ -300,6 +355,27 @@ HOST_BLOCKS = [
     {
         "type": "section",
         "text": md(
+            "*Raw event*\n```{\n"
+            ' "action_name": "Memory Marked Executable",\n'
+            ' "event_id": "evt-9",\n'
+            ' "event_time": "2024-05-01T12:00:03+00:00",\n'
+            ' "request_params": {\n'
+            '  "instanceId": "i-0fff000011112222a",\n'
+            '  "origin": "host",\n'
+            '  "processLineage": "[{\\"name\\": \\"systemd\\", \\"pid\\": 1}, {\\"name\\": \\"bash\\", \\"pid\\": 4242}]",\n'
+            '  "user": "root"\n'
+            " },\n"
+            ' "response": {},\n'
+            ' "service_name": "capsule8-alerts-dataplane",\n'
+            ' "source_ip_address": null,\n'
+            ' "user_identity": {},\n'
+            ' "workspace_id": "987"\n'
+            "}```"
+        ),
+    },
+    {
+        "type": "section",
+        "text": md(
             "*Reproduce in Databricks SQL*\n```"
             "SELECT event_time, event_id, workspace_id, request_params, response\n"
             "FROM system.access.audit\n"
@@ -334,11 +410,22 @@ HOST_BLOCKS = [
 
 def test_host_origin_unknown_detection_without_cluster_renders_whole_message():
     # workspace_url None: no cluster links, but the AWS pointer still applies to the instance
-    text, blocks = finding_message(host_finding(), Links(None), actions=SPECS)
+    text, blocks = finding_message(host_finding(), Links(None), actions=SPECS, style="full")
 
     assert text == "ESM medium finding: `Memory Marked Executable` on `i-0fff000011112222a`"
     assert blocks == HOST_BLOCKS
     assert limit_violations(blocks, text) == []
+
+
+def test_a_host_event_shows_no_container_id():
+    finding = host_finding()
+    params = {**finding.first_event.request_params, "containerId": "0000000000000000", "containerName": "host"}
+    finding = replace(finding, first_event=replace(finding.first_event, request_params=params),
+                      detection=KMOD)  # a known detection: no raw event either
+    for _, blocks in (finding_details(finding, WORKSPACE), finding_message(finding, WORKSPACE, SPECS, "full")):
+        lineage = next(b["text"]["text"] for b in blocks if b.get("text", {}).get("text", "").startswith("*Origin:*"))
+        assert lineage.startswith("*Origin:* host\n*Container:* name `host`\n"), lineage
+        assert "0000000000000000" not in json.dumps(blocks)
 
 
 def test_reply_message_is_short_and_complete():
@@ -435,8 +522,12 @@ def assert_inert(text: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("status", list(FindingStatus))
-def test_markup_in_every_field_stays_inert(status):
-    text, blocks = finding_message(evil_finding(status), WORKSPACE, actions=SPECS)
+@pytest.mark.parametrize("message", ["compact", "full", "details"])
+def test_markup_in_every_field_stays_inert(status, message):
+    if message == "details":
+        text, blocks = finding_details(evil_finding(status), WORKSPACE)
+    else:
+        text, blocks = finding_message(evil_finding(status), WORKSPACE, actions=SPECS, style=message)
 
     assert_inert(text, "mrkdwn")
     objects = list(text_objects(blocks))
@@ -458,7 +549,7 @@ def test_markup_in_replies_and_digests_stays_inert():
 
 def test_catalogue_guidance_keeps_its_formatting_but_not_mentions():
     finding = replace(kmod_finding(), detection=replace(KMOD, guidance="*Check* <!channel> & <@U1>"))
-    _, blocks = finding_message(finding, WORKSPACE, actions=SPECS)
+    _, blocks = finding_details(finding, WORKSPACE)
     guidance = next(b for b in blocks if b.get("text", {}).get("text", "").startswith("*What to do:*"))
     assert guidance["text"]["text"] == "*What to do:* *Check* &lt;!channel&gt; &amp; &lt;@U1&gt;"
 
@@ -490,8 +581,14 @@ def huge_finding() -> Finding:
 
 def test_huge_inputs_stay_within_slack_limits():
     text, blocks = finding_message(huge_finding(), WORKSPACE, actions=SPECS)
-
     assert limit_violations(blocks, text) == []
+    assert len(blocks) <= 6
+
+    text, blocks = finding_details(huge_finding(), WORKSPACE)
+    assert limit_violations(blocks, text) == []
+    _, full = finding_message(huge_finding(), WORKSPACE, actions=SPECS, style="full")
+    assert limit_violations(full, text) == []
+    blocks = full
     header = blocks[0]["text"]["text"]
     assert slack_len(header) <= 150 and header.endswith("…")
     titles = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
@@ -506,8 +603,9 @@ def test_huge_inputs_in_every_status_and_thread_message_stay_within_limits():
     finding = huge_finding()
     for status in FindingStatus:
         changed = replace(finding, status=status, status_by="U" * 5000)
-        text, blocks = finding_message(changed, Links(None), actions=SPECS)
-        assert limit_violations(blocks, text) == []
+        for style in ("compact", "full"):
+            text, blocks = finding_message(changed, Links(None), actions=SPECS, style=style)
+            assert limit_violations(blocks, text) == []
     for text, blocks in (reply_message(finding.first_event, finding), digest_message(finding, 10**9, 10**9)):
         assert limit_violations(blocks, text) == []
 
@@ -543,7 +641,10 @@ def actions_of(blocks):
 
 
 def last_context_before_actions(blocks):
-    return [b for b in blocks if b["type"] == "context"][-1]["elements"]
+    """The status line of a compact parent, without its pointer to the details reply."""
+    elements = [b for b in blocks if b["type"] == "context"][-1]["elements"]
+    assert elements[-1] == pt(DETAILS_HINT)
+    return elements[:-1]
 
 
 def test_acknowledged_by_a_slack_user_is_a_mention_and_hides_the_decision_buttons():
@@ -602,11 +703,13 @@ def test_terminate_button_uses_a_cluster_id_from_the_event_when_enrichment_found
 
 def test_buttons_follow_each_specs_order_not_the_order_they_are_given_in():
     _, blocks = finding_message(kmod_finding(), WORKSPACE, actions=tuple(reversed(SPECS)))
-    assert blocks == KMOD_BLOCKS
+    assert blocks == KMOD_COMPACT_BLOCKS
 
 
 def test_without_specs_a_finding_has_no_buttons():
     _, blocks = finding_message(kmod_finding(), WORKSPACE)
+    assert blocks == KMOD_COMPACT_BLOCKS[:-1]
+    _, blocks = finding_message(kmod_finding(), WORKSPACE, style="full")
     assert blocks == KMOD_BLOCKS[:-1]
 
 
@@ -623,8 +726,8 @@ def test_no_commands_on_a_known_cluster_says_none_found_or_why():
     empty = replace(finding, context=replace(finding.context, commands=()))
     failed = replace(empty, context=replace(empty.context, problems=("notebook command lookup failed: 503",)))
     expected = "Commands on this cluster in the 30 minutes before: "
-    assert {"type": "section", "text": pt(expected + "none found")} in finding_message(empty, WORKSPACE, actions=SPECS)[1]
-    blocks = finding_message(failed, WORKSPACE, actions=SPECS)[1]
+    assert {"type": "section", "text": pt(expected + "none found")} in finding_details(empty, WORKSPACE)[1]
+    blocks = finding_details(failed, WORKSPACE)[1]
     assert {"type": "section", "text": pt(expected + "notebook command lookup failed: 503")} in blocks
 
 

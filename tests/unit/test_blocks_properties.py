@@ -16,11 +16,24 @@ from bot.core.findings import (
     Detection,
     Finding,
     FindingStatus,
+    UNCATEGORISED,
     NotebookCommand,
     Severity,
 )
 from bot.core.ids import ButtonValue
-from bot.render.blocks import Links, clip, digest_message, escape, finding_message, limit_violations, reply_message, slack_len
+from bot.render.blocks import (
+    COMPACT_TEXT_LIMIT,
+    STYLES,
+    Links,
+    clip,
+    digest_message,
+    escape,
+    finding_details,
+    finding_message,
+    limit_violations,
+    reply_message,
+    slack_len,
+)
 
 # Lone surrogates included (exclude_categories=()): text decoded with `surrogatepass` has them.
 any_char = st.characters(exclude_categories=())
@@ -51,7 +64,7 @@ rows = st.builds(
     request_params=params,
 )
 detections = st.builds(
-    Detection, name=text, category=text, severity=st.sampled_from(Severity), description=text, guidance=text
+    Detection, name=text, category=st.one_of(text, st.just(UNCATEGORISED)), severity=st.sampled_from(Severity), description=text, guidance=text
 )
 clusters = st.builds(
     ClusterContext,
@@ -65,6 +78,7 @@ contexts = st.builds(
     cluster=st.one_of(st.none(), clusters),
     commands=st.lists(commands, max_size=12).map(tuple),
     problems=st.lists(text, max_size=4).map(tuple),
+    timing=maybe_text,
 )
 findings = st.builds(
     Finding,
@@ -106,13 +120,35 @@ def assert_no_raw_markup(text_: str, blocks) -> None:
 
 
 @SETTINGS
-@given(findings, links)
-def test_finding_message_never_raises_and_stays_within_limits(finding, links_):
-    text_, blocks = finding_message(finding, links_)
+@given(findings, links, st.sampled_from(STYLES))
+def test_finding_message_never_raises_and_stays_within_limits(finding, links_, style):
+    text_, blocks = finding_message(finding, links_, style=style)
     assert limit_violations(blocks, text_) == []
     assert_no_raw_markup(text_, blocks)
     for element in (e for b in blocks if b["type"] == "actions" for e in b["elements"]):
         assert ButtonValue.from_json(element["value"]).finding_key == finding.key
+
+
+@SETTINGS
+@given(findings, links)
+def test_a_compact_parent_stays_a_dozen_lines_whatever_the_finding(finding, links_):
+    """Header, one summary line, one evidence line, at most a time and a status line, buttons:
+    whatever a field holds, the parent never grows into a screenful."""
+    _, blocks = finding_message(finding, links_, style="compact")
+    assert len(blocks) <= 6, [b["type"] for b in blocks]
+    shown = [t for b in blocks if b["type"] != "actions" for t in texts_in(b)]
+    assert sum(slack_len(t) for t in shown) <= COMPACT_TEXT_LIMIT
+    summary = blocks[1]["text"]["text"]
+    assert "\n" not in summary and "```" not in summary, "the summary is one line"
+
+
+@SETTINGS
+@given(findings, links)
+def test_the_details_reply_never_raises_and_stays_within_limits(finding, links_):
+    text_, blocks = finding_details(finding, links_)
+    assert limit_violations(blocks, text_) == []
+    assert_no_raw_markup(text_, blocks)
+    assert not any(b["type"] == "actions" for b in blocks), "the buttons stay on the parent"
 
 
 @SETTINGS

@@ -53,6 +53,31 @@ findings = Table(
     Column("ts", Str),
 )
 
+# storm incidents (#14): one message per detection and channel while the channel storms
+incidents = Table(
+    "incidents", metadata,
+    Column("key", Str, primary_key=True),
+    Column("channel", Str, nullable=False),
+    Column("detection", Doc, nullable=False),
+    Column("opened_at", UtcTime, nullable=False),
+    Column("last_joined_at", UtcTime, nullable=False),
+    Column("closed_at", UtcTime),
+    Column("ts", Str),
+    Column("listed", Integer, nullable=False, default=0),
+    Index("incidents_open", "channel", "closed_at"),
+)
+
+# the findings rolled up into an incident (never posted alone), in the order they joined
+incident_members = Table(
+    "incident_members", metadata,
+    Column("id", Id, Identity(always=True), primary_key=True),
+    Column("incident_key", Str, nullable=False),
+    Column("finding_key", Str, nullable=False),
+    Index("incident_members_finding", "finding_key", unique=True),
+    Index("incident_members_incident", "incident_key", "id"),
+    sqlite_autoincrement=True,
+)
+
 outbox = Table(
     "outbox", metadata,
     Column("id", Id, Identity(always=True), primary_key=True),
@@ -65,6 +90,9 @@ outbox = Table(
     Column("last_error", Str),
     Column("created_at", UtcTime, nullable=False),
     Column("sent_at", UtcTime),
+    Column("priority", Integer, nullable=False, default=0),  # parent posts 10 + severity (#14)
+    # indexes (migration 0008): outbox_due (state, priority DESC, id), read in order by the
+    # next-due query; outbox_held (state, not_before), the threads waiting for a retry
     sqlite_autoincrement=True,
 )
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Text, any_, bindparam, case, event, exists, func, select, update
+from sqlalchemy import ColumnElement, Text, any_, bindparam, case, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -36,12 +36,16 @@ from bot.adapters.state.urls import StateStoreError, connect_timeout, redact_url
 from bot.core.codec import context_from_json, context_to_json, detection_from_json, detection_to_json
 from bot.core.events import parse_audit_row, parse_time
 from bot.core.findings import Finding, FindingStatus
+from bot.core.incidents import Incident, IncidentSummary, cluster_row
 from bot.core.state import (
+    FOLDED_KINDS,
+    DigestPayload,
     EventRecord,
     HeartbeatSeen,
     NewOutboxItem,
     OutboxItem,
     OutboxKind,
+    Payload,
     PayloadError,
     payload_from_json,
     payload_to_json,
@@ -287,29 +291,114 @@ class StateStore:
         outbox: Sequence[NewOutboxItem],
         watermark: datetime | None,
         suppressed: Sequence[tuple[str, str | None]] = (),
+        *,
+        incidents: Sequence[Incident] = (),
+        members: Sequence[tuple[str, str]] = (),
+        close_incidents: Sequence[str] = (),
     ) -> None:
         """Store one sync's results atomically: events, findings, outbox items, watermark, and
-        for each suppressed event (suppression id, originating finding key) the counts. The
-        watermark never moves back."""
+        for each suppressed event (suppression id, originating finding key) the counts; storm
+        incidents (new or joined), their new members (finding key, incident key), and the
+        incidents whose storm is over. The watermark never moves back. Updates, digests and
+        incident updates are folded into the thread's pending one when there is one (#14)."""
         at = _now()
         # every value is converted first: a row that cannot be stored fails before any write
         event_rows = [_event_values(e, at) for e in events]
         finding_rows = [_finding_values(f) for f in findings]
-        outbox_rows = [_outbox_values(item, at) for item in outbox]
+        severity = {f.key: int(f.detection.severity) for f in findings}
+        outbox_rows = [_outbox_values(item, at, severity.get(item.finding_key, 0)) for item in outbox]
         for row in outbox_rows:
             json.dumps(row["payload"])  # what json cannot encode fails here, before the transaction
+        incident_rows = [_incident_values(i) for i in incidents]
         await self._coord.check_sync_lock()
         async with self._write() as conn:
-            if event_rows:
+            # in batches: SQLAlchemy prepares each batch's parameters on the event loop, and between
+            # batches the loop serves other requests (/healthz, Slack clicks) (#14)
+            for batch in _batches(event_rows):
                 await conn.execute(self._insert(t.events).on_conflict_do_nothing(index_elements=[t.events.c.event_id]),
-                                   event_rows)
-            if finding_rows:
-                await conn.execute(self._upsert_finding(), finding_rows)
+                                   batch)
+            for batch in _batches(finding_rows):
+                await conn.execute(self._upsert_finding(), batch)
             await self._count_suppressed(conn, suppressed)  # after the upserts, which write suppressed_count
+            if incident_rows:
+                stmt = self._insert(t.incidents)
+                await conn.execute(stmt.on_conflict_do_update(index_elements=[t.incidents.c.key], set_={
+                    "last_joined_at": stmt.excluded.last_joined_at, "closed_at": stmt.excluded.closed_at}),
+                    incident_rows)
+            if members:
+                await conn.execute(
+                    self._insert(t.incident_members).on_conflict_do_nothing(
+                        index_elements=[t.incident_members.c.finding_key]),
+                    [{"finding_key": f, "incident_key": i} for f, i in members])
+            if close_incidents:
+                await conn.execute(update(t.incidents).where(
+                    t.incidents.c.key.in_(list(close_incidents)), t.incidents.c.closed_at.is_(None)
+                ).values(closed_at=at))
             if outbox_rows:
-                await conn.execute(t.outbox.insert(), outbox_rows)
+                outbox_rows = await self._fold(conn, outbox_rows)
+            for batch in _batches(outbox_rows):
+                await conn.execute(t.outbox.insert(), batch)
             if watermark is not None:
                 await self._advance_watermark(conn, watermark)
+
+    async def _fold(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows still to insert once updates, digests and incident updates are folded into the
+        pending, unattempted item of their thread and kind (in this batch or stored): an update
+        renders the message as it is when sent, digests add up. An update behind a pending parent
+        post is dropped: the post shows the finding as it is then. A stored item is only changed
+        while unattempted; once the worker has attempted it, a new row is written."""
+        folded = [r for r in rows if r["kind"] in {k.value for k in FOLDED_KINDS}]
+        if not folded:
+            return rows
+        keys = list({r["finding_key"] for r in folded})
+        stored: dict[tuple[str, str], Any] = {}
+        for chunk in _chunks(keys):
+            found = await conn.execute(
+                select(t.outbox.c.id, t.outbox.c.finding_key, t.outbox.c.kind, t.outbox.c.payload)
+                .where(t.outbox.c.finding_key.in_(chunk), t.outbox.c.state == PENDING, t.outbox.c.attempts == 0,
+                       t.outbox.c.kind.in_([k.value for k in (*FOLDED_KINDS, OutboxKind.POST, OutboxKind.INCIDENT)]))
+                .order_by(t.outbox.c.id)
+            )
+            for r in found:
+                stored.setdefault((r.finding_key, r.kind), r)
+        keep: list[dict[str, Any]] = []
+        batch: dict[tuple[str, str], dict[str, Any]] = {}
+        merged: dict[int, dict[str, Any]] = {}  # stored id -> its new payload
+        template: dict[int, dict[str, Any]] = {}  # stored id -> a row of this batch for its thread
+        for row in rows:
+            key = (row["finding_key"], row["kind"])
+            if row["kind"] not in {k.value for k in FOLDED_KINDS}:
+                keep.append(row)
+                continue
+            if row["kind"] == OutboxKind.UPDATE.value and (row["finding_key"], OutboxKind.POST.value) in stored:
+                continue
+            if (row["kind"] == OutboxKind.INCIDENT_UPDATE.value
+                    and (row["finding_key"], OutboxKind.INCIDENT.value) in stored):
+                continue
+            if row["kind"] != OutboxKind.DIGEST.value:
+                if key in stored or key in batch:
+                    continue
+                batch[key] = row
+                keep.append(row)
+                continue
+            if key in batch:
+                batch[key]["payload"] = _merge_digest(batch[key]["payload"], row["payload"])
+            elif key in stored:
+                old = stored[key]
+                merged[old.id] = _merge_digest(merged.get(old.id, old.payload), row["payload"])
+                template.setdefault(old.id, row)
+            else:
+                batch[key] = row
+                keep.append(row)
+        for item_id, payload in merged.items():
+            done = (await conn.execute(
+                update(t.outbox).where(t.outbox.c.id == item_id, t.outbox.c.state == PENDING, t.outbox.c.attempts == 0)
+                .values(payload=payload).returning(t.outbox.c.id)
+            )).first()
+            if done is None:  # attempted meanwhile (another replica): a row of its own
+                old_payload = next(r.payload for r in stored.values() if r.id == item_id)
+                keep.append({**template[item_id], "payload": _unmerged(payload, old_payload)})
+        return keep
 
     def _upsert_finding(self) -> Any:
         stmt = self._insert(t.findings)
@@ -635,31 +724,32 @@ class StateStore:
 
     # -- outbox ------------------------------------------------------------------------------
 
-    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
-        """Due items: new findings' parent posts first, the most severe first; everything else
-        (thread replies, updates) in the order it was written, which keeps each thread in order.
-        On PostgreSQL only the items of threads this replica holds (claiming free ones first)."""
+    async def due_outbox(self, limit: int = 100, skip: Sequence[str] = ()) -> list[OutboxItem]:
+        """Due items: parent posts (findings' and incidents') first, the most severe first;
+        everything else in the order it was written, which keeps each thread in order. A thread
+        with an item waiting for a retry waits as a whole; `skip` leaves out threads (those of a
+        channel waiting for its pace). On PostgreSQL only the items of threads this replica holds
+        (claiming free ones first). Both reads use an index in order (#14): no join, no sort of
+        every pending row."""
         now = time.time()
         keys = await self._coord.claim_threads(now)
         if keys is not None and not keys:
             return []
-        earlier = t.outbox.alias("earlier")
-        held_back = exists().where(  # an earlier item of the thread waits for a retry: so does the rest
-            earlier.c.finding_key == t.outbox.c.finding_key, earlier.c.state == PENDING,
-            earlier.c.id < t.outbox.c.id, earlier.c.not_before > now,
-        )
-        is_post = t.outbox.c.kind == OutboxKind.POST.value
-        stmt = (
-            select(t.outbox.c.id, t.outbox.c.finding_key, t.outbox.c.kind, t.outbox.c.payload, t.outbox.c.attempts)
-            .select_from(t.outbox.outerjoin(t.findings, t.findings.c.key == t.outbox.c.finding_key))
-            .where(t.outbox.c.state == PENDING, t.outbox.c.not_before <= now, ~held_back)
-            .order_by(case((is_post, 1), else_=0).desc(), case((is_post, _severity_rank()), else_=0).desc(),
-                      t.outbox.c.id)
-            .limit(limit)
-        )
-        if keys is not None:
-            stmt = stmt.where(t.outbox.c.finding_key.in_(keys))
         async with self._read() as conn:
+            held = {r[0] for r in await conn.execute(
+                select(t.outbox.c.finding_key).where(t.outbox.c.state == PENDING, t.outbox.c.not_before > now)
+                .distinct())}
+            held.update(skip)
+            stmt = (  # an item not due yet holds its thread: `held` leaves it out with its thread
+                select(t.outbox.c.id, t.outbox.c.finding_key, t.outbox.c.kind, t.outbox.c.payload, t.outbox.c.attempts)
+                .where(t.outbox.c.state == PENDING)
+                .order_by(t.outbox.c.priority.desc(), t.outbox.c.id)
+                .limit(limit)
+            )
+            if keys is not None:
+                stmt = stmt.where(t.outbox.c.finding_key.in_(keys))
+            if held:
+                stmt = stmt.where(t.outbox.c.finding_key.not_in(list(held)))
             rows = (await conn.execute(stmt)).all()
         return _outbox_items(rows)
 
@@ -694,9 +784,93 @@ class StateStore:
         await self._outbox_update(t.outbox.c.id == item_id, state=DEAD, attempts=t.outbox.c.attempts + 1,
                                   last_error=error[:500])
 
-    async def outbox_attempt(self, item_id: int) -> None:
-        """Committed before an item goes to Slack, so whoever sends it next checks Slack first."""
-        await self._outbox_update(t.outbox.c.id == item_id, attempts=t.outbox.c.attempts + 1)
+    async def outbox_attempt(self, item_id: int) -> Payload | None:
+        """Committed before an item goes to Slack, so whoever sends it next checks Slack first.
+        Returns the payload as of this attempt (a digest may have been folded into meanwhile;
+        from now on it never is), None if the item is no longer pending."""
+        async with self._write() as conn:
+            row = (await conn.execute(
+                update(t.outbox).where(t.outbox.c.id == item_id).values(attempts=t.outbox.c.attempts + 1)
+                .returning(t.outbox.c.kind, t.outbox.c.payload, t.outbox.c.state)
+            )).first()
+        if row is None or row.state != PENDING:
+            return None
+        try:
+            return payload_from_json(row.kind, row.payload)
+        except PayloadError:
+            return None
+
+    # -- storm incidents (#14) ----------------------------------------------------------------
+
+    async def open_incidents(self) -> list[Incident]:
+        async with self._read() as conn:
+            rows = await conn.execute(select(t.incidents).where(t.incidents.c.closed_at.is_(None)))
+            return [_incident_from_row(r) for r in rows]
+
+    async def incident(self, key: str) -> Incident | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(t.incidents).where(t.incidents.c.key == key))).first()
+        return None if row is None else _incident_from_row(row)
+
+    async def incidents_of(self, finding_keys: Iterable[str]) -> dict[str, str]:
+        """finding key -> the incident it was rolled up into, for those that were."""
+        wanted = {self._stored(k): k for k in finding_keys}
+        found: dict[str, str] = {}
+        async with self._read() as conn:
+            for chunk in _chunks(list(wanted)):
+                rows = await conn.execute(select(t.incident_members.c.finding_key, t.incident_members.c.incident_key)
+                                          .where(t.incident_members.c.finding_key.in_(chunk)))
+                found.update({wanted[r[0]]: r[1] for r in rows})
+        return found
+
+    async def incident_members(self, key: str, offset: int = 0) -> list[Finding]:
+        """The incident's findings in the order they joined (from the `offset`-th on)."""
+        m = t.incident_members
+        stmt = (select(t.findings).select_from(m.join(t.findings, t.findings.c.key == m.c.finding_key))
+                .where(m.c.incident_key == key).order_by(m.c.id).offset(offset))
+        async with self._read() as conn:
+            return [_finding_from_row(r) for r in await conn.execute(stmt)]
+
+    async def incident_summary(self, key: str, top: int = 100) -> IncidentSummary | None:
+        """What the incident message shows, without reading every member whole: the counts in
+        SQL (hosts from the members' host lists), the `top` members by events as rows."""
+        m, f = t.incident_members, t.findings
+        joined = m.join(f, f.c.key == m.c.finding_key)
+        offered = f.c.status.in_([FindingStatus.OPEN.value, FindingStatus.ACKNOWLEDGED.value])
+        totals = (select(func.count(), func.coalesce(func.sum(f.c.count), 0), func.min(f.c.first_seen),
+                         func.max(f.c.last_seen),
+                         func.count(func.distinct(case((offered, f.c.cluster_id), else_=None))))
+                  .select_from(joined).where(m.c.incident_key == key))
+        spread = select(f.c.key, f.c.cluster_id, f.c.grp, f.c.hosts).select_from(joined).where(m.c.incident_key == key)
+        best = (select(t.findings).select_from(joined).where(m.c.incident_key == key)
+                .order_by(f.c.count.desc(), f.c.key).limit(top))
+        async with self._read() as conn:
+            n, events, first, last, open_clusters = (await conn.execute(totals)).one()
+            if not n:
+                return None
+            hosts: set[str] = set()
+            clusters, workspaces = set(), set()
+            for r in await conn.execute(spread):
+                hosts.update(r.hosts or ())
+                clusters.add(r.cluster_id or r.key)
+                workspaces.add(str(r.grp).split("|", 1)[0])  # a group key starts with its workspace id
+            rows = [cluster_row(_finding_from_row(r)) for r in await conn.execute(best)]
+        rows.sort(key=lambda r: (-r.events, r.name or "", r.finding_key))
+        return IncidentSummary(events=int(events), findings=int(n), clusters=len(clusters), hosts=len(hosts),
+                               workspaces=len(workspaces), first_seen=first, last_seen=last, rows=tuple(rows),
+                               open_clusters=int(open_clusters))
+
+    async def incident_posted(self, item_id: int, key: str, ts: str) -> None:
+        """The incident's Slack ts and its sent item together (a restart never posts it again)."""
+        async with self._write() as conn:
+            await conn.execute(update(t.incidents).where(t.incidents.c.key == key).values(ts=ts))
+            await conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(state=SENT, sent_at=_now()))
+
+    async def incident_listed(self, key: str, listed: int) -> None:
+        """How many members its thread lists now (after each listing message)."""
+        async with self._write() as conn:
+            await conn.execute(update(t.incidents).where(t.incidents.c.key == key, t.incidents.c.listed < listed)
+                               .values(listed=listed))
 
     async def outbox_dead_for_finding(self, key: str, error: str) -> None:
         await self._outbox_update((t.outbox.c.finding_key == key) & (t.outbox.c.state == PENDING), state=DEAD,
@@ -855,6 +1029,14 @@ async def _migrate(engine: AsyncEngine, target: str) -> int:
 # -- rows ------------------------------------------------------------------------------------
 
 
+WRITE_BATCH = 500  # rows per executemany in record_sync
+
+
+def _batches(rows: list[dict[str, Any]], size: int = WRITE_BATCH) -> Iterable[list[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
 def _chunks(values: list[str], size: int = ID_CHUNK) -> Iterable[list[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -869,14 +1051,6 @@ def _newest_of_each(columns: tuple[Any, ...], each: Any, by: Any, *where: Any) -
         .subquery()
     )
     return select(*(ranked.c[c.name] for c in columns)).where(ranked.c.rank == 1)
-
-
-def _severity_rank() -> Any:
-    return case(
-        {"critical": 4, "high": 3, "medium": 2, "low": 1},
-        value=t.findings.c.detection["severity"].as_string(),
-        else_=0,
-    )
 
 
 def _event_values(e: EventRecord, at: datetime) -> dict[str, Any]:
@@ -900,9 +1074,37 @@ def _finding_values(f: Finding) -> dict[str, Any]:
     return values
 
 
-def _outbox_values(item: NewOutboxItem, at: datetime) -> dict[str, Any]:
+def _outbox_values(item: NewOutboxItem, at: datetime, severity: int = 0) -> dict[str, Any]:
+    """A parent post goes before thread items, the most severe first: its priority is 10 + the
+    severity of its finding (or what the writer gave it, e.g. an incident's)."""
+    priority = item.priority or (10 + severity if item.kind is OutboxKind.POST else 0)
     return {"finding_key": item.finding_key, "kind": item.kind.value, "payload": payload_to_json(item.payload),
-            "state": PENDING, "attempts": 0, "not_before": 0.0, "created_at": at}
+            "state": PENDING, "attempts": 0, "not_before": 0.0, "created_at": at, "priority": priority}
+
+
+def _merge_digest(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Two stored digest payloads as one: events add up, hosts are a union (as DigestPayload.merged)."""
+    a, b = payload_from_json(OutboxKind.DIGEST.value, into), payload_from_json(OutboxKind.DIGEST.value, more)
+    assert isinstance(a, DigestPayload) and isinstance(b, DigestPayload)
+    return payload_to_json(a.merged([b]))
+
+
+def _unmerged(merged: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """What this batch added to a stored digest (its events; hosts as a union)."""
+    body = dict(merged)
+    body["events"] = int(merged.get("events", 0)) - int(stored.get("events", 0))
+    return body
+
+
+def _incident_values(i: Incident) -> dict[str, Any]:
+    return {"key": i.key, "channel": i.channel, "detection": detection_to_json(i.detection), "opened_at": i.opened_at,
+            "last_joined_at": i.last_joined_at, "closed_at": i.closed_at, "ts": i.ts, "listed": i.listed}
+
+
+def _incident_from_row(row: Any) -> Incident:
+    return Incident(key=row.key, channel=row.channel, detection=detection_from_json(row.detection),
+                    opened_at=row.opened_at, last_joined_at=row.last_joined_at, closed_at=row.closed_at,
+                    ts=row.ts, listed=row.listed)
 
 
 def _outbox_items(rows: Sequence[Any]) -> list[OutboxItem]:

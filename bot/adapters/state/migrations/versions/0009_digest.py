@@ -2,7 +2,7 @@
 per day across restarts and replicas. A claim not marked posted within a few minutes (its replica
 died) may be taken over.
 
-Revision ID: 0008
+Revision ID: 0009
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from alembic import op
 
 from bot.adapters.state.types import Str, UtcTime
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
