@@ -53,9 +53,16 @@ def test_a_finding_renders_as_slack_shows_it_with_its_buttons(browser, running_d
     labels = [b.text for b in first.find_elements(By.CSS_SELECTOR, ".block.actions button")]
     assert {"Acknowledge", "Mark benign", "Terminate cluster"} <= set(labels)
     assert "btn-danger" in button(first, "esm.terminate_cluster").get_attribute("class")
+    # the finding with its thread open (compact findings keep their details in the thread):
     # mrkdwn is rendered, not shown as markup: bold as <b>, fields in two columns, code as <code>
+    ts = first.get_attribute("data-ts")
+    if running_demo.demo.slack.thread(CHANNEL, ts):
+        click(browser, f'.thread-wrap[data-ts="{ts}"] .thread-toggle')
+        wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, f'.thread-wrap[data-ts="{ts}"] .thread')))
+    first = browser.find_element(By.CSS_SELECTOR, f'.thread-wrap[data-ts="{ts}"]')
     assert first.find_elements(By.CSS_SELECTOR, ".fields .field")
     assert first.find_elements(By.CSS_SELECTOR, ".section-text b, .field b")
+    assert first.find_elements(By.CSS_SELECTOR, "code")
     text = first.text
     for markup in ("*", ":red_circle:", ":large_orange_circle:", "&lt;", "&amp;", "<http"):
         assert markup not in text, f"raw Slack markup {markup!r} shown on the page"
