@@ -114,8 +114,9 @@ async def test_two_replicas_one_killed_mid_storm_post_every_finding_exactly_once
             thread_items[key].append(item_id)
         for parent in parents:
             key = parent["metadata"]["event_payload"]["key"]
-            replies = [int(m["metadata"]["event_payload"]["key"].rsplit(":", 1)[1])
-                       for m in slack.thread(CHANNEL, parent["ts"])]
+            keys = [m["metadata"]["event_payload"]["key"].rsplit(":", 1)[1] for m in slack.thread(CHANNEL, parent["ts"])]
+            assert keys[:1] == ["details"], f"thread of {key}: the details reply first"
+            replies = [int(k) for k in keys[1:]]  # then every outbox item, once each
             assert replies == thread_items[key], f"thread of {key}: once each, in the order written"
         assert sum(map(len, thread_items.values())) >= len(findings)  # every finding had repeats
         assert "another replica is syncing" in "".join(r.log_text() for r in replicas), \
