@@ -20,8 +20,13 @@ async def test_the_digest_is_posted_once_a_day_across_restarts_and_replicas(tmp_
         assert await demo.send_alert() == 202
         await demo.delivered()
         runtime, slack = demo.runtime, demo.slack
-        events_day = datetime.now(timezone.utc)
-        at = DailyAt(0, 0, "UTC")
+        # the demo's events lie within the last hour: read the day in a zone where it is now about
+        # noon, so they all fall on one local day whatever the hour of the run
+        utc_now = datetime.now(timezone.utc)
+        shift = 12 - utc_now.hour  # hours east of UTC; Etc/GMT-N is N hours east
+        zone = "UTC" if shift == 0 else f"Etc/GMT{'-' if shift > 0 else '+'}{abs(shift)}"
+        at = DailyAt(0, 0, zone)
+        events_day = utc_now.astimezone(at.tz())
         next_day = (events_day + timedelta(days=1)).replace(hour=9, minute=0)
         posted_before = len(slack.messages(CHANNEL))
 
@@ -38,7 +43,7 @@ async def test_the_digest_is_posted_once_a_day_across_restarts_and_replicas(tmp_
         digest = slack.message(CHANNEL, ts)
         assert message_problems(digest["blocks"]) == []
         text = blocks_to_text(digest["blocks"])
-        assert f"ESM daily digest for {events_day.date().isoformat()} (UTC)" in text
+        assert f"ESM daily digest for {events_day.date().isoformat()} ({zone})" in text
         assert "Kernel Module Loaded" in text and "0101-090000-ds0002" in text  # by detection and by cluster
         assert "Findings still open* (5)" in text
         [chart] = [b for b in digest["blocks"] if b["type"] == "image"]
