@@ -1,10 +1,11 @@
 """Block Kit of storm incidents (#14): the incident message, the list of its clusters in its
-thread, and the bulk-terminate confirmation modal. Pure functions of domain values; every
+thread, and the confirmation modals of its bulk actions (Terminate all, Quarantine all). Pure functions of domain values; every
 outside value escaped and clipped as in bot.render.blocks.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.core.incidents import ClusterRow, Incident, IncidentSummary
@@ -24,6 +25,9 @@ from bot.render.blocks import (
 OPEN_FINDING = "esm_incident.open"  # the select menu: one member's finding, privately
 TERMINATE_ALL = "esm_incident.terminate_all"  # the responder-only bulk button
 TERMINATE_ALL_CALLBACK = "esm_incident.terminate_all.confirm"  # its confirmation modal
+QUARANTINE_ALL = "esm_incident.quarantine_all"  # the responder-only bulk quarantine (#12's action)
+QUARANTINE_ALL_CALLBACK = "esm_incident.quarantine_all.confirm"
+UNDO_QUARANTINE_ALL = "esm_incident.undo_quarantine_all"  # on Quarantine all's thread note
 METADATA_EVENT = "esm_incident"
 LIST_METADATA_EVENT = "esm_incident_list"
 TOP_ROWS = 10  # clusters in the incident message's table
@@ -43,8 +47,27 @@ def _cell(value: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def incident_message(incident: Incident, summary: IncidentSummary, *, terminate: bool = True
-                     ) -> tuple[str, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class BulkCopy:
+    """The words of one bulk action's button and confirmation modal."""
+
+    button: str  # the incident message's button (action_id)
+    callback_id: str  # its modal
+    verb: str  # "Terminate"
+    title: str  # the modal's title (Slack: at most 24 characters)
+    consequence: str  # what happens to the clusters
+
+
+TERMINATE_COPY = BulkCopy(TERMINATE_ALL, TERMINATE_ALL_CALLBACK, "Terminate", "Terminate clusters",
+                          "Running notebooks and jobs on them stop; each can be started again later.")
+QUARANTINE_COPY = BulkCopy(
+    QUARANTINE_ALL, QUARANTINE_ALL_CALLBACK, "Quarantine", "Quarantine clusters",
+    "Only the quarantine principals and esm-bot keep attach, restart and manage on them; everyone else loses "
+    "access. They keep running, so the evidence stays; Undo in the incident's thread restores each list exactly.")
+
+
+def incident_message(incident: Incident, summary: IncidentSummary, *, terminate: bool = True,
+                     quarantine: bool = False) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) of the incident message; within Slack's limits for any input."""
     d = incident.detection
     emoji = SEVERITY_EMOJI.get(d.severity, ":white_circle:")
@@ -62,6 +85,9 @@ def incident_message(incident: Incident, summary: IncidentSummary, *, terminate:
         elements.append({"type": "static_select", "action_id": OPEN_FINDING, "placeholder": plain(placeholder),
                          "options": options})
     clusters = summary.terminate_count
+    if quarantine and clusters:
+        elements.append({"type": "button", "action_id": QUARANTINE_ALL,
+                         "text": plain(clip(f"Quarantine all {clusters} clusters…", 75)), "value": incident.key})
     if terminate and clusters:
         elements.append({"type": "button", "action_id": TERMINATE_ALL, "style": "danger",
                          "text": plain(clip(f"Terminate all {clusters} clusters…", 75)), "value": incident.key})
@@ -145,12 +171,17 @@ def list_messages(incident: Incident, rows: Sequence[ClusterRow], first: int
 
 def terminate_all_modal(incident: Incident, rows: Sequence[ClusterRow], dry_run: bool) -> dict[str, Any]:
     """The confirmation modal naming every cluster the bulk terminate touches."""
+    return bulk_modal(TERMINATE_COPY, incident, rows, dry_run)
+
+
+def bulk_modal(copy: BulkCopy, incident: Incident, rows: Sequence[ClusterRow], dry_run: bool) -> dict[str, Any]:
+    """The confirmation modal naming every cluster a bulk action touches."""
     lines = [f"• {escape(_cell(_name(r), 60))} `{escape(_cell(r.cluster_id, 60))}` · "
              f"{escape(_cell(r.owner, 60))}" for r in rows]
     sections = _sections(lines)
     shown = sections[:MODAL_SECTIONS]
-    intro = (f"Terminate these *{len(rows)}* clusters affected by *{escape(incident.detection.name)}*? "
-             "Running notebooks and jobs on them stop; each can be started again later.")
+    intro = (f"{copy.verb} these *{len(rows)}* clusters affected by *{escape(incident.detection.name)}*? "
+             f"{copy.consequence}")
     if dry_run:
         intro += "\n_Dry run (ESM_DRY_RUN is on): nothing will be changed._"
     blocks = [section(intro), *(section(s) for s in shown)]
@@ -158,8 +189,8 @@ def terminate_all_modal(incident: Incident, rows: Sequence[ClusterRow], dry_run:
         blocks.append(context([mrkdwn(f"…the list goes on in the incident's thread "
                                       f"({len(rows)} clusters in all).")]))
     return {
-        "type": "modal", "callback_id": TERMINATE_ALL_CALLBACK, "private_metadata": incident.key,
-        "title": plain("Terminate clusters"), "submit": plain("Terminate all"), "close": plain("Cancel"),
+        "type": "modal", "callback_id": copy.callback_id, "private_metadata": incident.key,
+        "title": plain(copy.title), "submit": plain(f"{copy.verb} all"), "close": plain("Cancel"),
         "blocks": blocks,
     }
 

@@ -29,6 +29,7 @@ from bot.render import blocks, incident as incident_render
 from bot.core.actions import ActionSpec
 from bot.core.events import parse_audit_row
 from bot.core.findings import Finding
+from bot.core.ids import ActionId
 from bot.core.degraded import SLACK, STATE_STORE, Degradation
 from bot.core.ports import Chat, ChatError, OutboxQueue, StoreError
 
@@ -47,7 +48,8 @@ class OutboxSettings:
     post_interval: float = 1.0  # Slack allows about one message per second per channel
     actions: tuple[ActionSpec, ...] = ()  # the buttons every finding message carries
     style: blocks.MessageStyle = "compact"  # compact parent + details reply, or one full message
-    incident_terminate: bool = True  # incident messages carry "Terminate all N clusters…"
+    incident_terminate: bool = True  # incident messages carry "Terminate all N clusters…" (and
+    # "Quarantine all N clusters…" when the findings offer Quarantine cluster: ESM_QUARANTINE_PRINCIPALS)
 
 
 class _Paced(Exception):
@@ -376,7 +378,9 @@ class OutboxWorker:
         summary = await self.store.incident_summary(incident.key)
         if summary is None:
             raise ChatError(f"incident {incident.key} has no members", permanent=True)
-        text, body = incident_render.incident_message(incident, summary, terminate=self.settings.incident_terminate)
+        quarantine = any(spec.id == ActionId.QUARANTINE_CLUSTER for spec in self.settings.actions)
+        text, body = incident_render.incident_message(incident, summary, terminate=self.settings.incident_terminate,
+                                                      quarantine=quarantine)
         metadata = {"event_type": incident_render.METADATA_EVENT,
                     "event_payload": {"key": incident.key, "events": summary.events, "findings": summary.findings}}
         return text, body, metadata
@@ -453,7 +457,7 @@ class OutboxWorker:
             return
         self._pace(incident.channel)
         await self.store.outbox_attempt(item.id)
-        text, body = blocks.note_message(item.payload.text)
+        text, body = blocks.note_message(item.payload.text, item.payload.button)
         metadata = {"event_type": THREAD_METADATA_EVENT, "event_payload": {"key": key}}
         await self.chat.post(incident.channel, text, body, thread_ts=incident.ts, metadata=metadata)
         await self.store.outbox_sent(item.id)

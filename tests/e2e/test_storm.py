@@ -171,12 +171,17 @@ async def test_the_menu_opens_one_clusters_finding_privately_with_its_buttons(ma
     assert "esm.terminate_cluster" in buttons and "esm.acknowledge" in buttons
 
 
-async def click_terminate_all(bot: Bot, message: dict[str, Any], user: str) -> tuple[str, str]:
+async def click_terminate_all(bot: Bot, message: dict[str, Any], user: str,
+                              action_id: str = "esm_incident.terminate_all") -> tuple[str, str]:
+    """Click a button of the incident message (or of a note in its thread) as Slack would."""
     current = bot.slack.message(CHANNEL, message["ts"]) or message
-    button = element(current, "esm_incident.terminate_all")
+    if element(current, action_id) is None:
+        current = message  # a forged message: the button is not on Slack's
+    button = element(current, action_id)
+    assert button is not None, f"no {action_id} button on that message"
     response_url = bot.slack.new_response_url(CHANNEL, message["ts"])
     trigger = bot.slack.trigger_id()
-    payload = block_actions_payload(action_id="esm_incident.terminate_all", value=button["value"], user_id=user,
+    payload = block_actions_payload(action_id=action_id, value=button["value"], user_id=user,
                                     channel_id=CHANNEL, message=current, response_url=response_url,
                                     trigger_id=trigger, block_id="incident_actions")
     status, _ = await bot.slack_request(payload_body(payload))
@@ -193,9 +198,9 @@ async def wait_for(condition: Any, timeout: float = 15.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-async def submit(bot: Bot, key: str, user: str = RESPONDER, view_id: str = "V00000001") -> None:
-    body = view_submission_body(callback_id="esm_incident.terminate_all.confirm", private_metadata=key, user_id=user,
-                                view_id=view_id)
+async def submit(bot: Bot, key: str, user: str = RESPONDER, view_id: str = "V00000001",
+                 callback_id: str = "esm_incident.terminate_all.confirm") -> None:
+    body = view_submission_body(callback_id=callback_id, private_metadata=key, user_id=user, view_id=view_id)
     status, _ = await bot.slack_request(body)
     assert status == 200
 
@@ -285,3 +290,125 @@ async def test_a_storm_pages_on_call_once_per_incident_not_once_per_finding(make
         assert len(paged()) == 2
         assert [e["event_action"] for e in pager.events] == ["trigger", "trigger"], pager.events
         assert len({e["dedup_key"] for e in pager.events}) == 2
+
+
+QUARANTINE_ALL, QUARANTINE_CONFIRM = "esm_incident.quarantine_all", "esm_incident.quarantine_all.confirm"
+UNDO_ALL = "esm_incident.undo_quarantine_all"
+
+
+def acl_puts(dbx: Any) -> list[str]:
+    return [c.path.rsplit("/", 1)[-1] for c in dbx.calls if c.path.startswith("/api/2.0/permissions/clusters/")
+            and c.method in ("PUT", "PATCH")]
+
+
+def direct(acl: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(next(e[k] for k in ("user_name", "group_name", "service_principal_name") if e.get(k)),
+             p["permission_level"]) for e in acl for p in e["all_permissions"] if not p["inherited"]}
+
+
+def canonical(acl: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps(entry, sort_keys=True) for entry in acl)
+
+
+def thread_of(bot: Bot, message: dict[str, Any]) -> str:
+    return "\n".join(blocks_to_text(r.get("blocks") or []) for r in bot.replies(message))
+
+
+@pytest.fixture
+def quarantinable(storm_dbx):
+    """Every storm cluster shared with a data team (and one with a named user), a security team to keep them."""
+    storm_dbx.groups.update({"security-team", "data-team"})
+    storm_dbx.add_user("carol@example.com")
+    for n in range(CLUSTERS):
+        storm_dbx.grant(cluster(n), "CAN_ATTACH_TO", group="data-team")
+    storm_dbx.grant(cluster(3), "CAN_RESTART", user="carol@example.com")
+    return storm_dbx
+
+
+async def test_quarantine_all_contains_every_cluster_once_and_its_undo_restores_each_acl_exactly(
+        make_bot, quarantinable):
+    dbx = quarantinable
+    bot = await make_bot(ESM_QUARANTINE_PRINCIPALS="group:security-team")
+    [message, *_] = await storm(bot)
+    before = {n: dbx.acl(cluster(n)) for n in range(CLUSTERS)}
+    incident_buttons = [e["action_id"] for b in bot.slack.message(CHANNEL, message["ts"])["blocks"]
+                        if b["type"] == "actions" for e in b["elements"]]
+    assert incident_buttons.index(QUARANTINE_ALL) < incident_buttons.index("esm_incident.terminate_all")
+
+    views_before = len(bot.slack.views)
+    _, key = await click_terminate_all(bot, message, RESPONDER, QUARANTINE_ALL)
+    await wait_for(lambda: len(bot.slack.views) > views_before)
+    listed = blocks_to_text(bot.slack.views[-1]["blocks"])
+    assert all(cluster(n) in listed for n in range(CLUSTERS)) and "keep running" in listed
+    assert acl_puts(dbx) == []  # nothing changes before the confirmation
+
+    # a double submission quarantines each cluster once
+    await asyncio.gather(submit(bot, key, callback_id=QUARANTINE_CONFIRM),
+                         submit(bot, key, view_id="V00000002", callback_id=QUARANTINE_CONFIRM))
+    await wait_for(lambda: "ran Quarantine all" in thread_of(bot, message), timeout=30)
+    await bot.settle()
+    assert sorted(acl_puts(dbx)) == sorted(cluster(n) for n in range(CLUSTERS))
+    for n in range(CLUSTERS):
+        assert direct(dbx.acl(cluster(n))) == {("security-team", "CAN_MANAGE"), (dbx.user_name, "CAN_MANAGE")}
+        assert f"{cluster(n)}): quarantined" in thread_of(bot, message)
+    assert deletes(dbx) == []  # they keep running: the evidence stays
+    audit = [a["outcome"] for a in await bot.runtime.store.actions_for(key) if a["action"] == "esm.quarantine_all"]
+    assert audit.count("done") == 1 and "already" in audit
+    for finding in await bot.runtime.store.incident_members(key):  # each cluster's own audit record
+        assert [a["outcome"] for a in await bot.runtime.store.actions_for(finding.key)] == ["done"]
+
+    # the undo in the thread: an outsider is refused with no call; a responder restores every list
+    note = next(r for r in bot.replies(message) if element(r, UNDO_ALL) is not None)
+    puts = len(acl_puts(dbx))
+    refused_url, _ = await click_terminate_all(bot, note, OUTSIDER, UNDO_ALL)
+    [refused] = await bot.answers(refused_url)
+    assert refused["text"].startswith("Refused") and len(acl_puts(dbx)) == puts
+    dbx.grant(cluster(5), "CAN_ATTACH_TO", user="carol@example.com")  # by hand, while quarantined
+    await click_terminate_all(bot, note, RESPONDER, UNDO_ALL)
+    await wait_for(lambda: "ran Undo quarantine of all" in thread_of(bot, message), timeout=30)
+    await bot.settle()
+    for n in range(CLUSTERS):
+        assert canonical(dbx.acl(cluster(n))) == canonical(before[n]), f"cluster {n}: the list read back differs"
+    thread = thread_of(bot, message)
+    assert thread.count("): access restored") == CLUSTERS
+    assert "added user carol@example.com CAN_ATTACH_TO" in thread  # what changed meanwhile is said
+
+    # undone, the incident may be quarantined again
+    views_before = len(bot.slack.views)
+    await click_terminate_all(bot, message, RESPONDER, QUARANTINE_ALL)
+    await wait_for(lambda: len(bot.slack.views) > views_before)
+
+
+async def test_quarantine_all_in_dry_run_changes_no_acl(make_bot, quarantinable):
+    bot = await make_bot(ESM_QUARANTINE_PRINCIPALS="group:security-team", ESM_DRY_RUN="true")
+    [message, *_] = await storm(bot)
+    _, key = await click_terminate_all(bot, message, RESPONDER, QUARANTINE_ALL)
+    await wait_for(lambda: bool(bot.slack.views))
+    await submit(bot, key, callback_id=QUARANTINE_CONFIRM)
+    await wait_for(lambda: "ran Quarantine all" in thread_of(bot, message), timeout=30)
+    await bot.settle()
+    assert acl_puts(quarantinable) == []
+    thread = thread_of(bot, message)
+    assert thread.count("): dry run — Dry run: would replace the ACL of cluster") == CLUSTERS
+    assert all(element(r, UNDO_ALL) is None for r in bot.replies(message))  # nothing to undo
+
+
+async def test_quarantine_all_is_offered_only_with_quarantine_principals(make_bot, quarantinable):
+    bot = await make_bot()  # ESM_QUARANTINE_PRINCIPALS unset: no one would be left to investigate
+    [message, *_] = await storm(bot)
+    current = bot.slack.message(CHANNEL, message["ts"])
+    assert element(current, QUARANTINE_ALL) is None
+    # a forged click and a forged submission are refused, no modal, no ACL call
+    forged = json.loads(json.dumps(current))
+    [actions] = [b for b in forged["blocks"] if b["type"] == "actions"]
+    key = element(current, "esm_incident.terminate_all")["value"]
+    actions["elements"].append({"type": "button", "action_id": QUARANTINE_ALL, "value": key,
+                                "text": {"type": "plain_text", "text": "Quarantine all"}})
+    views_before = len(bot.slack.views)
+    response_url, _ = await click_terminate_all(bot, forged, RESPONDER, QUARANTINE_ALL)
+    [answer] = await bot.answers(response_url)
+    assert "not offered here" in answer["text"]
+    await submit(bot, key, callback_id=QUARANTINE_CONFIRM)
+    await wait_for(lambda: any("not offered here" in e.get("text", "") for e in bot.slack.ephemerals(CHANNEL)))
+    assert len(bot.slack.views) == views_before and acl_puts(quarantinable) == []
+    assert "ran Quarantine all" not in thread_of(bot, message)

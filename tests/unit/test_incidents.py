@@ -8,7 +8,14 @@ from bot.core.events import parse_audit_row
 from bot.core.findings import ClusterContext, Context, Detection, Finding, FindingStatus, Severity
 from bot.core.incidents import Incident, incident_key, is_incident_key, storming, summarise
 from bot.render.blocks import limit_violations
-from bot.render.incident import MAX_OPTIONS, incident_message, list_messages, terminate_all_modal
+from bot.render.incident import (
+    MAX_OPTIONS,
+    QUARANTINE_COPY,
+    bulk_modal,
+    incident_message,
+    list_messages,
+    terminate_all_modal,
+)
 from emulators.block_kit import message_problems, view_problems
 
 T0 = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
@@ -97,3 +104,16 @@ def test_the_confirmation_names_every_cluster_and_says_dry_run():
     assert view_problems(view) == [] and view["private_metadata"] == INCIDENT.key
     body = str(view["blocks"])
     assert all(f"c-{n}" in body for n in range(40)) and "Dry run" in body
+
+
+def test_quarantine_all_is_offered_before_terminate_when_quarantine_is_enabled_and_its_modal_fits():
+    summary = summarise([member(n, name="<@U0VICTIM> " + "x" * 300) for n in range(1000)])
+    text, blocks = incident_message(INCIDENT, summary, quarantine=True)
+    assert limit_violations(blocks, text) == [] and message_problems(blocks) == []
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [e["text"]["text"] for e in actions["elements"][1:]] == ["Quarantine all 1000 clusters…",
+                                                                  "Terminate all 1000 clusters…"]
+    view = bulk_modal(QUARANTINE_COPY, INCIDENT, summary.terminable, dry_run=False)
+    assert view_problems(view) == [] and view["callback_id"] == "esm_incident.quarantine_all.confirm"
+    assert "<@U0VICTIM>" not in str(view) and "c-999" in str(view["blocks"])
+    assert view["submit"]["text"] == "Quarantine all"
