@@ -31,6 +31,7 @@ from handlers.actions._bulk import BulkAction
 from handlers.actions.quarantine_all import INCIDENT_ACTION as QUARANTINE_ALL_ACTION
 from handlers.actions.terminate_all import INCIDENT_ACTION as TERMINATE_ALL_ACTION
 from handlers.actions.undo_quarantine_all import INCIDENT_ACTION as UNDO_ALL
+from handlers.interactions import retire_undo
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     @app.action(UNDO_QUARANTINE_ALL)
     async def on_undo_all(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         await ack()  # Slack's confirm dialog asked first; the outcomes go into the thread
-        await run_bulk(runtime, UNDO_ALL, _user(body), str(action.get("value") or ""), client, respond)
+        ran = await run_bulk(runtime, UNDO_ALL, _user(body), str(action.get("value") or ""), client, respond)
+        if ran and all(o.status in (OutcomeStatus.DONE, OutcomeStatus.ALREADY) for o in ran):
+            await retire_undo(client, body, _user(body))  # nothing left quarantined: the button goes
 
 
 def _register_confirmed(app: AsyncApp, runtime: Runtime, bulk: BulkAction, copy: BulkCopy) -> None:
@@ -172,21 +175,22 @@ async def open_bulk(runtime: Runtime, bulk: BulkAction, copy: BulkCopy, user_id:
 
 
 async def run_bulk(runtime: Runtime, bulk: BulkAction, user_id: str, key: str, client: AsyncWebClient,
-                   respond: Any = None) -> list[Outcome]:
+                   respond: Any = None) -> list[Outcome] | None:
     """The confirmed bulk action: authorised again (the form may be forged), once per incident,
-    each cluster through the dispatcher's checks; the outcomes go into the incident's thread."""
+    each cluster through the dispatcher's checks; the outcomes go into the incident's thread.
+    Each cluster's outcome, or None when it did not run (refused, or running or done already)."""
     dispatcher, store = runtime.dispatcher, runtime.store
     incident = await _incident(runtime, key)
     interaction = IncidentInteraction(user_id, client, incident.channel if incident else None, respond)
     refusal = await _refused(runtime, bulk, user_id, key) or _not_offered(runtime, bulk)
     if refusal is not None or incident is None:
         await interaction.reply_private(refusal or "This incident is no longer known to esm-bot.")
-        return []
+        return None
     if not await store.claim_action(key, bulk.id, user_id):
         text = f"{bulk.name} is already running or done for this incident."
         await store.record_action(key, bulk.id, user_id, OutcomeStatus.ALREADY.value, text, dry_run=dispatcher.dry_run)
         await interaction.reply_private(text)
-        return []
+        return None
     members = {f.key: f for f in await store.incident_members(key)}
     rows = await bulk.targets(summarise(list(members.values())), store)
     done: list[tuple[ClusterRow, Outcome]] = []

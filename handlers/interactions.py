@@ -11,6 +11,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.actions import OutcomeStatus
 from bot.services.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -65,4 +66,25 @@ def register(app: AsyncApp, dispatcher: Dispatcher) -> None:
             client=client,
             trigger_id=body.get("trigger_id"),
         )
-        await dispatcher.click(str(action.get("action_id") or ""), action.get("value"), interaction)
+        action_id = str(action.get("action_id") or "")
+        outcome = await dispatcher.click(action_id, action.get("value"), interaction)
+        known = dispatcher.actions.get(action_id)
+        if known is not None and known.spec.undoes is not None and outcome.status is OutcomeStatus.DONE:
+            await retire_undo(client, body, interaction.user_id)  # the state it restores no longer applies
+
+
+async def retire_undo(client: AsyncWebClient, body: dict[str, Any], user_id: str) -> None:
+    """Take the undo button off the thread note it was on, once done: an undo is offered only
+    while the state it restores still applies. The note's text stays,
+    with who undid it. Best effort: a stale button is refused anyway."""
+    message = body.get("message") or {}
+    channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
+    ts = str((body.get("container") or {}).get("message_ts") or message.get("ts") or "")
+    if not channel or not ts or not isinstance(message.get("blocks"), list):
+        return
+    kept = [b for b in message["blocks"] if isinstance(b, dict) and b.get("type") != "actions"]
+    kept.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Undone by <@{user_id}>."}]})
+    try:
+        await client.chat_update(channel=channel, ts=ts, text=str(message.get("text") or "Undone"), blocks=kept)
+    except SlackApiError as exc:
+        log.warning("undo button left on %s in %s: %s", ts, channel, exc.response.get("error"))

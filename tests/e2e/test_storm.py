@@ -372,6 +372,8 @@ async def test_quarantine_all_contains_every_cluster_once_and_its_undo_restores_
     thread = thread_of(bot, message)
     assert thread.count("): access restored") == CLUSTERS
     assert "added user carol@example.com CAN_ATTACH_TO" in thread  # what changed meanwhile is said
+    await wait_for(lambda: element(bot.slack.message(CHANNEL, note["ts"]), UNDO_ALL) is None)  # offered no more
+    assert "Undone by" in blocks_to_text(bot.slack.message(CHANNEL, note["ts"])["blocks"])
 
     # undone, the incident may be quarantined again
     views_before = len(bot.slack.views)
